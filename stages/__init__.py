@@ -1,0 +1,1 @@
+"""ST / ST++ stage command-line programs (``python -m stages.<name>``)."""
