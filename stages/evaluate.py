@@ -1,0 +1,70 @@
+"""Evaluate a model on a labeled list (stage 8): mIoU, per-class IoU, pixel accuracy.
+
+    python -m stages.evaluate --model model.pt --list val.txt --num-classes C \\
+        [--class-names a b ...] [--ignore-labels 11] --out metrics.json [--window 321]
+
+One confusion matrix over the whole list; ground-truth pixels outside [0, C) are skipped;
+IoU_c = TP / (TP + FP + FN) and mIoU is the nan-mean over classes. Whole image, single scale by
+default (the reference code); ``--window`` turns on sliding-window inference (stride 2/3 of it).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .seg import cli
+from .seg.data import EvalDataset, read_split_list
+from .seg.inference import accumulate_confusion
+from .seg.io import load_model, resolve_device, write_json
+from .seg.metrics import iou_per_class, mean_iou, pixel_accuracy
+
+log = logging.getLogger("stpp")
+
+
+def build_parser():
+    p = cli.parser(__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="model checkpoint")
+    p.add_argument("--list", required=True, help="split list with ground-truth masks")
+    p.add_argument("--out", required=True, help="metrics.json to write")
+    p.add_argument("--class-names", nargs="*", default=None, help="one name per class (default: 0..C-1)")
+    p.add_argument("--window", type=int, default=None, help="sliding-window size (none: whole image)")
+    p.add_argument("--stride", type=int, default=None, help="sliding-window stride (default: 2/3 of the window)")
+    cli.add_data_args(p)
+    cli.add_runtime_args(p)
+    p.set_defaults(batch_size=1)
+    return p
+
+
+def metrics_from_confusion(cm, class_names) -> dict:
+    iou = iou_per_class(cm)
+    return {
+        "miou": mean_iou(cm),
+        "pixel_accuracy": pixel_accuracy(cm),
+        "iou": {name: (None if v != v else float(v)) for name, v in zip(class_names, iou)},  # NaN -> null
+        "class_names": list(class_names),
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def evaluate(args) -> None:
+    names = args.class_names or [str(c) for c in range(args.num_classes)]
+    if len(names) != args.num_classes:
+        raise ValueError(f"--class-names has {len(names)} names for {args.num_classes} classes")
+    device = resolve_device(args.device)
+    model = load_model(args.model, device)
+    dataset = EvalDataset(args.data_root, read_split_list(args.list, need_masks=True), args.num_classes,
+                          args.ignore_labels)
+    log.info("evaluating %s on %d images of %s", args.model, len(dataset), args.list)
+    cm = accumulate_confusion(model, dataset, args.num_classes, args.batch_size, args.workers, device,
+                              args.window, args.stride)
+    metrics = {"model": str(args.model), "list": str(args.list), **metrics_from_confusion(cm, names)}
+    write_json(args.out, metrics)
+    log.info("mIoU %.4f, pixel accuracy %.4f -> %s", metrics["miou"], metrics["pixel_accuracy"], args.out)
+
+
+def main(argv=None) -> None:
+    cli.run(evaluate, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Pseudo-label images with a trained model and test-time augmentation (ALGORITHM.md, stage 2).
+
+    python -m stages.label --model teacher/model.pt --list unlabeled.txt --out pseudo_masks.h5 \\
+        [--scales 0.5 0.75 1.0 1.5 2.0] [--flip] [--shard i --num-shards n]
+
+Hard argmax of the summed softmax maps, no confidence threshold, no ignore pixels. Writes an
+HDF5 mask store (one compressed uint8 dataset per image id) whose attributes name the model
+file and the TTA settings. ``--shard i --num-shards n`` labels every n-th image starting at the
+i-th, so a cluster can split the list; ``stages.merge_masks`` joins the shards.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .seg import cli
+from .seg.data import ImageDataset, read_split_list
+from .seg.inference import batches_by_size, predict
+from .seg.io import load_model, resolve_device
+from .seg.maskstore import MaskStoreWriter
+
+log = logging.getLogger("stpp")
+
+
+def build_parser():
+    p = cli.parser(__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="model checkpoint (model.pt)")
+    p.add_argument("--list", required=True, help="split list of the images to label")
+    p.add_argument("--out", required=True, help="HDF5 mask store to write")
+    p.add_argument("--shard", type=int, default=0, help="which shard of the list, 0-based")
+    p.add_argument("--num-shards", type=int, default=1)
+    cli.add_data_args(p, labels=False)
+    cli.add_tta_args(p, default_on=True)
+    cli.add_runtime_args(p)
+    return p
+
+
+def label(args) -> None:
+    if not 0 <= args.shard < args.num_shards:
+        raise ValueError(f"--shard must be in [0, {args.num_shards}), got {args.shard}")
+    device = resolve_device(args.device)
+    model = load_model(args.model, device)
+    samples = read_split_list(args.list)[args.shard :: args.num_shards]
+    tta = cli.tta_settings(args)
+    log.info("labeling %d images of %s (shard %d/%d) with %s, TTA %s", len(samples), args.list, args.shard,
+             args.num_shards, args.model, tta)
+    attrs = {"model": str(args.model), "list": str(args.list), "tta_scales": tta["scales"], "tta_flip": tta["flip"],
+             "shard": args.shard, "num_shards": args.num_shards}
+    with MaskStoreWriter(args.out, attrs) as store:
+        for ids, images, _ in batches_by_size(ImageDataset(args.data_root, samples), args.batch_size, args.workers,
+                                              device, "labeled"):
+            for image_id, mask in zip(ids, predict(model, images, **tta).cpu().numpy()):
+                store.write(image_id, mask)
+    log.info("wrote %s", args.out)
+
+
+def main(argv=None) -> None:
+    cli.run(label, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Command-line arguments that several stages share, declared once."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable, Sequence
+
+from .inference import DEFAULT_TTA_SCALES
+from .io import set_num_threads, setup_logging
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def add_data_args(p: argparse.ArgumentParser, labels: bool = True) -> None:
+    p.add_argument("--data-root", default=".", help="folder the split-list paths are relative to")
+    if labels:
+        p.add_argument("--num-classes", type=int, required=True, help="number of classes C")
+        p.add_argument(
+            "--ignore-labels", type=int, nargs="*", default=[],
+            help="mask values to ignore (mapped to 255), e.g. 11 for CamVid's void",
+        )
+
+
+def add_runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (the job's threads)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def add_tta_args(p: argparse.ArgumentParser, default_on: bool) -> None:
+    p.add_argument(
+        "--tta", action=argparse.BooleanOptionalAction, default=default_on,
+        help="test-time augmentation over --scales (and --flip)",
+    )
+    p.add_argument("--scales", type=float, nargs="+", default=list(DEFAULT_TTA_SCALES), help="TTA input scales")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help="TTA horizontal flip")
+
+
+def tta_settings(args: argparse.Namespace) -> dict:
+    """The TTA actually applied, for mask-store attributes and ``predict``."""
+    if not args.tta:
+        return {"scales": None, "flip": False}
+    return {"scales": list(args.scales), "flip": bool(args.flip)}
+
+
+def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
+    """Parse, set up logging and threads, run."""
+    args = p.parse_args(argv)
+    setup_logging(getattr(args, "verbose", False))
+    set_num_threads(getattr(args, "threads", None))
+    main(args)

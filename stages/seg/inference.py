@@ -1,0 +1,144 @@
+"""Prediction: whole image, test-time augmentation, sliding window, and size-grouped batching."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from .transforms import normalize
+
+log = logging.getLogger("stpp")
+
+DEFAULT_TTA_SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+@torch.inference_mode()
+def tta_probabilities(
+    model: torch.nn.Module, images: torch.Tensor, scales: Sequence[float] = DEFAULT_TTA_SCALES, flip: bool = True
+) -> torch.Tensor:
+    """Sum of softmax maps over scales (x flip), each resized back to the input size.
+
+    ``images`` are normalised floats (N, 3, H, W). The input is resized bilinearly for each
+    scale; a flipped pass is flipped back before it is added (ALGORITHM.md, stage 2).
+    """
+    h, w = images.shape[-2:]
+    total = None
+    for scale in scales:
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        x = images if size == (h, w) else F.interpolate(images, size, mode="bilinear", align_corners=False)
+        for flipped in (False, True) if flip else (False,):
+            xi = x.flip(-1) if flipped else x
+            probs = model(xi).softmax(1)
+            if flipped:
+                probs = probs.flip(-1)
+            if probs.shape[-2:] != (h, w):
+                probs = F.interpolate(probs, (h, w), mode="bilinear", align_corners=False)
+            total = probs if total is None else total + probs
+    return total
+
+
+@torch.inference_mode()
+def sliding_window_logits(model: torch.nn.Module, images: torch.Tensor, window: int, stride: int) -> torch.Tensor:
+    """Average logits of ``window`` x ``window`` tiles at ``stride``; small images are padded."""
+    n, _, h, w = images.shape
+    ph, pw = max(window - h, 0), max(window - w, 0)
+    x = F.pad(images, (0, pw, 0, ph))  # zero = the mean colour after normalisation
+    H, W = x.shape[-2:]
+    tops = list(range(0, H - window + 1, stride)) or [0]
+    lefts = list(range(0, W - window + 1, stride)) or [0]
+    if tops[-1] + window < H:
+        tops.append(H - window)
+    if lefts[-1] + window < W:
+        lefts.append(W - window)
+    out, count = None, torch.zeros((1, 1, H, W), device=images.device)
+    for t in tops:
+        for l in lefts:
+            logits = model(x[..., t : t + window, l : l + window])
+            if out is None:
+                out = torch.zeros((n, logits.shape[1], H, W), device=images.device, dtype=logits.dtype)
+            out[..., t : t + window, l : l + window] += logits
+            count[..., t : t + window, l : l + window] += 1
+    return (out / count)[..., :h, :w]
+
+
+def predict(
+    model: torch.nn.Module,
+    images_uint8: torch.Tensor,
+    scales: Sequence[float] | None = None,
+    flip: bool = False,
+    window: int | None = None,
+    stride: int | None = None,
+) -> torch.Tensor:
+    """Hard masks (N, H, W) uint8 for uint8 images: plain, TTA (``scales``) or sliding window."""
+    x = normalize(images_uint8)
+    with torch.inference_mode():
+        if window:
+            scores = sliding_window_logits(model, x, window, stride or max(1, window * 2 // 3))
+        elif scales is not None:
+            scores = tta_probabilities(model, x, scales, flip)
+        else:
+            scores = model(x)
+    return scores.argmax(1).to(torch.uint8)
+
+
+def batches_by_size(
+    dataset: Dataset, batch_size: int, num_workers: int = 0, device: torch.device | str = "cpu", what: str = "images"
+) -> Iterator[tuple[list[str], torch.Tensor, list]]:
+    """Yield ``(ids, uint8 images on device, extras)``, grouping consecutive images of one size.
+
+    Images stream from a DataLoader (decoding in workers); only one batch is held at a time.
+    ``extras`` collects any further fields of each item (ground-truth masks for evaluation).
+    Logs progress about every 10% of the list.
+    """
+    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers)
+    total, done, start = len(dataset), 0, time.time()
+    every = max(1, total // 10)
+    ids: list[str] = []
+    imgs: list[torch.Tensor] = []
+    extras: list = []
+
+    def flush():
+        nonlocal done
+        batch = torch.stack(imgs).to(device)
+        out = (list(ids), batch, list(extras))
+        before, done = done, done + len(ids)
+        if done // every != before // every or done == total:
+            rate = done / max(time.time() - start, 1e-9)
+            log.info("%d/%d %s (%.2f images/s)", done, total, what, rate)
+        ids.clear(), imgs.clear(), extras.clear()
+        return out
+
+    for item in loader:
+        image_id, image, *rest = item
+        if imgs and (image.shape != imgs[0].shape or len(imgs) == batch_size):
+            yield flush()
+        ids.append(image_id)
+        imgs.append(image)
+        extras.append(rest[0] if len(rest) == 1 else tuple(rest))
+    if imgs:
+        yield flush()
+
+
+def accumulate_confusion(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    num_classes: int,
+    batch_size: int = 1,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+    window: int | None = None,
+    stride: int | None = None,
+) -> torch.Tensor:
+    """One confusion matrix over a whole evaluation set of ``(id, image, mask)`` items."""
+    from .metrics import confusion_matrix
+
+    cm = torch.zeros((num_classes, num_classes), dtype=torch.int64)
+    for _, images, masks in batches_by_size(dataset, batch_size, num_workers, device, "evaluated"):
+        pred = predict(model, images, window=window, stride=stride).cpu()
+        cm += confusion_matrix(pred, torch.stack(masks), num_classes)
+    return cm

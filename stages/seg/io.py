@@ -1,0 +1,111 @@
+"""File I/O shared by every stage: atomic writes, checkpoints, logging, device choice.
+
+Every stage output goes through :func:`atomic_path`, so a crash (or a killed cluster job)
+never leaves a half-written file under its final name: Snakemake then sees the output as
+missing and re-runs the job instead of feeding a truncated file downstream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+log = logging.getLogger("stpp")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_torch(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load`` with ``weights_only=True`` and an error that names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: say which one and what to do
+        raise ValueError(
+            f"cannot read {what} {path}: {err}. Delete it and re-run the job that makes it."
+        ) from err
+
+
+# A checkpoint is a plain dict of tensors and primitives so that it loads with
+# weights_only=True: the model's state dict plus what is needed to rebuild the model.
+MODEL_KEYS = ("arch", "backbone", "num_classes", "output_stride")
+
+
+def save_model(path: str | os.PathLike, model: torch.nn.Module, spec: dict, **extra: Any) -> None:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_torch({"model": state, **{k: spec[k] for k in MODEL_KEYS}, **extra}, path)
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """Rebuild a model from a checkpoint written by :func:`save_model`, in eval mode."""
+    from .models import build_model
+
+    ckpt = load_torch(path, "model checkpoint")
+    missing = [k for k in ("model", *MODEL_KEYS) if k not in ckpt]
+    if missing:
+        raise ValueError(f"{path} is not an stpp model checkpoint (missing {missing})")
+    model = build_model(**{k: ckpt[k] for k in MODEL_KEYS})
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is visible; use 'auto' or 'cpu'")
+    return device
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Timestamped progress lines on stderr; Snakemake rules redirect them to ``log:``."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def set_num_threads(threads: int | None) -> None:
+    """Respect the job's ``threads:`` so parallel Snakemake jobs do not oversubscribe cores."""
+    if threads:
+        torch.set_num_threads(threads)

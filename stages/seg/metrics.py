@@ -1,0 +1,53 @@
+"""Confusion matrices, IoU and the ST++ stability score (ALGORITHM.md, stages 3 and 8)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(C, C) int64 matrix, rows = target, columns = prediction.
+
+    Pixels whose target is outside [0, C) (the ignore index 255 among them) are skipped.
+    """
+    pred, target = torch.as_tensor(pred).reshape(-1).long(), torch.as_tensor(target).reshape(-1).long()
+    keep = (target >= 0) & (target < num_classes)
+    idx = target[keep] * num_classes + pred[keep]
+    return torch.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def iou_per_class(cm: torch.Tensor | np.ndarray) -> np.ndarray:
+    """IoU_c = TP / (TP + FP + FN); NaN for a class absent from both target and prediction."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / union, np.nan)
+
+
+def mean_iou(cm: torch.Tensor | np.ndarray) -> float:
+    """NaN-mean of :func:`iou_per_class`: absent classes are left out, one-sided ones count 0."""
+    iou = iou_per_class(cm)
+    return float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
+
+
+def pixel_accuracy(cm: torch.Tensor | np.ndarray) -> float:
+    cm = np.asarray(cm, dtype=np.float64)
+    total = cm.sum()
+    return float(np.trace(cm) / total) if total else float("nan")
+
+
+def stability_score(masks: Sequence[torch.Tensor], num_classes: int) -> tuple[float, list[float]]:
+    """ST++ score of one image from the masks of checkpoints 1..K (the last is the reference).
+
+    s = sum over j < K of meanIoU(M_j, M_K). The reference code averages instead; the ranking,
+    which is all the split uses, is the same. Returns the score and the K-1 per-checkpoint mIoUs.
+    """
+    if len(masks) < 2:
+        raise ValueError("the stability score needs the masks of at least 2 checkpoints")
+    last = masks[-1]
+    ious = [mean_iou(confusion_matrix(m, last, num_classes)) for m in masks[:-1]]
+    return float(sum(ious)), ious

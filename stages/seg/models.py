@@ -1,0 +1,290 @@
+"""Segmentation models: DeepLabV3+, PSPNet and DeepLabV2 on a dilated torchvision ResNet trunk.
+
+Layout (see ALGORITHM.md, "Models")
+-----------------------------------
+Every model is a :class:`SegModel` with two children, ``backbone`` (the ResNet trunk, conv1 ..
+layer4, torchvision parameter names so an ImageNet state dict loads as is) and ``head``
+(everything else), so that :func:`param_groups` can give the head its own learning rate.
+``forward(x)`` maps an ``N x 3 x H x W`` float tensor to ``N x num_classes x H x W`` logits for
+any ``H, W`` (also sizes not divisible by 8).
+
+Choices made here
+-----------------
+* Output stride 8 = layer3 dilation 2 and layer4 dilation 4 (torchvision's
+  ``replace_stride_with_dilation=[False, True, True]``); 16 = ``[False, False, True]``.
+  ResNet-18's ``BasicBlock`` refuses dilation, so it is built with strides and then converted in
+  place, mirroring what torchvision does for ``Bottleneck``: the first block of a dilated layer
+  loses its stride (3x3 conv and 1x1 downsample) and its first 3x3 conv keeps the dilation of
+  the previous layer; every other 3x3 conv of the layer gets the new dilation
+  (padding = dilation). Parameter shapes and names do not change.
+* Bilinear resizing uses ``align_corners=False`` everywhere (:data:`ALIGN_CORNERS`; torchvision's
+  convention). The ST++ reference code uses ``True``; the difference is sub-pixel.
+* Head widths are fixed as ALGORITHM.md says (ASPP 256, PSP 512) whatever the backbone; the
+  reference code derives them from the trunk width (2048 // 8, 2048 // 4), the same for
+  ResNet-50/101. Dropout after the ASPP projection is channel-wise (``Dropout2d(0.5)``) and the
+  decoder / PSP dropout element-wise (``Dropout(0.1)``), as in the reference code.
+* DeepLabV2's classifier is the original one: four biased 3x3 convs at dilations 6/12/18/24
+  straight to ``num_classes``, weights N(0, 0.01), bias 0, summed (the ST++ reference code adds
+  BN + ReLU to each branch; this project follows ALGORITHM.md). Its head lr multiplier is 1.
+* Other head layers keep PyTorch's default initialisation (BN weight 1, bias 0).
+* Batch norm in the ASPP image-pooling branch and the PSP 1x1 bin sees one value per channel
+  and sample, so a train-mode forward pass with batch size 1 raises ("Expected more than 1 value
+  per channel when training"). Training always uses batches of 2 or more; eval works with 1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+ARCHS = ("deeplabv3plus", "pspnet", "deeplabv2")
+BACKBONES = ("resnet18", "resnet50", "resnet101")
+OUTPUT_STRIDES = (8, 16)
+# Which backbones each architecture accepts (resnet18 everywhere is for CPU runs and tests).
+VALID_COMBOS = {
+    "deeplabv3plus": ("resnet18", "resnet50", "resnet101"),
+    "pspnet": ("resnet18", "resnet50", "resnet101"),
+    "deeplabv2": ("resnet18", "resnet50", "resnet101"),
+}
+ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18)}
+PSP_BINS = (1, 2, 3, 6)
+DEEPLABV2_RATES = (6, 12, 18, 24)
+ALIGN_CORNERS = False
+
+
+def _resize(x: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=ALIGN_CORNERS)
+
+
+def _conv_bn_relu(cin: int, cout: int, kernel: int, dilation: int = 1) -> nn.Sequential:
+    pad = dilation * (kernel // 2)
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, padding=pad, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Backbone
+# ---------------------------------------------------------------------------------------------
+
+
+def _set_conv(conv: nn.Conv2d, dilation: int) -> None:
+    conv.stride = (1, 1)
+    conv.dilation = (dilation, dilation)
+    conv.padding = (dilation, dilation)
+
+
+def _dilate_basic_layer(layer: nn.Sequential, previous: int, dilation: int) -> None:
+    """Turn a strided ResNet-18/34 layer into a dilated one, in place (see module docstring)."""
+    for i, block in enumerate(layer):
+        _set_conv(block.conv1, previous if i == 0 else dilation)
+        _set_conv(block.conv2, dilation)
+        if block.downsample is not None:
+            block.downsample[0].stride = (1, 1)
+        block.stride = 1
+
+
+class ResNetTrunk(nn.Module):
+    """conv1 .. layer4 of a torchvision ResNet; ``forward`` returns the four layer outputs."""
+
+    def __init__(self, name: str, output_stride: int = 8):
+        super().__init__()
+        dilate = [False, output_stride == 8, True]
+        if name == "resnet18":
+            net = torchvision.models.resnet18(weights=None)
+            dilation = 1
+            for layer, flag in zip((net.layer2, net.layer3, net.layer4), dilate):
+                if flag:
+                    _dilate_basic_layer(layer, dilation, dilation * 2)
+                    dilation *= 2
+        else:
+            net = getattr(torchvision.models, name)(weights=None, replace_stride_with_dilation=dilate)
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        expansion = type(net.layer1[0]).expansion
+        self.channels = (64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion)
+        self.name = name
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        c1 = self.layer1(x)
+        c2 = self.layer2(c1)
+        c3 = self.layer3(c2)
+        c4 = self.layer4(c3)
+        return [c1, c2, c3, c4]
+
+
+def load_pretrained(trunk: ResNetTrunk, path: str) -> None:
+    """Load a torchvision ImageNet ResNet state dict (``fc.*`` dropped) into ``trunk``."""
+    path = os.path.expanduser(str(path))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"pretrained backbone weights not found: {path!r}. Set the config key `pretrained` to a "
+            f"local torchvision {trunk.name} state dict file (e.g. "
+            f"~/.cache/torch/hub/checkpoints/{trunk.name}-*.pth) or to null for random init."
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path!r} does not hold a state dict (got {type(state).__name__}); "
+                         f"expected a torchvision {trunk.name} state dict")
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    expected = trunk.state_dict()
+    # Older torchvision files carry no BN ``num_batches_tracked`` buffers; they are not weights.
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and (not torch.is_tensor(v) or v.shape != expected[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        def show(keys):
+            return ", ".join(keys[:10]) + (f" ... ({len(keys)} in all)" if len(keys) > 10 else "")
+        problems = [f"{label}: {show(keys)}" for label, keys in
+                    (("missing keys", missing), ("unexpected keys", unexpected),
+                     ("shape mismatches", mismatched)) if keys]
+        raise ValueError(f"{path!r} does not match the {trunk.name} backbone; " + "; ".join(problems))
+    trunk.load_state_dict(state, strict=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Heads: each takes the list of trunk features and returns logits at the feature resolution.
+# ---------------------------------------------------------------------------------------------
+
+
+class ASPP(nn.Module):
+    def __init__(self, cin: int, rates, cout: int = 256):
+        super().__init__()
+        self.branches = nn.ModuleList(
+            [_conv_bn_relu(cin, cout, 1)] + [_conv_bn_relu(cin, cout, 3, r) for r in rates]
+        )
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), _conv_bn_relu(cin, cout, 1))
+        self.project = nn.Sequential(_conv_bn_relu(cout * (len(rates) + 2), cout, 1), nn.Dropout2d(0.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [b(x) for b in self.branches] + [_resize(self.pool(x), x.shape[-2:])]
+        return self.project(torch.cat(feats, dim=1))
+
+
+class DeepLabV3PlusHead(nn.Module):
+    def __init__(self, low_channels: int, high_channels: int, num_classes: int, rates):
+        super().__init__()
+        self.aspp = ASPP(high_channels, rates)
+        self.reduce = _conv_bn_relu(low_channels, 48, 1)
+        self.fuse = nn.Sequential(
+            _conv_bn_relu(256 + 48, 256, 3), _conv_bn_relu(256, 256, 3), nn.Dropout(0.1)
+        )
+        self.classifier = nn.Conv2d(256, num_classes, 1)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        c1, c4 = feats[0], feats[-1]
+        x = _resize(self.aspp(c4), c1.shape[-2:])
+        x = torch.cat([x, self.reduce(c1)], dim=1)
+        return self.classifier(self.fuse(x))
+
+
+class PSPHead(nn.Module):
+    def __init__(self, cin: int, num_classes: int, bins=PSP_BINS, width: int = 512):
+        super().__init__()
+        self.stages = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveAvgPool2d(b), _conv_bn_relu(cin, width, 1)) for b in bins
+        )
+        self.bottleneck = nn.Sequential(_conv_bn_relu(cin + len(bins) * width, width, 3), nn.Dropout(0.1))
+        self.classifier = nn.Conv2d(width, num_classes, 1)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        x = feats[-1]
+        pyramid = [x] + [_resize(stage(x), x.shape[-2:]) for stage in self.stages]
+        return self.classifier(self.bottleneck(torch.cat(pyramid, dim=1)))
+
+
+class DeepLabV2Head(nn.Module):
+    def __init__(self, cin: int, num_classes: int, rates=DEEPLABV2_RATES):
+        super().__init__()
+        self.branches = nn.ModuleList(
+            nn.Conv2d(cin, num_classes, 3, padding=r, dilation=r, bias=True) for r in rates
+        )
+        for conv in self.branches:
+            nn.init.normal_(conv.weight, mean=0.0, std=0.01)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        x = feats[-1]
+        return sum(conv(x) for conv in self.branches)
+
+
+class SegModel(nn.Module):
+    """``backbone`` -> ``head`` -> bilinear upsample to the input size."""
+
+    def __init__(self, backbone: ResNetTrunk, head: nn.Module, arch: str):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.arch = arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _resize(self.head(self.backbone(x)), x.shape[-2:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------
+
+
+def build_model(arch: str, backbone: str, num_classes: int, output_stride: int = 8,
+                pretrained: str | None = None) -> SegModel:
+    """Build ``arch`` on a dilated ``backbone``; load ImageNet trunk weights from ``pretrained``."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; valid choices: {', '.join(ARCHS)}")
+    if backbone not in VALID_COMBOS[arch]:
+        combos = "; ".join(f"{a}: {', '.join(b)}" for a, b in VALID_COMBOS.items())
+        raise ValueError(f"backbone {backbone!r} is not supported for {arch}; valid choices: {combos}")
+    if output_stride not in OUTPUT_STRIDES:
+        raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
+    if int(num_classes) < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes!r}")
+
+    trunk = ResNetTrunk(backbone, output_stride)
+    if pretrained is not None:
+        load_pretrained(trunk, pretrained)
+    low, high = trunk.channels[0], trunk.channels[-1]
+    if arch == "deeplabv3plus":
+        head = DeepLabV3PlusHead(low, high, num_classes, ASPP_RATES[output_stride])
+    elif arch == "pspnet":
+        head = PSPHead(high, num_classes)
+    else:
+        head = DeepLabV2Head(high, num_classes)
+    return SegModel(trunk, head, arch)
+
+
+def default_head_lr_multiplier(arch: str) -> float:
+    """Head lr / backbone lr: 1 for DeepLabV2, 10 otherwise (ALGORITHM.md, Training details)."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; valid choices: {', '.join(ARCHS)}")
+    return 1.0 if arch == "deeplabv2" else 10.0
+
+
+def param_groups(model: nn.Module, lr: float, head_lr_multiplier: float) -> list[dict]:
+    """Two SGD param groups, backbone at ``lr`` and head at ``lr * head_lr_multiplier``.
+
+    Each group also carries ``base_lr`` (its undecayed lr) and ``name``, so the trainer can set
+    ``group["lr"] = group["base_lr"] * (1 - it / total) ** 0.9`` every iteration.
+    """
+    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    head = [p for p in model.head.parameters() if p.requires_grad]
+    covered = {id(p) for p in backbone} | {id(p) for p in head}
+    stray = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in covered]
+    if stray:
+        raise ValueError(f"parameters outside model.backbone and model.head: {stray}")
+    head_lr = lr * head_lr_multiplier
+    return [
+        {"params": backbone, "lr": lr, "base_lr": lr, "name": "backbone"},
+        {"params": head, "lr": head_lr, "base_lr": head_lr, "name": "head"},
+    ]

@@ -1,0 +1,65 @@
+"""Split the unlabeled list into reliable and unreliable images by stability score (stage 4).
+
+    python -m stages.split --scores stability_scores.tsv --list unlabeled.txt --ratio 0.5 \\
+        --reliable reliable_ids.txt --unreliable unreliable_ids.txt
+
+Sorts by score, highest first; ties keep list order (a stable sort). The top floor(N * R) are
+reliable. Both outputs are lines of the unlabeled list, so each is itself a valid split list.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+
+from .seg import cli
+from .seg.data import read_split_list, write_split_list
+
+log = logging.getLogger("stpp")
+
+
+def build_parser():
+    p = cli.parser(__doc__.split("\n\n")[0])
+    p.add_argument("--scores", required=True, help="stability_scores.tsv from stages.score")
+    p.add_argument("--list", required=True, help="the unlabeled split list that was scored")
+    p.add_argument("--ratio", type=float, default=0.5, help="R: share of images that are reliable")
+    p.add_argument("--reliable", required=True, help="reliable_ids.txt to write")
+    p.add_argument("--unreliable", required=True, help="unreliable_ids.txt to write")
+    return p
+
+
+def read_scores(path: str) -> dict[str, float]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows or "id" not in rows[0] or "score" not in rows[0]:
+        raise ValueError(f"{path} is not a stability_scores.tsv (needs 'id' and 'score' columns)")
+    return {row["id"]: float(row["score"]) for row in rows}
+
+
+def rank(samples: list, scores: dict[str, float], ratio: float) -> tuple[list, list]:
+    """(reliable, unreliable), each in descending score order."""
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"the reliable ratio must be in [0, 1], got {ratio}")
+    missing = [s.id for s in samples if s.id not in scores]
+    if missing:
+        raise ValueError(f"no stability score for {len(missing)} listed images, e.g. {missing[:3]}")
+    ordered = sorted(samples, key=lambda s: -scores[s.id])  # sorted() is stable
+    cut = math.floor(len(ordered) * ratio)
+    return ordered[:cut], ordered[cut:]
+
+
+def split(args) -> None:
+    samples = read_split_list(args.list)
+    reliable, unreliable = rank(samples, read_scores(args.scores), args.ratio)
+    write_split_list(args.reliable, reliable)
+    write_split_list(args.unreliable, unreliable)
+    log.info("%d reliable, %d unreliable of %d (R = %g)", len(reliable), len(unreliable), len(samples), args.ratio)
+
+
+def main(argv=None) -> None:
+    cli.run(split, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""Train a teacher (labeled images only) or a student (labeled + pseudo-labeled images).
+
+    python -m stages.train --labeled labeled.txt --num-classes 11 --out-dir results/x/teacher \\
+        [--pseudo reliable_ids.txt pseudo_masks.h5]... [--checkpoints 3] [--resume-state PATH]
+
+Writes into ``--out-dir``:
+
+- ``model.pt``: the final weights (the K-th checkpoint);
+- ``checkpoint_{j}.pt`` for j = 1..K-1, at the end of epoch floor(j * E / K);
+- ``train_log.tsv``: one row per epoch (iterations, mean loss, lr, seconds, images/s, val mIoU);
+- ``best.pt`` with ``--val``: the best-on-validation weights (the reference code's choice).
+
+Recipe (ALGORITHM.md): cross-entropy with ignore index 255; SGD, momentum 0.9, weight decay
+1e-4; backbone lr = ``--lr`` x batch / 16, head lr x ``--head-lr-multiplier``; poly decay every
+iteration. Labeled images get weak augmentation, pseudo-labeled ones weak + strong.
+
+Resume: with ``--resume-state`` the full training state is written atomically after every
+epoch. A re-run with the same inputs and settings continues from it; other inputs or settings
+start afresh. Each epoch's data order and augmentation come from generators seeded by
+(seed, epoch), so a resumed run on CPU ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from .seg import cli
+from .seg.data import EvalDataset, read_split_list, training_set
+from .seg.inference import accumulate_confusion
+from .seg.io import load_torch, resolve_device, save_model, save_torch, write_text
+from .seg.metrics import mean_iou
+from .seg.models import ARCHS, BACKBONES, build_model, default_head_lr_multiplier, param_groups
+from .seg.transforms import IGNORE_INDEX, StrongAugment, WeakAugment
+
+log = logging.getLogger("stpp")
+
+LOG_COLUMNS = ("epoch", "iterations", "loss", "lr", "seconds", "images_per_s", "val_miou")
+# Settings that change neither the result nor the data order: a job may resume across them.
+NOT_FINGERPRINTED = {"out_dir", "resume_state", "device", "threads", "verbose"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser(__doc__.split("\n\n")[0])
+    p.add_argument("--labeled", required=True, help="labeled split list (image and mask per line)")
+    p.add_argument(
+        "--pseudo", nargs=2, action="append", default=[], metavar=("LIST", "STORE"),
+        help="pseudo-labeled split list and its HDF5 mask store; repeatable",
+    )
+    cli.add_data_args(p)
+    p.add_argument("--out-dir", required=True, help="where model.pt, checkpoints and train_log.tsv go")
+    p.add_argument("--resume-state", default=None, help="resume file, written every epoch (none: no resume)")
+    m = p.add_argument_group("model")
+    m.add_argument("--arch", choices=ARCHS, default="deeplabv3plus")
+    m.add_argument("--backbone", choices=BACKBONES, default="resnet50")
+    m.add_argument("--output-stride", type=int, choices=(8, 16), default=8)
+    m.add_argument("--pretrained", default=None, help="torchvision ImageNet ResNet state dict file (none: random init)")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int, default=80)
+    o.add_argument("--lr", type=float, default=0.001, help="backbone lr for a total batch of 16")
+    o.add_argument("--head-lr-multiplier", type=float, default=None, help="default: 10 (1 for deeplabv2)")
+    o.add_argument("--momentum", type=float, default=0.9)
+    o.add_argument("--weight-decay", type=float, default=1e-4)
+    o.add_argument("--poly-power", type=float, default=0.9)
+    o.add_argument("--checkpoints", type=int, default=1, help="K: checkpoints at epochs floor(jE/K), j=1..K")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (CUDA only)")
+    a = p.add_argument_group("augmentation")
+    a.add_argument("--crop-size", type=int, default=321)
+    a.add_argument("--base-size", type=int, default=None, help="long side before rescale (none: the image's own)")
+    a.add_argument("--scale-range", type=float, nargs=2, default=(0.5, 2.0))
+    a.add_argument("--strong", action=argparse.BooleanOptionalAction, default=True,
+                   help="strong augmentation on pseudo-labeled images (--no-strong: the ablation)")
+    a.add_argument("--min-labeled", type=int, default=200,
+                   help="without pseudo-labels, repeat the labeled list to at least this many images per epoch")
+    v = p.add_argument_group("validation (optional)")
+    v.add_argument("--val", default=None, help="validation split list: evaluate every --eval-every epochs, keep best.pt")
+    v.add_argument("--eval-every", type=int, default=1)
+    cli.add_runtime_args(p)
+    return p
+
+
+def checkpoint_epochs(epochs: int, k: int) -> dict[int, int]:
+    """{epoch: j} for the K checkpoints at the end of epochs floor(j * E / K)."""
+    if not 1 <= k <= epochs:
+        raise ValueError(f"--checkpoints must be between 1 and --epochs ({epochs}), got {k}")
+    return {math.floor(j * epochs / k): j for j in range(1, k + 1)}
+
+
+def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
+    return base_lr * (1 - iteration / total) ** power
+
+
+def _file_digest(path: str) -> str:
+    p = Path(path)
+    if p.suffix == ".txt":  # lists are small: hash the content
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+    st = p.stat()  # stores and weights are large: their size and time stand for them
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def fingerprint(args: argparse.Namespace) -> str:
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in NOT_FINGERPRINTED}
+    files = [args.labeled, *(f for pair in args.pseudo for f in pair)]
+    files += [f for f in (args.pretrained, args.val) if f]
+    blob = json.dumps({"settings": settings, "files": {f: _file_digest(f) for f in files}}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    lines = ["\t".join(LOG_COLUMNS)]
+    lines += ["\t".join(str(row.get(c, "")) for c in LOG_COLUMNS) for row in rows]
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def train(args: argparse.Namespace) -> None:
+    device = resolve_device(args.device)
+    out_dir = Path(args.out_dir)
+    spec = {"arch": args.arch, "backbone": args.backbone, "num_classes": args.num_classes,
+            "output_stride": args.output_stride}
+    ckpt_at = checkpoint_epochs(args.epochs, args.checkpoints)
+
+    labeled = read_split_list(args.labeled, need_masks=True)
+    pseudo = [(read_split_list(lst), store) for lst, store in args.pseudo]
+    dataset = training_set(
+        args.data_root, labeled, pseudo,
+        WeakAugment(args.crop_size, args.base_size, tuple(args.scale_range)),
+        StrongAugment() if args.strong else None,
+        args.num_classes, args.ignore_labels, args.min_labeled,
+    )
+    iters_per_epoch = len(dataset) // args.batch_size
+    if iters_per_epoch == 0:
+        raise ValueError(f"{len(dataset)} training images are fewer than one batch of {args.batch_size}")
+    total_iters = args.epochs * iters_per_epoch
+    log.info("training set: %d labeled (%d after over-sampling) + %d pseudo-labeled; %d iterations/epoch on %s",
+             len(labeled), len(dataset) - sum(len(s) for s, _ in pseudo), sum(len(s) for s, _ in pseudo),
+             iters_per_epoch, device)
+
+    torch.manual_seed(args.seed)
+    model = build_model(pretrained=args.pretrained, **spec).to(device)
+    head_mult = args.head_lr_multiplier or default_head_lr_multiplier(args.arch)
+    base_lr = args.lr * args.batch_size / 16
+    optimizer = torch.optim.SGD(param_groups(model, base_lr, head_mult), lr=base_lr,
+                                momentum=args.momentum, weight_decay=args.weight_decay)
+    use_amp = args.amp != "none" and device.type == "cuda"
+    if args.amp != "none" and not use_amp:
+        log.warning("--amp %s needs CUDA; training in float32 on %s", args.amp, device)
+    amp_dtype = torch.bfloat16 if args.amp == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and args.amp == "fp16")
+    val_set = (EvalDataset(args.data_root, read_split_list(args.val, need_masks=True), args.num_classes,
+                           args.ignore_labels) if args.val else None)
+
+    fp = fingerprint(args)
+    start_epoch, rows, best_miou = 0, [], -1.0
+    resume_path = Path(args.resume_state) if args.resume_state else None
+    if resume_path and resume_path.exists():
+        state = load_torch(resume_path, "resume state")
+        if state.get("fingerprint") == fp:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(state["rng_cpu"])
+            start_epoch, rows, best_miou = state["epoch"], json.loads(state["rows"]), state["best_miou"]
+            log.info("resuming from %s after epoch %d/%d", resume_path, start_epoch, args.epochs)
+        else:
+            log.info("ignoring %s: it was made by other inputs or settings; starting afresh", resume_path)
+
+    for epoch in range(start_epoch, args.epochs):
+        # Per-epoch seeds make the epoch reproducible wherever training (re)starts.
+        torch.manual_seed(args.seed * 1_000_003 + epoch)
+        generator = torch.Generator().manual_seed(args.seed * 1_000_003 + epoch)
+        loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                            generator=generator, num_workers=args.workers, pin_memory=device.type == "cuda")
+        model.train()
+        t0, loss_sum, lr = time.time(), 0.0, base_lr
+        for i, (images, masks) in enumerate(loader):
+            iteration = epoch * iters_per_epoch + i
+            for group in optimizer.param_groups:
+                group["lr"] = poly_lr(group["base_lr"], iteration, total_iters, args.poly_power)
+            lr = optimizer.param_groups[0]["lr"]
+            images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                loss = F.cross_entropy(model(images), masks, ignore_index=IGNORE_INDEX)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += loss.item()
+            if (i + 1) % max(1, iters_per_epoch // 5) == 0 or i + 1 == iters_per_epoch:
+                log.info("epoch %d/%d iteration %d/%d loss %.4f lr %.2e", epoch + 1, args.epochs, i + 1,
+                         iters_per_epoch, loss_sum / (i + 1), lr)
+        seconds = time.time() - t0
+        row = {"epoch": epoch + 1, "iterations": (epoch + 1) * iters_per_epoch,
+               "loss": round(loss_sum / iters_per_epoch, 6), "lr": f"{lr:.6g}", "seconds": round(seconds, 3),
+               "images_per_s": round(iters_per_epoch * args.batch_size / seconds, 3), "val_miou": ""}
+        if val_set is not None and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
+            cm = accumulate_confusion(model.eval(), val_set, args.num_classes, 1, args.workers, device)
+            row["val_miou"] = round(mean_iou(cm), 6)
+            log.info("epoch %d validation mIoU %.4f", epoch + 1, row["val_miou"])
+            if row["val_miou"] > best_miou:
+                best_miou = row["val_miou"]
+                save_model(out_dir / "best.pt", model, spec, epoch=epoch + 1, val_miou=best_miou)
+        rows.append(row)
+        log.info("epoch %d/%d done: loss %.4f, %.1f s, %.2f images/s", epoch + 1, args.epochs, row["loss"],
+                 seconds, row["images_per_s"])
+        j = ckpt_at.get(epoch + 1)
+        if j is not None and j < args.checkpoints:
+            save_model(out_dir / f"checkpoint_{j}.pt", model, spec, epoch=epoch + 1)
+        _write_log(out_dir / "train_log.tsv", rows)
+        if resume_path:
+            save_torch({"fingerprint": fp, "epoch": epoch + 1, "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                        "rng_cpu": torch.get_rng_state(), "rows": json.dumps(rows), "best_miou": best_miou},
+                       resume_path)
+
+    save_model(out_dir / "model.pt", model, spec, epoch=args.epochs)
+    log.info("wrote %s", out_dir / "model.pt")
+    if resume_path and resume_path.exists():
+        os.remove(resume_path)  # finished: the outputs are the state now
+
+
+def main(argv=None) -> None:
+    cli.run(train, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    main()
