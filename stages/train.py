@@ -6,7 +6,7 @@
 Writes into ``--out-dir``:
 
 - ``model.pt``: the final weights (the K-th checkpoint);
-- ``checkpoint_{j}.pt`` for j = 1..K-1, at the end of epoch floor(j * E / K);
+- ``checkpoints/checkpoint_{j}.pt`` for j = 1..K-1, at the end of epoch floor(j * E / K);
 - ``train_log.tsv``: one row per epoch (iterations, mean loss, lr, seconds, images/s, val mIoU);
 - ``best.pt`` with ``--val``: the best-on-validation weights (the reference code's choice).
 
@@ -16,7 +16,9 @@ iteration. Labeled images get weak augmentation, pseudo-labeled ones weak + stro
 
 Resume: with ``--resume-state`` the full training state is written atomically after every
 epoch. A re-run with the same inputs and settings continues from it; other inputs or settings
-start afresh. Each epoch's data order and augmentation come from generators seeded by
+start afresh. Checkpoints and ``best.pt`` are kept beside the resume state until training
+ends and then moved into ``--out-dir``: Snakemake deletes a failed job's declared outputs, and
+the resumed run still needs the checkpoints of epochs it will not repeat. Each epoch's data order and augmentation come from generators seeded by
 (seed, epoch), so a resumed run on CPU ends with the same weights as an uninterrupted one.
 """
 
@@ -161,8 +163,11 @@ def train(args: argparse.Namespace) -> None:
                            args.ignore_labels) if args.val else None)
 
     fp = fingerprint(args)
-    start_epoch, rows, best_miou = 0, [], -1.0
     resume_path = Path(args.resume_state) if args.resume_state else None
+    staging = resume_path.parent if resume_path else out_dir / "checkpoints"
+    staged = {j: staging / f"checkpoint_{j}.pt" for j in range(1, args.checkpoints)}
+    staged["best"] = staging / "best.pt"
+    start_epoch, rows, best_miou = 0, [], -1.0
     if resume_path and resume_path.exists():
         state = load_torch(resume_path, "resume state")
         if state.get("fingerprint") == fp:
@@ -209,13 +214,13 @@ def train(args: argparse.Namespace) -> None:
             log.info("epoch %d validation mIoU %.4f", epoch + 1, row["val_miou"])
             if row["val_miou"] > best_miou:
                 best_miou = row["val_miou"]
-                save_model(out_dir / "best.pt", model, spec, epoch=epoch + 1, val_miou=best_miou)
+                save_model(staged["best"], model, spec, epoch=epoch + 1, val_miou=best_miou)
         rows.append(row)
         log.info("epoch %d/%d done: loss %.4f, %.1f s, %.2f images/s", epoch + 1, args.epochs, row["loss"],
                  seconds, row["images_per_s"])
         j = ckpt_at.get(epoch + 1)
         if j is not None and j < args.checkpoints:
-            save_model(out_dir / f"checkpoint_{j}.pt", model, spec, epoch=epoch + 1)
+            save_model(staged[j], model, spec, epoch=epoch + 1)
         _write_log(out_dir / "train_log.tsv", rows)
         if resume_path:
             save_torch({"fingerprint": fp, "epoch": epoch + 1, "model": model.state_dict(),
@@ -223,10 +228,20 @@ def train(args: argparse.Namespace) -> None:
                         "rng_cpu": torch.get_rng_state(), "rows": json.dumps(rows), "best_miou": best_miou},
                        resume_path)
 
+    for j in range(1, args.checkpoints):
+        _move(staged[j], out_dir / "checkpoints" / f"checkpoint_{j}.pt")
+    if val_set is not None:
+        _move(staged["best"], out_dir / "best.pt")
     save_model(out_dir / "model.pt", model, spec, epoch=args.epochs)
     log.info("wrote %s", out_dir / "model.pt")
     if resume_path and resume_path.exists():
         os.remove(resume_path)  # finished: the outputs are the state now
+
+
+def _move(src: Path, dst: Path) -> None:
+    if src != dst:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
 
 
 def main(argv=None) -> None:

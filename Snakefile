@@ -1,0 +1,32 @@
+# stpp: ST / ST++ semi-supervised semantic segmentation as a Snakemake workflow.
+# One rule per stage; every rule runs one `python -m stages.<name>` command whose outputs are
+# files under results/<experiment>/, with its log under logs/ and its timing under benchmarks/.
+
+from snakemake.utils import min_version, validate
+
+min_version("9")
+
+
+# The built-in demo unless the command line names config files: `--configfile config/camvid.yaml`
+# then runs CamVid alone instead of CamVid on top of the demo's experiments.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+
+validate(config, "config/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/teacher.smk"
+include: "rules/pseudo_labels.smk"
+include: "rules/students.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    input:
+        summaries=expand("results/{experiment}/summary.tsv", experiment=EXPERIMENTS),
+    default_target: True

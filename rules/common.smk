@@ -1,0 +1,184 @@
+# Helpers shared by the rules: config lookups and the command-line arguments of each stage.
+import os
+import re
+import shlex
+import sys
+
+
+# `python` in the rules' commands is the interpreter that runs Snakemake (so a venv need not be
+# activated), unless a software deployment method (conda: envs/stpp.yaml) provides its own.
+if not workflow.deployment_settings.deployment_method:
+    shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; ")
+
+EXPERIMENTS = list(config["experiments"])
+STUDENTS = ["st_student", "stpp_student1", "stpp_student2", "stpp_student3"]
+
+
+wildcard_constraints:
+    experiment="|".join(map(re.escape, EXPERIMENTS)),
+    student="|".join(STUDENTS),
+    model="|".join(["teacher", *STUDENTS]),
+    subset="unlabeled|unreliable",
+    shard=r"\d+",
+    shards=r"\d+",
+
+
+def _check_experiments():
+    for name, e in config["experiments"].items():
+        names = e["data"].get("class_names")
+        if names is not None and len(names) != e["data"]["num_classes"]:
+            raise ValueError(
+                f"config: experiments.{name}.data.class_names has {len(names)} names "
+                f"for num_classes {e['data']['num_classes']}"
+            )
+        if e["label"]["weights"] == "best" and e["train"]["val_every"] == 0:
+            raise ValueError(
+                f"config: experiments.{name}.label.weights is 'best' but train.val_every is 0; "
+                "set val_every > 0 so training keeps best-on-validation weights"
+            )
+        if e["stpp"]["checkpoints"] > e["train"]["epochs"]:
+            raise ValueError(f"config: experiments.{name}.stpp.checkpoints exceeds train.epochs")
+
+
+_check_experiments()
+
+
+def exp(wildcards):
+    return config["experiments"][wildcards.experiment]
+
+
+def split_list(experiment, key):
+    """Path of one of an experiment's split lists (relative to its data root unless absolute)."""
+    data = config["experiments"][experiment]["data"]
+    return os.path.join(data["root"], data[key])
+
+
+def resources_of(kind):
+    return config["resources"][kind]
+
+
+def method_models():
+    """Rows of the summary: (method name, trained model) in the configured order."""
+    rows = []
+    if "SupOnly" in config["methods"]:
+        rows.append(("SupOnly", "teacher"))
+    if "ST" in config["methods"]:
+        rows.append(("ST", "st_student"))
+    if "ST++" in config["methods"]:
+        rows.append(("ST++ student 1", "stpp_student1"))
+        if config["rounds"] == 3:
+            rows.append(("ST++ student 2", "stpp_student2"))
+        rows.append(("ST++ final", f"stpp_student{config['rounds']}"))
+    return rows
+
+
+def _args(**options):
+    """--key value pairs; lists become several values, booleans --key / --no-key, None is left out."""
+    out = []
+    for key, value in options.items():
+        flag = f"--{key.replace('_', '-')}"
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out.append(flag if value else f"--no-{flag[2:]}")
+        elif isinstance(value, (list, tuple)):
+            if value:
+                out += [flag, *map(str, value)]
+        else:
+            out += [flag, str(value)]
+    return shlex.join(out)
+
+
+def data_args(wildcards, labels=True):
+    data = exp(wildcards)["data"]
+    if not labels:
+        return _args(data_root=data["root"])
+    return _args(data_root=data["root"], num_classes=data["num_classes"], ignore_labels=data["ignore_labels"])
+
+
+def runtime_args(threads, batch_size=None, workers=0):
+    return _args(device=config["device"], threads=threads, batch_size=batch_size, workers=workers)
+
+
+def train_args(wildcards, threads, checkpoints=1):
+    e = exp(wildcards)
+    m, t = e["model"], e["train"]
+    val = split_list(wildcards.experiment, "val") if t["val_every"] else None
+    return " ".join([
+        data_args(wildcards),
+        _args(arch=m["arch"], backbone=m["backbone"], output_stride=m["output_stride"], pretrained=m["pretrained"]),
+        _args(
+            epochs=t["epochs"], lr=t["lr"], head_lr_multiplier=t["head_lr_multiplier"], momentum=t["momentum"],
+            weight_decay=t["weight_decay"], poly_power=t["poly_power"], checkpoints=checkpoints, seed=t["seed"],
+            amp=t["amp"], crop_size=t["crop_size"], base_size=t["base_size"], scale_range=t["scale_range"],
+            strong=t["strong_augmentation"], min_labeled=t["min_labeled"], val=val, eval_every=t["val_every"] or None,
+        ),
+        runtime_args(threads, t["batch_size"], t["workers"]),
+    ])
+
+
+def tta_args(wildcards, tta=True):
+    label = exp(wildcards)["label"]
+    return _args(tta=tta, scales=label["scales"], flip=label["flip"])
+
+
+def teacher_checkpoints(wildcards):
+    """Checkpoints 1..K of the teacher, the final model last."""
+    k = exp(wildcards)["stpp"]["checkpoints"]
+    base = f"results/{wildcards.experiment}/teacher"
+    return [*(f"{base}/checkpoints/checkpoint_{j}.pt" for j in range(1, k)), f"{base}/model.pt"]
+
+
+def labeling_weights(wildcards, input):
+    """The weights that label: the final model, or best.pt that the same training job wrote."""
+    if exp(wildcards)["label"]["weights"] == "best":
+        return os.path.join(os.path.dirname(input.model), "best.pt")
+    return input.model
+
+
+def labeling_list(wildcards):
+    if wildcards.subset == "unreliable":
+        return f"results/{wildcards.experiment}/stpp_split/unreliable_ids.txt"
+    return split_list(wildcards.experiment, "unlabeled")
+
+
+def label_shards(wildcards):
+    n = exp(wildcards)["label"]["shards"]
+    return [
+        f"results/{wildcards.experiment}/{wildcards.model}/pseudo_masks_{wildcards.subset}.shards/shard_{i}_of_{n}.h5"
+        for i in range(n)
+    ]
+
+
+def pseudo_sources(wildcards):
+    """(split list, mask store) pairs a student trains on, by the ST / ST++ recipe."""
+    r = f"results/{wildcards.experiment}"
+    unlabeled = split_list(wildcards.experiment, "unlabeled")
+    reliable = (f"{r}/stpp_split/reliable_ids.txt", f"{r}/teacher/pseudo_masks_unlabeled.h5")
+    return {
+        "st_student": [(unlabeled, f"{r}/teacher/pseudo_masks_unlabeled.h5")],
+        "stpp_student1": [reliable],
+        "stpp_student2": [reliable, (f"{r}/stpp_split/unreliable_ids.txt", f"{r}/stpp_student1/pseudo_masks_unreliable.h5")],
+        "stpp_student3": [(unlabeled, f"{r}/stpp_student2/pseudo_masks_unlabeled.h5")],
+    }[wildcards.student]
+
+
+def pseudo_inputs(wildcards):
+    return [path for pair in pseudo_sources(wildcards) for path in pair]
+
+
+def pseudo_args(wildcards):
+    return " ".join(f"--pseudo {shlex.join(pair)}" for pair in pseudo_sources(wildcards))
+
+
+def class_names(wildcards):
+    data = exp(wildcards)["data"]
+    return data.get("class_names") or [str(c) for c in range(data["num_classes"])]
+
+
+def summary_args(wildcards):
+    return shlex.join(f"{name}=results/{wildcards.experiment}/{model}/metrics.json" for name, model in method_models())
+
+
+def summary_inputs(wildcards):
+    return [f"results/{wildcards.experiment}/{model}/metrics.json" for _, model in method_models()]

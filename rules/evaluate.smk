@@ -1,0 +1,50 @@
+# Stage 8: every trained model on the experiment's val list, then one summary table.
+
+
+rule evaluate:
+    input:
+        model="results/{experiment}/{model}/model.pt",
+        images=lambda wildcards: split_list(wildcards.experiment, "val"),
+    output:
+        "results/{experiment}/{model}/metrics.json",
+    params:
+        data=data_args,
+        class_names=lambda wildcards: shlex.join(class_names(wildcards)),
+        window=lambda wildcards: _args(**exp(wildcards)["evaluate"]),
+        runtime=lambda wildcards, threads: runtime_args(threads),
+    threads: resources_of("evaluate")["threads"]
+    resources:
+        mem_mb=resources_of("evaluate")["mem_mb"],
+        runtime=resources_of("evaluate")["runtime"],
+        gpu=resources_of("evaluate")["gpu"],
+    log:
+        "logs/{experiment}/{model}/evaluate.log",
+    benchmark:
+        "benchmarks/{experiment}/{model}/evaluate.tsv"
+    conda:
+        "../envs/stpp.yaml"
+    shell:
+        "python -m stages.evaluate --model {input.model} --list {input.images} {params.data}"
+        " --class-names {params.class_names} {params.window} {params.runtime} --out {output} > {log} 2>&1"
+
+
+rule summarize:
+    input:
+        summary_inputs,
+    output:
+        "results/{experiment}/summary.tsv",
+    params:
+        methods=summary_args,
+    threads: resources_of("small")["threads"]
+    resources:
+        mem_mb=resources_of("small")["mem_mb"],
+        runtime=resources_of("small")["runtime"],
+        gpu=resources_of("small")["gpu"],
+    log:
+        "logs/{experiment}/summarize.log",
+    benchmark:
+        "benchmarks/{experiment}/summarize.tsv"
+    conda:
+        "../envs/stpp.yaml"
+    shell:
+        "python -m stages.summarize --out {output} {params.methods} > {log} 2>&1"

@@ -1,0 +1,30 @@
+# Stages 5 and 7 (and ST's single student, and the optional third round): a freshly initialised
+# student on labeled + pseudo-labeled images. Which pseudo-labels each student sees is
+# pseudo_sources() in common.smk.
+
+
+rule train_student:
+    input:
+        labeled=lambda wildcards: split_list(wildcards.experiment, "labeled"),
+        pseudo=pseudo_inputs,
+    output:
+        model="results/{experiment}/{student}/model.pt",
+        log_tsv="results/{experiment}/{student}/train_log.tsv",
+    params:
+        args=lambda wildcards, threads: train_args(wildcards, threads),
+        pseudo=pseudo_args,
+        out_dir=lambda wildcards, output: os.path.dirname(output.model),
+    threads: resources_of("train")["threads"]
+    resources:
+        mem_mb=resources_of("train")["mem_mb"],
+        runtime=resources_of("train")["runtime"],
+        gpu=resources_of("train")["gpu"],
+    log:
+        "logs/{experiment}/{student}/train.log",
+    benchmark:
+        "benchmarks/{experiment}/{student}/train.tsv"
+    conda:
+        "../envs/stpp.yaml"
+    shell:
+        "python -m stages.train --labeled {input.labeled} {params.pseudo} {params.args} --out-dir {params.out_dir}"
+        " --resume-state {params.out_dir}/resume/state.pt > {log} 2>&1"

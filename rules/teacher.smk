@@ -1,0 +1,29 @@
+# Stage 1: the teacher, trained on the labeled images alone; its K checkpoints feed stage 3.
+# SupOnly is this model's evaluation.
+
+
+rule train_teacher:
+    input:
+        labeled=lambda wildcards: split_list(wildcards.experiment, "labeled"),
+    output:
+        model="results/{experiment}/teacher/model.pt",
+        # checkpoint_1..K-1 (K from config): a folder, since the count varies by experiment
+        checkpoints=directory("results/{experiment}/teacher/checkpoints"),
+        log_tsv="results/{experiment}/teacher/train_log.tsv",
+    params:
+        args=lambda wildcards, threads: train_args(wildcards, threads, exp(wildcards)["stpp"]["checkpoints"]),
+        out_dir=lambda wildcards, output: os.path.dirname(output.model),
+    threads: resources_of("train")["threads"]
+    resources:
+        mem_mb=resources_of("train")["mem_mb"],
+        runtime=resources_of("train")["runtime"],
+        gpu=resources_of("train")["gpu"],
+    log:
+        "logs/{experiment}/teacher/train.log",
+    benchmark:
+        "benchmarks/{experiment}/teacher/train.tsv"
+    conda:
+        "../envs/stpp.yaml"
+    shell:
+        "python -m stages.train --labeled {input.labeled} {params.args} --out-dir {params.out_dir}"
+        " --resume-state {params.out_dir}/resume/state.pt > {log} 2>&1"

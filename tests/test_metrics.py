@@ -1,0 +1,107 @@
+"""Tests for stages.seg.metrics: confusion matrix, IoU, pixel accuracy, stability score.
+
+Expected numbers are worked out by hand in the comments, not recomputed with the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from stages.seg.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy, stability_score
+
+# 3 classes, 4x4. Three target pixels are ignored: two 255 and one 3 (== C, outside [0, C)).
+TARGET = torch.tensor([
+    [0, 0, 1, 1],
+    [0, 0, 1, 1],
+    [2, 2, 2, 255],
+    [2, 2, 255, 3],
+])
+PRED = torch.tensor([
+    [0, 1, 1, 1],
+    [0, 0, 1, 2],
+    [2, 2, 0, 1],
+    [2, 1, 0, 0],
+])
+# rows = target, columns = prediction, counted pixel by pixel over the 13 kept pixels
+EXPECTED_CM = [
+    [3, 1, 0],  # target 0: (0,0) (1,0) (1,1) -> 0, (0,1) -> 1
+    [0, 3, 1],  # target 1: (0,2) (0,3) (1,2) -> 1, (1,3) -> 2
+    [1, 1, 3],  # target 2: (2,0) (2,1) (3,0) -> 2, (2,2) -> 0, (3,1) -> 1
+]
+# IoU_c = TP / (row sum + column sum - TP)
+EXPECTED_IOU = [3 / (4 + 4 - 3), 3 / (4 + 5 - 3), 3 / (5 + 4 - 3)]  # 0.6, 0.5, 0.5
+
+
+def test_confusion_matrix_by_hand():
+    cm = confusion_matrix(PRED, TARGET, 3)
+    assert cm.dtype == torch.int64 and cm.shape == (3, 3)
+    assert cm.tolist() == EXPECTED_CM
+    assert int(cm.sum()) == 13  # 16 pixels minus the 255, 255 and 3 targets
+
+
+def test_confusion_matrix_ignores_targets_outside_range_whatever_the_prediction():
+    target = torch.tensor([255, 3, 7, 0])
+    pred = torch.tensor([0, 1, 2, 2])
+    assert confusion_matrix(pred, target, 3).tolist() == [[0, 0, 1], [0, 0, 0], [0, 0, 0]]
+    # uint8 and numpy inputs (as the stages pass them) give the same matrix
+    cm_np = confusion_matrix(PRED.numpy().astype(np.uint8), TARGET.numpy().astype(np.uint8), 3)
+    assert cm_np.tolist() == EXPECTED_CM
+
+
+def test_iou_mean_iou_pixel_accuracy_by_hand():
+    cm = confusion_matrix(PRED, TARGET, 3)
+    np.testing.assert_allclose(iou_per_class(cm), EXPECTED_IOU)
+    assert mean_iou(cm) == pytest.approx((0.6 + 0.5 + 0.5) / 3)
+    assert pixel_accuracy(cm) == pytest.approx(9 / 13)  # trace 3 + 3 + 3 of 13
+
+
+def test_absent_class_is_nan_and_left_out_of_the_mean():
+    # class 2 never appears in target or prediction; class 1 only in the prediction
+    cm = np.array([[2, 1, 0], [0, 0, 0], [0, 0, 0]])
+    iou = iou_per_class(cm)
+    assert iou[0] == pytest.approx(2 / 3) and iou[1] == 0.0 and math.isnan(iou[2])
+    assert mean_iou(cm) == pytest.approx((2 / 3 + 0.0) / 2)
+    assert math.isnan(mean_iou(np.zeros((3, 3))))
+    assert math.isnan(pixel_accuracy(np.zeros((3, 3))))
+
+
+# Stability score, C = 4, K = 3; M3 is the reference (the final checkpoint).
+M3 = torch.tensor([[0, 0, 0, 0], [1, 1, 1, 1]])
+# M1 vs M3: class 0 TP 4, union 6 -> 2/3; class 1 TP 2, union 4 -> 1/2; classes 2, 3 absent.
+M1 = torch.tensor([[0, 0, 0, 0], [0, 0, 1, 1]])
+M1_MIOU = (2 / 3 + 1 / 2) / 2  # 7/12: absent classes left out (counting them 0 would give 7/24)
+# M2 vs M3: class 0 TP 2, union 4 -> 1/2; class 1 -> 1; class 2 only in M2 -> 0; class 3 absent.
+M2 = torch.tensor([[0, 0, 2, 2], [1, 1, 1, 1]])
+M2_MIOU = (1 / 2 + 1 + 0) / 3  # 1/2 (leaving the one-sided class out would give 3/4)
+
+
+def test_stability_score_identical_masks():
+    for k in (2, 3, 5):
+        score, ious = stability_score([M3.clone() for _ in range(k)], 4)
+        assert ious == [1.0] * (k - 1)
+        assert score == pytest.approx(k - 1)
+
+
+def test_stability_score_by_hand():
+    score, ious = stability_score([M1, M2, M3], 4)
+    assert ious == pytest.approx([M1_MIOU, M2_MIOU])
+    assert score == pytest.approx(7 / 12 + 1 / 2)  # a sum over j < K, not a mean
+    # the last mask is the reference: with M1 last the score is mIoU(M2, M1) + mIoU(M3, M1)
+    # = (2/6 + 2/4 + 0) / 3 + 7/12, which differs
+    other, _ = stability_score([M2, M3, M1], 4)
+    assert other == pytest.approx((1 / 3 + 1 / 2) / 3 + 7 / 12)
+
+
+def test_stability_score_accepts_uint8_numpy_masks():
+    score, _ = stability_score([m.numpy().astype(np.uint8) for m in (M1, M2, M3)], 4)
+    assert score == pytest.approx(13 / 12)
+
+
+@pytest.mark.parametrize("masks", [[], [M3]])
+def test_stability_score_needs_two_masks(masks):
+    with pytest.raises(ValueError, match="at least 2"):
+        stability_score(masks, 4)

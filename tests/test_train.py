@@ -1,0 +1,173 @@
+"""Tests for stages.train: resume, checkpoint epochs, learning rates, validation."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from stages import train
+from stages.make_demo import make_demo
+from stages.seg.io import load_model
+from stages.train import checkpoint_epochs, poly_lr
+
+EPOCHS = 3
+ITERS = 2  # 4 labeled images (--min-labeled 4) / batch 2
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train") / "data"
+    make_demo(root, num_labeled=4, num_unlabeled=1, num_val=2, size=(32, 32))
+    return root
+
+
+@pytest.fixture
+def stpp_log():
+    """Messages of the 'stpp' logger (a handler of its own: the stages reset the root logger's)."""
+    records: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger = logging.getLogger("stpp")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+def run_train(demo: Path, out: Path, *extra: str) -> Path:
+    train.main([
+        "--labeled", str(demo / "labeled.txt"), "--data-root", str(demo), "--num-classes", "4",
+        "--out-dir", str(out), "--backbone", "resnet18", "--crop-size", "32", "--batch-size", "2",
+        "--min-labeled", "4", "--epochs", str(EPOCHS), "--device", "cpu", "--seed", "3", *extra,
+    ])
+    return out
+
+
+def read_log(out: Path) -> list[dict]:
+    with open(out / "train_log.tsv", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    sa, sb = load_model(a).state_dict(), load_model(b).state_dict()
+    assert sa.keys() == sb.keys()
+    different = [k for k in sa if not torch.equal(sa[k], sb[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_after_epoch(monkeypatch, epochs_done: int) -> None:
+    """Make training die in epoch ``epochs_done + 1``, before its log and resume state are written."""
+    write_log = train._write_log
+
+    def crashing(path, rows):
+        if len(rows) > epochs_done:
+            raise Interrupted(f"killed in epoch {len(rows)}")
+        write_log(path, rows)
+
+    monkeypatch.setattr(train, "_write_log", crashing)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(demo, tmp_path_factory) -> Path:
+    return run_train(demo, tmp_path_factory.mktemp("full"), "--checkpoints", "3")
+
+
+def test_resume_equals_uninterrupted_run(demo, uninterrupted, tmp_path, monkeypatch, stpp_log):
+    out, state = tmp_path / "out", tmp_path / "resume" / "state.pt"
+    with monkeypatch.context() as m:
+        interrupt_after_epoch(m, 1)
+        with pytest.raises(Interrupted):
+            run_train(demo, out, "--checkpoints", "3", "--resume-state", str(state))
+    assert torch.load(state, weights_only=True)["epoch"] == 1
+    assert not (out / "model.pt").exists()
+
+    run_train(demo, out, "--checkpoints", "3", "--resume-state", str(state))
+    assert any(msg.startswith("resuming from") and "after epoch 1/3" in msg for msg in stpp_log)
+    assert not state.exists()  # removed once training finished
+    assert_same_weights(out / "model.pt", uninterrupted / "model.pt")
+    for j in (1, 2):  # checkpoint 1 was made before the interruption, 2 after it
+        assert_same_weights(out / f"checkpoints/checkpoint_{j}.pt", uninterrupted / f"checkpoints/checkpoint_{j}.pt")
+    resumed, full = read_log(out), read_log(uninterrupted)
+    assert [r["epoch"] for r in resumed] == ["1", "2", "3"]
+    for column in ("loss", "iterations", "lr"):
+        assert [r[column] for r in resumed] == [r[column] for r in full]
+
+
+def test_resume_state_of_other_settings_is_ignored(demo, tmp_path, monkeypatch, stpp_log):
+    state = tmp_path / "state.pt"
+    with monkeypatch.context() as m:
+        interrupt_after_epoch(m, 1)
+        with pytest.raises(Interrupted):
+            run_train(demo, tmp_path / "first", "--resume-state", str(state))
+    assert state.exists()
+
+    other = ("--lr", "0.004", "--epochs", "1")  # later arguments win over run_train's
+    run_train(demo, tmp_path / "other", *other, "--resume-state", str(state))
+    assert any(msg.startswith(f"ignoring {state}") for msg in stpp_log)
+    assert not any(msg.startswith("resuming") for msg in stpp_log)
+    assert not state.exists()
+    assert_same_weights(tmp_path / "other" / "model.pt", run_train(demo, tmp_path / "fresh", *other) / "model.pt")
+
+
+@pytest.mark.parametrize("epochs,k,expected", [
+    (10, 3, {3: 1, 6: 2, 10: 3}),
+    (3, 3, {1: 1, 2: 2, 3: 3}),
+    (80, 3, {26: 1, 53: 2, 80: 3}),
+    (5, 1, {5: 1}),
+    (7, 2, {3: 1, 7: 2}),
+])
+def test_checkpoint_epochs(epochs, k, expected):
+    assert checkpoint_epochs(epochs, k) == expected
+
+
+@pytest.mark.parametrize("epochs,k", [(2, 3), (5, 0)])
+def test_checkpoint_epochs_rejects_bad_k(epochs, k):
+    with pytest.raises(ValueError, match="--checkpoints"):
+        checkpoint_epochs(epochs, k)
+
+
+def test_poly_lr():
+    assert poly_lr(0.01, 0, 100, 0.9) == 0.01
+    assert poly_lr(0.01, 50, 100, 0.9) == pytest.approx(0.01 * 0.5**0.9)  # 0.005359
+    assert poly_lr(0.01, 90, 100, 0.9) == pytest.approx(0.01 * 0.1**0.9)  # 0.001259
+    assert poly_lr(0.01, 100, 100, 0.9) == 0.0
+    assert poly_lr(0.01, 50, 100, 1.0) == pytest.approx(0.005)
+
+
+def test_learning_rates_and_validation(demo, tmp_path, monkeypatch):
+    calls: list[tuple[float, int, int]] = []
+
+    def recording_poly_lr(base_lr, iteration, total, power):
+        calls.append((base_lr, iteration, total))
+        return poly_lr(base_lr, iteration, total, power)
+
+    monkeypatch.setattr(train, "poly_lr", recording_poly_lr)
+    out = run_train(demo, tmp_path / "out", "--lr", "0.016", "--val", str(demo / "val.txt"), "--eval-every", "2")
+
+    # backbone lr = 0.016 x batch 2 / 16 = 0.002, head 10x; both decayed every iteration
+    total = EPOCHS * ITERS
+    backbone, head = 0.002, 0.02
+    assert [c[0] for c in calls] == pytest.approx([backbone, head] * total)
+    assert [c[1] for c in calls] == [i for i in range(total) for _ in range(2)]
+    assert {c[2] for c in calls} == {total}
+    rows = read_log(out)
+    assert [float(r["lr"]) for r in rows] == pytest.approx(
+        [poly_lr(backbone, (e + 1) * ITERS - 1, total, 0.9) for e in range(EPOCHS)], rel=1e-5)
+
+    # validation after epoch 2 (--eval-every 2) and after the last epoch
+    assert rows[0]["val_miou"] == ""
+    scores = [float(r["val_miou"]) for r in rows[1:]]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert best["val_miou"] == pytest.approx(max(scores))
+    assert best["epoch"] == 2 + scores.index(max(scores))
+    load_model(out / "best.pt")
+    assert not (out / "checkpoints" / "best.pt").exists()
