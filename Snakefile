@@ -30,3 +30,12 @@ rule all:
     input:
         summaries=expand("results/{experiment}/summary.tsv", experiment=EXPERIMENTS),
     default_target: True
+
+
+onsuccess:
+    # The comparison table of every experiment, at the end of the run's output.
+    for experiment in EXPERIMENTS:
+        summary = f"results/{experiment}/summary.tsv"
+        if os.path.exists(summary):
+            with open(summary) as table:
+                print(f"\n{summary}:\n{table.read()}", end="")

@@ -1,0 +1,194 @@
+"""The real `snakemake` command on the shipped configs and on a tiny end-to-end config."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from stages.seg.data import read_split_list
+from stages.seg.io import load_model
+from stages.seg.maskstore import MaskStore
+
+REPO = Path(__file__).resolve().parents[1]
+CAMVID = REPO.parent / "shared" / "data" / "camvid"
+
+
+def snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def planned_rules(proc: subprocess.CompletedProcess) -> set[str]:
+    """Rule names of a dry run's job table."""
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return set()
+    table = text.split("Job stats:")[1].split("\n\n")[0].splitlines()[3:]
+    return {line.split()[0] for line in table if line.split() and line.split()[0] != "total"}
+
+
+def test_lint_is_clean():
+    proc = snakemake("--lint")
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def test_dry_run_default_config():
+    proc = snakemake("-n", "--directory", str(REPO))
+    assert proc.returncode == 0
+
+
+@pytest.mark.skipif(not CAMVID.is_dir(), reason="../shared/data/camvid is not beside the repo")
+def test_dry_run_camvid():
+    rules = planned_rules(snakemake("-n", "--configfile", "config/camvid.yaml", "--directory", str(REPO)))
+    assert {"train_teacher", "score_stability", "split_reliable", "train_student", "summarize"} <= rules
+    assert "make_demo" not in rules  # --configfile replaces the demo, not extends it
+
+
+@pytest.mark.parametrize("name", ["pascal", "cityscapes"])
+def test_dry_run_paper_configs(tmp_path, name):
+    """The paper configs dry-run once their data root (with split lists) exists."""
+    config = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
+    for experiment in config["experiments"].values():
+        data = experiment["data"]
+        data["root"] = str(tmp_path / "data")
+        for key in ("labeled", "unlabeled", "val"):
+            path = tmp_path / "data" / data[key]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("img/a.png mask/a.png\n")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    rules = planned_rules(snakemake("-n", "--configfile", str(tmp_path / "config.yaml"), "--directory", str(tmp_path)))
+    assert {"train_teacher", "label_shard", "merge_label_shards", "train_student", "evaluate"} <= rules
+
+
+def test_config_typo_is_an_error_naming_the_key(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["experiments"]["demo"]["train"]["epoch"] = 3  # misspelt 'epochs'
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", "--configfile", str(tmp_path / "config.yaml"), "--directory", str(tmp_path), check=False)
+    assert proc.returncode != 0
+    assert "epoch" in proc.stderr + proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: the whole SupOnly / ST / ST++ workflow on a tiny synthetic data set.
+
+TINY = {
+    "experiments": {
+        "tiny": {
+            "data": {"root": "resources/demo", "labeled": "labeled.txt", "unlabeled": "unlabeled.txt",
+                     "val": "val.txt", "num_classes": 4,
+                     "class_names": ["background", "circle", "square", "triangle"]},
+            "model": {"arch": "deeplabv3plus", "backbone": "resnet18", "output_stride": 16},
+            "train": {"epochs": 3, "batch_size": 2, "lr": 0.02, "crop_size": 32, "min_labeled": 8, "workers": 0},
+            "stpp": {"checkpoints": 3, "reliable_ratio": 0.5},
+            "label": {"scales": [0.75, 1.0], "flip": True, "batch_size": 8, "shards": 2},
+        }
+    },
+    "methods": ["SupOnly", "ST", "ST++"],
+    "rounds": 2,
+    "device": "cpu",
+    "demo": {"num_labeled": 4, "num_unlabeled": 6, "num_val": 3, "size": 32, "seed": 0},
+    "resources": {kind: {"threads": 1, "mem_mb": 1000, "runtime": 10, "gpu": 0}
+                  for kind in ("train", "label", "score", "evaluate", "small")},
+}
+
+
+def write_config(workdir: Path, **stpp) -> Path:
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["experiments"]["tiny"]["stpp"].update(stpp)
+    path = workdir / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    config = write_config(workdir)
+    proc = snakemake("--cores", "2", "--configfile", str(config), "--directory", str(workdir))
+    return workdir, proc
+
+
+def test_end_to_end_artifacts(tiny_run):
+    workdir, proc = tiny_run
+    results = workdir / "results" / "tiny"
+    unlabeled = read_split_list(workdir / "resources" / "demo" / "unlabeled.txt")
+
+    teacher = results / "teacher"
+    for path in [teacher / "checkpoints" / "checkpoint_1.pt", teacher / "checkpoints" / "checkpoint_2.pt",
+                 *(results / m / "model.pt" for m in ("teacher", "st_student", "stpp_student1", "stpp_student2"))]:
+        model = load_model(path)
+        assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 4, 32, 32)
+    assert not (teacher / "resume").exists() or not any((teacher / "resume").iterdir())
+
+    store = MaskStore(teacher / "pseudo_masks_unlabeled.h5")
+    assert sorted(store.ids()) == sorted(s.id for s in unlabeled)
+    for image_id in store.ids():
+        mask = store[image_id]
+        assert mask.dtype == np.uint8 and mask.shape == (32, 32) and mask.max() < 4
+
+    reliable = (results / "stpp_split" / "reliable_ids.txt").read_text().splitlines()
+    unreliable = (results / "stpp_split" / "unreliable_ids.txt").read_text().splitlines()
+    assert len(reliable) == 3 and not set(reliable) & set(unreliable)
+    assert sorted(reliable + unreliable) == sorted(s.line() for s in unlabeled)
+    relabeled = MaskStore(results / "stpp_student1" / "pseudo_masks_unreliable.h5")
+    assert sorted(relabeled.ids()) == sorted(line.split()[0] for line in unreliable)
+
+    with open(results / "teacher" / "stability_scores.tsv") as f:
+        scores = list(csv.DictReader(f, delimiter="\t"))
+    assert len(scores) == len(unlabeled)
+
+    with open(results / "summary.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert [r["method"] for r in rows] == ["SupOnly", "ST", "ST++ student 1", "ST++ final"]
+    assert all(0 <= float(r["miou"]) <= 100 for r in rows)
+    assert (results / "summary.tsv").read_text() in proc.stdout  # the table is printed at the end
+
+    # logs/ and benchmarks/ mirror each other, one file per job
+    logs = {p.relative_to(workdir / "logs").with_suffix("") for p in (workdir / "logs").rglob("*.log")}
+    benchmarks = {p.relative_to(workdir / "benchmarks").with_suffix("")
+                  for p in (workdir / "benchmarks").rglob("*.tsv")}
+    assert logs == benchmarks and Path("tiny/teacher/train") in logs
+    assert "epoch 3/3 done" in (workdir / "logs" / "tiny" / "teacher" / "train.log").read_text()
+
+
+def test_second_run_does_nothing(tiny_run):
+    workdir, _ = tiny_run
+    config = workdir / "tiny.yaml"
+    proc = snakemake("--cores", "2", "--configfile", str(config), "--directory", str(workdir))
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_forcerun_and_until_plan_only_what_they_should(tiny_run):
+    workdir, _ = tiny_run
+    args = ("-n", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir))
+    forced = planned_rules(snakemake(*args, "--forcerun", "split_reliable"))
+    assert "train_teacher" not in forced and {"split_reliable", "train_student", "summarize"} <= forced
+    assert planned_rules(snakemake(*args, "--forcerun", "train_teacher", "--until", "score_stability")) == {
+        "train_teacher", "score_stability"}
+
+
+def test_changing_r_reruns_split_and_downstream_only(tiny_run):
+    workdir, _ = tiny_run
+    teacher = workdir / "results" / "tiny" / "teacher" / "model.pt"
+    st_student = workdir / "results" / "tiny" / "st_student" / "model.pt"
+    before = teacher.stat().st_mtime_ns, st_student.stat().st_mtime_ns
+    config = write_config(workdir, reliable_ratio=0.34)
+    args = ("--configfile", str(config), "--directory", str(workdir))
+    assert planned_rules(snakemake("-n", *args)) == {
+        "split_reliable", "train_student", "label_shard", "merge_label_shards", "evaluate", "summarize", "all"}
+    snakemake("--cores", "2", *args)
+    assert (teacher.stat().st_mtime_ns, st_student.stat().st_mtime_ns) == before
+    reliable = (workdir / "results" / "tiny" / "stpp_split" / "reliable_ids.txt").read_text().splitlines()
+    assert len(reliable) == 2  # floor(6 * 0.34)
