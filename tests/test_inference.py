@@ -77,10 +77,11 @@ def test_tta_probabilities_mass_and_size(model, flip):
 
 def test_tta_resizes_the_input_per_scale():
     m = Pointwise()
-    x = normalize(random_images(1, 37, 29))
-    tta_probabilities(m, x, (0.5, 1.0, 2.0), flip=True)
+    x = normalize(random_images(1, 36, 28))
+    probs = tta_probabilities(m, x, (0.5, 0.75, 2.0), flip=True)
     # each scale twice (plain and flipped); the input, not the output, is resized
-    assert m.sizes == [(18, 14), (18, 14), (37, 29), (37, 29), (74, 58), (74, 58)]
+    assert m.sizes == [(18, 14), (18, 14), (27, 21), (27, 21), (72, 56), (72, 56)]
+    assert probs.shape == (1, C, 36, 28)
 
 
 def test_tta_flipped_pass_is_flipped_back():

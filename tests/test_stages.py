@@ -26,7 +26,7 @@ from stages.seg.metrics import stability_score
 
 C = len(CLASS_NAMES)
 H = W = 32
-TTA_SCALES = ["0.75", "1.0", "1.5"]
+TTA_SCALES = ["0.5", "1.0"]
 # the teacher's K = 3 checkpoints, relative to its --out-dir, the final model last
 CHECKPOINTS = ("checkpoints/checkpoint_1.pt", "checkpoints/checkpoint_2.pt", "model.pt")
 
@@ -223,7 +223,7 @@ def test_evaluate(demo, teacher, tmp_path):
 def test_evaluate_ignored_pixels_and_sliding_window(demo, teacher, tmp_path):
     # with triangles (3) ignored, the matrix counts only the other pixels
     metrics = run_evaluate(demo, teacher / "model.pt", tmp_path / "m.json", "--ignore-labels", "3",
-                           "--window", "24", "--stride", "8")
+                           "--window", "16", "--stride", "8")
     cm = np.array(metrics["confusion_matrix"])
     assert cm.sum() == sum(int((m != 3).sum()) for m in val_masks(demo))
     assert cm[3].sum() == 0

@@ -77,7 +77,7 @@ def test_config_typo_is_an_error_naming_the_key(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake("-n", "--configfile", str(tmp_path / "config.yaml"), "--directory", str(tmp_path), check=False)
     assert proc.returncode != 0
-    assert "epoch" in proc.stderr + proc.stdout
+    assert "'epoch' was unexpected" in proc.stderr + proc.stdout
 
 
 # ---------------------------------------------------------------------------------------------
