@@ -183,3 +183,9 @@ def test_accumulate_confusion_sums_over_the_set():
     cm = accumulate_confusion(m, data, C, batch_size=2)
     assert torch.equal(cm, expected)
     assert int(cm.sum()) == sum(int((data[i][2] != 255).sum()) for i in range(len(data)))
+
+
+def test_sliding_window_rejects_a_stride_that_leaves_gaps():
+    model = torch.nn.Conv2d(3, 2, 1).eval()
+    with pytest.raises(ValueError, match="stride"):
+        sliding_window_logits(model, torch.zeros(1, 3, 20, 20), window=8, stride=9)

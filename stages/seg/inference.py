@@ -45,6 +45,8 @@ def tta_probabilities(
 @torch.inference_mode()
 def sliding_window_logits(model: torch.nn.Module, images: torch.Tensor, window: int, stride: int) -> torch.Tensor:
     """Average logits of ``window`` x ``window`` tiles at ``stride``; small images are padded."""
+    if not 0 < stride <= window:
+        raise ValueError(f"sliding-window stride must be in [1, window={window}], got {stride}: larger leaves gaps")
     n, _, h, w = images.shape
     ph, pw = max(window - h, 0), max(window - w, 0)
     x = F.pad(images, (0, pw, 0, ph))  # zero = the mean colour after normalisation
