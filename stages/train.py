@@ -103,6 +103,18 @@ def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
     return base_lr * (1 - iteration / total) ** power
 
 
+def train_step(model, optimizer, scaler, images, masks, device, amp_dtype=None) -> float:
+    """One SGD step of cross-entropy (ignore index 255); returns the loss."""
+    images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        loss = F.cross_entropy(model(images), masks, ignore_index=IGNORE_INDEX)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.item()
+
+
 def _file_digest(path: str) -> str:
     p = Path(path)
     if p.suffix == ".txt":  # lists are small: hash the content
@@ -193,14 +205,7 @@ def train(args: argparse.Namespace) -> None:
             for group in optimizer.param_groups:
                 group["lr"] = poly_lr(group["base_lr"], iteration, total_iters, args.poly_power)
             lr = optimizer.param_groups[0]["lr"]
-            images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = F.cross_entropy(model(images), masks, ignore_index=IGNORE_INDEX)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += loss.item()
+            loss_sum += train_step(model, optimizer, scaler, images, masks, device, amp_dtype if use_amp else None)
             if (i + 1) % max(1, iters_per_epoch // 5) == 0 or i + 1 == iters_per_epoch:
                 log.info("epoch %d/%d iteration %d/%d loss %.4f lr %.2e", epoch + 1, args.epochs, i + 1,
                          iters_per_epoch, loss_sum / (i + 1), lr)

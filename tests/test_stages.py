@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stages import evaluate, label, merge_masks, score, split, summarize, train
+from stages import benchmark, evaluate, label, merge_masks, score, split, summarize, train
 from stages.make_demo import CLASS_NAMES, make_demo
 from stages.seg.data import read_image
 from stages.seg.inference import predict
@@ -250,3 +250,13 @@ def test_student_and_summary(demo, teacher, pseudo_store, reliable_split, work, 
         assert [r[c] for c in CLASS_NAMES] == [
             "nan" if m["iou"][c] is None else f"{100 * m['iou'][c]:.2f}" for c in CLASS_NAMES]
     assert capsys.readouterr().out == out.read_text()
+
+
+def test_benchmark_prints_its_figures(demo, capsys):
+    benchmark.main(["--list", str(demo / "labeled.txt"), "--data-root", str(demo), "--num-classes", str(C),
+                    "--crop-size", "32", "--batch-size", "2", "--train-iterations", "2", "--warmup", "1",
+                    "--label-images", "2", "--scales", "1.0", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "train: 2 iterations" in out and "images/s" in out
+    assert "label (plain): 2 images" in out and "label (TTA [1.0] flip True): 2 images" in out
+    assert "peak resident memory" in out
