@@ -187,6 +187,8 @@ def train(args: argparse.Namespace) -> None:
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
             torch.set_rng_state(state["rng_cpu"])
+            if device.type == "cuda" and state.get("rng_cuda") is not None:
+                torch.cuda.set_rng_state_all(state["rng_cuda"])
             start_epoch, rows, best_miou = state["epoch"], json.loads(state["rows"]), state["best_miou"]
             log.info("resuming from %s after epoch %d/%d", resume_path, start_epoch, args.epochs)
         else:
@@ -230,8 +232,9 @@ def train(args: argparse.Namespace) -> None:
         if resume_path:
             save_torch({"fingerprint": fp, "epoch": epoch + 1, "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                        "rng_cpu": torch.get_rng_state(), "rows": json.dumps(rows), "best_miou": best_miou},
-                       resume_path)
+                        "rng_cpu": torch.get_rng_state(),
+                        "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                        "rows": json.dumps(rows), "best_miou": best_miou}, resume_path)
 
     for j in range(1, args.checkpoints):
         _move(staged[j], out_dir / "checkpoints" / f"checkpoint_{j}.pt")

@@ -192,3 +192,13 @@ def test_changing_r_reruns_split_and_downstream_only(tiny_run):
     assert (teacher.stat().st_mtime_ns, st_student.stat().st_mtime_ns) == before
     reliable = (workdir / "results" / "tiny" / "stpp_split" / "reliable_ids.txt").read_text().splitlines()
     assert len(reliable) == 2  # floor(6 * 0.34)
+
+
+def test_third_round_adds_student3_to_the_plan(tiny_run):
+    workdir, _ = tiny_run
+    proc = snakemake("-n", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir),
+                     "--config", "rounds=3")
+    text = proc.stdout + proc.stderr
+    assert "results/tiny/stpp_student2/pseudo_masks_unlabeled.h5" in text  # student 2 relabels everything
+    assert "results/tiny/stpp_student3/model.pt" in text
+    assert "rule train_teacher" not in text  # the teacher is reused
