@@ -162,7 +162,9 @@ def train(args: argparse.Namespace) -> None:
 
     torch.manual_seed(args.seed)
     model = build_model(pretrained=args.pretrained, **spec).to(device)
-    head_mult = args.head_lr_multiplier or default_head_lr_multiplier(args.arch)
+    head_mult = args.head_lr_multiplier
+    if head_mult is None:
+        head_mult = default_head_lr_multiplier(args.arch)
     base_lr = args.lr * args.batch_size / 16
     optimizer = torch.optim.SGD(param_groups(model, base_lr, head_mult), lr=base_lr,
                                 momentum=args.momentum, weight_decay=args.weight_decay)
