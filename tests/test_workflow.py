@@ -202,3 +202,19 @@ def test_third_round_adds_student3_to_the_plan(tiny_run):
     assert "results/tiny/stpp_student2/pseudo_masks_unlabeled.h5" in text  # student 2 relabels everything
     assert "results/tiny/stpp_student3/model.pt" in text
     assert "rule train_teacher" not in text  # the teacher is reused
+
+
+def test_labeling_with_best_on_validation_weights(tmp_path):
+    """label.weights: best (the reference code) labels with best.pt and needs train.val_every."""
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["experiments"]["tiny"]["label"]["weights"] = "best"
+    path = tmp_path / "best.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", "--configfile", str(path), "--directory", str(tmp_path), check=False)
+    assert proc.returncode != 0 and "set val_every > 0" in proc.stdout + proc.stderr
+
+    config["experiments"]["tiny"]["train"]["val_every"] = 1
+    path.write_text(yaml.safe_dump(config))
+    text = snakemake("-n", "-p", "--configfile", str(path), "--directory", str(tmp_path)).stdout
+    assert "stages.label --model results/tiny/teacher/best.pt" in text
+    assert "--val resources/demo/val.txt --eval-every 1" in text
