@@ -1,4 +1,4 @@
-"""Gather the methods' metrics into one table: ``summary.tsv``, also printed to the log.
+"""Gather the methods' metrics into one table: ``summary.tsv``, also printed on stdout.
 
     python -m stages.summarize --out summary.tsv SupOnly=sup/metrics.json ST=st/metrics.json ...
 
@@ -48,7 +48,7 @@ def summarize(args) -> None:
             methods.append((name, json.load(f)))
     table = summary_table(methods)
     write_text(args.out, table)
-    log.info("summary (%s):\n%s", args.out, table)
+    log.info("wrote %s", args.out)
     print(table, end="")
 
 

@@ -24,6 +24,7 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset
 from torchvision import tv_tensors
 
+from .io import write_text
 from .maskstore import MaskStore
 from .transforms import IGNORE_INDEX, StrongAugment, WeakAugment, to_training_pair
 
@@ -61,8 +62,6 @@ def read_split_list(path: str | os.PathLike, need_masks: bool = False) -> list[S
 
 
 def write_split_list(path: str | os.PathLike, samples: Sequence[Sample]) -> None:
-    from .io import write_text
-
     write_text(path, "".join(s.line() + "\n" for s in samples))
 
 

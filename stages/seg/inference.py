@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from .metrics import confusion_matrix
 from .transforms import normalize
 
 log = logging.getLogger("stpp")
@@ -137,8 +138,6 @@ def accumulate_confusion(
     stride: int | None = None,
 ) -> torch.Tensor:
     """One confusion matrix over a whole evaluation set of ``(id, image, mask)`` items."""
-    from .metrics import confusion_matrix
-
     cm = torch.zeros((num_classes, num_classes), dtype=torch.int64)
     for _, images, masks in batches_by_size(dataset, batch_size, num_workers, device, "evaluated"):
         pred = predict(model, images, window=window, stride=stride).cpu()

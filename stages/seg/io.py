@@ -17,6 +17,8 @@ from typing import Any, Iterator
 
 import torch
 
+from .models import build_model
+
 log = logging.getLogger("stpp")
 
 
@@ -73,8 +75,6 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, spec: dict, **ex
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> torch.nn.Module:
     """Rebuild a model from a checkpoint written by :func:`save_model`, in eval mode."""
-    from .models import build_model
-
     ckpt = load_torch(path, "model checkpoint")
     missing = [k for k in ("model", *MODEL_KEYS) if k not in ckpt]
     if missing:
