@@ -101,30 +101,26 @@ def batches_by_size(
     loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers)
     total, done, start = len(dataset), 0, time.time()
     every = max(1, total // 10)
-    ids: list[str] = []
-    imgs: list[torch.Tensor] = []
-    extras: list = []
-
-    def flush():
-        nonlocal done
-        batch = torch.stack(imgs).to(device)
-        out = (list(ids), batch, list(extras))
-        before, done = done, done + len(ids)
+    for group in _same_size_groups(loader, batch_size):
+        ids = [item[0] for item in group]
+        images = torch.stack([item[1] for item in group]).to(device)
+        extras = [item[2] if len(item) == 3 else tuple(item[2:]) for item in group]
+        before, done = done, done + len(group)
         if done // every != before // every or done == total:
-            rate = done / max(time.time() - start, 1e-9)
-            log.info("%d/%d %s (%.2f images/s)", done, total, what, rate)
-        ids.clear(), imgs.clear(), extras.clear()
-        return out
+            log.info("%d/%d %s (%.2f images/s)", done, total, what, done / max(time.time() - start, 1e-9))
+        yield ids, images, extras
 
-    for item in loader:
-        image_id, image, *rest = item
-        if imgs and (image.shape != imgs[0].shape or len(imgs) == batch_size):
-            yield flush()
-        ids.append(image_id)
-        imgs.append(image)
-        extras.append(rest[0] if len(rest) == 1 else tuple(rest))
-    if imgs:
-        yield flush()
+
+def _same_size_groups(items: Iterator[tuple], batch_size: int) -> Iterator[list[tuple]]:
+    """Consecutive items whose image (second field) has one shape, at most ``batch_size`` each."""
+    group: list[tuple] = []
+    for item in items:
+        if group and (item[1].shape != group[0][1].shape or len(group) == batch_size):
+            yield group
+            group = []
+        group.append(item)
+    if group:
+        yield group
 
 
 def accumulate_confusion(
