@@ -27,7 +27,7 @@ from .seg.inference import batches_by_size, predict
 from .seg.io import resolve_device
 from .seg.models import ARCHS, BACKBONES, build_model, param_groups
 from .seg.transforms import WeakAugment
-from .train import train_step
+from .train import mixed_precision, train_step
 
 log = logging.getLogger("stpp")
 
@@ -64,8 +64,7 @@ def benchmark(args) -> None:
     samples = read_split_list(args.list, need_masks=True)
     model = build_model(args.arch, args.backbone, args.num_classes, args.output_stride).to(device)
     optimizer = torch.optim.SGD(param_groups(model, 0.001, 10.0), lr=0.001, momentum=0.9, weight_decay=1e-4)
-    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16" and device.type == "cuda")
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp) if device.type == "cuda" else None
+    amp, scaler = mixed_precision(args.amp, device)
     steps = args.warmup + args.train_iterations
     dataset = training_set(args.data_root, samples, [], WeakAugment(args.crop_size), None, args.num_classes,
                            args.ignore_labels, min_labeled=steps * args.batch_size)

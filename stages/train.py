@@ -103,6 +103,14 @@ def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
     return base_lr * (1 - iteration / total) ** power
 
 
+def mixed_precision(amp: str, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
+    """Autocast dtype (None: float32) and grad scaler for ``--amp``; mixed precision is CUDA only."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if device.type == "cuda" else None
+    if amp != "none" and dtype is None:
+        log.warning("--amp %s needs CUDA; training in float32 on %s", amp, device)
+    return dtype, torch.amp.GradScaler("cuda", enabled=dtype is torch.float16)
+
+
 def train_step(model, optimizer, scaler, images, masks, device, amp_dtype=None) -> float:
     """One SGD step of cross-entropy (ignore index 255); returns the loss."""
     images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
@@ -168,11 +176,7 @@ def train(args: argparse.Namespace) -> None:
     base_lr = args.lr * args.batch_size / 16
     optimizer = torch.optim.SGD(param_groups(model, base_lr, head_mult), lr=base_lr,
                                 momentum=args.momentum, weight_decay=args.weight_decay)
-    use_amp = args.amp != "none" and device.type == "cuda"
-    if args.amp != "none" and not use_amp:
-        log.warning("--amp %s needs CUDA; training in float32 on %s", args.amp, device)
-    amp_dtype = torch.bfloat16 if args.amp == "bf16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and args.amp == "fp16")
+    amp_dtype, scaler = mixed_precision(args.amp, device)
     val_set = (EvalDataset(args.data_root, read_split_list(args.val, need_masks=True), args.num_classes,
                            args.ignore_labels) if args.val else None)
 
@@ -198,8 +202,9 @@ def train(args: argparse.Namespace) -> None:
 
     for epoch in range(start_epoch, args.epochs):
         # Per-epoch seeds make the epoch reproducible wherever training (re)starts.
-        torch.manual_seed(args.seed * 1_000_003 + epoch)
-        generator = torch.Generator().manual_seed(args.seed * 1_000_003 + epoch)
+        epoch_seed = args.seed * 1_000_003 + epoch
+        torch.manual_seed(epoch_seed)
+        generator = torch.Generator().manual_seed(epoch_seed)
         loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
                             generator=generator, num_workers=args.workers, pin_memory=device.type == "cuda")
         model.train()
@@ -209,7 +214,7 @@ def train(args: argparse.Namespace) -> None:
             for group in optimizer.param_groups:
                 group["lr"] = poly_lr(group["base_lr"], iteration, total_iters, args.poly_power)
             lr = optimizer.param_groups[0]["lr"]
-            loss_sum += train_step(model, optimizer, scaler, images, masks, device, amp_dtype if use_amp else None)
+            loss_sum += train_step(model, optimizer, scaler, images, masks, device, amp_dtype)
             if (i + 1) % max(1, iters_per_epoch // 5) == 0 or i + 1 == iters_per_epoch:
                 log.info("epoch %d/%d iteration %d/%d loss %.4f lr %.2e", epoch + 1, args.epochs, i + 1,
                          iters_per_epoch, loss_sum / (i + 1), lr)
