@@ -106,7 +106,8 @@ def train_args(wildcards, threads, checkpoints=1):
     val = split_list(wildcards.experiment, "val") if t["val_every"] else None
     return " ".join([
         data_args(wildcards),
-        _args(arch=m["arch"], backbone=m["backbone"], output_stride=m["output_stride"], pretrained=m["pretrained"]),
+        _args(arch=m["arch"], backbone=m["backbone"], output_stride=m["output_stride"], pretrained=m["pretrained"],
+              head_channels=m["head_channels"]),
         _args(
             epochs=t["epochs"], lr=t["lr"], head_lr_multiplier=t["head_lr_multiplier"], momentum=t["momentum"],
             weight_decay=t["weight_decay"], poly_power=t["poly_power"], checkpoints=checkpoints, seed=t["seed"],

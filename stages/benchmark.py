@@ -39,6 +39,7 @@ def build_parser():
     p.add_argument("--arch", choices=ARCHS, default="deeplabv3plus")
     p.add_argument("--backbone", choices=BACKBONES, default="resnet18")
     p.add_argument("--output-stride", type=int, choices=(8, 16), default=8)
+    p.add_argument("--head-channels", type=int, default=None, help="ASPP/decoder width (default: the paper's)")
     p.add_argument("--crop-size", type=int, default=321)
     p.add_argument("--train-iterations", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
@@ -62,7 +63,8 @@ def benchmark(args) -> None:
     device = resolve_device(args.device)
     torch.manual_seed(0)
     samples = read_split_list(args.list, need_masks=True)
-    model = build_model(args.arch, args.backbone, args.num_classes, args.output_stride).to(device)
+    model = build_model(args.arch, args.backbone, args.num_classes, args.output_stride,
+                        head_channels=args.head_channels).to(device)
     optimizer = torch.optim.SGD(param_groups(model, 0.001, 10.0), lr=0.001, momentum=0.9, weight_decay=1e-4)
     amp, scaler = mixed_precision(args.amp, device)
     steps = args.warmup + args.train_iterations
@@ -70,7 +72,7 @@ def benchmark(args) -> None:
                            args.ignore_labels, min_labeled=steps * args.batch_size)
     loader = DataLoader(dataset, args.batch_size, shuffle=True, drop_last=True, num_workers=args.workers)
     print(f"device {device}, torch threads {torch.get_num_threads()}, {args.arch} {args.backbone} "
-          f"OS {args.output_stride}, crop {args.crop_size}, batch {args.batch_size}, workers {args.workers}")
+          f"OS {args.output_stride}, head {args.head_channels or 'default'}, crop {args.crop_size}, batch {args.batch_size}, workers {args.workers}")
 
     model.train()
     batches = iter(loader)

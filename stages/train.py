@@ -42,7 +42,7 @@ from .seg.data import EvalDataset, read_split_list, training_set
 from .seg.inference import accumulate_confusion
 from .seg.io import load_torch, resolve_device, save_model, save_torch, write_text
 from .seg.metrics import mean_iou
-from .seg.models import ARCHS, BACKBONES, build_model, default_head_lr_multiplier, param_groups
+from .seg.models import ARCHS, BACKBONES, build_model, default_head_lr_multiplier, param_groups, resolve_pretrained
 from .seg.transforms import IGNORE_INDEX, StrongAugment, WeakAugment
 
 log = logging.getLogger("stpp")
@@ -66,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--arch", choices=ARCHS, default="deeplabv3plus")
     m.add_argument("--backbone", choices=BACKBONES, default="resnet50")
     m.add_argument("--output-stride", type=int, choices=(8, 16), default=8)
-    m.add_argument("--pretrained", default=None, help="torchvision ImageNet ResNet state dict file (none: random init)")
+    m.add_argument("--pretrained", default=None,
+                   help="'imagenet' (efficientnet_lite0's packaged weights) or a local ImageNet weights file "
+                        "(none: random init)")
+    m.add_argument("--head-channels", type=int, default=None,
+                   help="ASPP/decoder (PSP) width; default: the paper's 256 (512)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, default=80)
     o.add_argument("--lr", type=float, default=0.001, help="backbone lr for a total batch of 16")
@@ -134,7 +138,7 @@ def _file_digest(path: str) -> str:
 def fingerprint(args: argparse.Namespace) -> str:
     settings = {k: v for k, v in sorted(vars(args).items()) if k not in NOT_FINGERPRINTED}
     files = [args.labeled, *(f for pair in args.pseudo for f in pair)]
-    files += [f for f in (args.pretrained, args.val) if f]
+    files += [f for f in (resolve_pretrained(args.backbone, args.pretrained), args.val) if f]
     blob = json.dumps({"settings": settings, "files": {f: _file_digest(f) for f in files}}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -149,7 +153,7 @@ def train(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     out_dir = Path(args.out_dir)
     spec = {"arch": args.arch, "backbone": args.backbone, "num_classes": args.num_classes,
-            "output_stride": args.output_stride}
+            "output_stride": args.output_stride, "head_channels": args.head_channels}
     ckpt_at = checkpoint_epochs(args.epochs, args.checkpoints)
 
     labeled = read_split_list(args.labeled, need_masks=True)

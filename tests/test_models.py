@@ -148,4 +148,4 @@ def test_bad_choices(kwargs, match):
 
 def test_constants():
     assert set(ARCHS) == {"deeplabv3plus", "pspnet", "deeplabv2"}
-    assert set(BACKBONES) == {"resnet18", "resnet50", "resnet101"}
+    assert set(BACKBONES) == {"resnet18", "resnet50", "resnet101", "efficientnet_lite0"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import shutil
 from pathlib import Path
 
@@ -171,3 +172,32 @@ def test_learning_rates_and_validation(demo, tmp_path, monkeypatch):
     assert best["epoch"] == 2 + scores.index(max(scores))
     load_model(out / "best.pt")
     assert not (out / "checkpoints" / "best.pt").exists()
+
+
+def test_pretrained_lite0_trains_and_resumes(demo, tmp_path, monkeypatch, stpp_log):
+    """The packaged ImageNet Lite0 trunk with a narrow head: trains, resumes exactly, reloads."""
+    lite0 = ("--backbone", "efficientnet_lite0", "--pretrained", "imagenet", "--output-stride", "16",
+             "--head-channels", "16", "--checkpoints", "2")
+    full = run_train(demo, tmp_path / "full", *lite0)
+    out, state = tmp_path / "out", tmp_path / "resume" / "state.pt"
+    with monkeypatch.context() as m:
+        interrupt_after_epoch(m, 2)
+        with pytest.raises(Interrupted):
+            run_train(demo, out, *lite0, "--resume-state", str(state))
+    run_train(demo, out, *lite0, "--resume-state", str(state))
+    assert any("after epoch 2/3" in msg for msg in stpp_log)
+    assert_same_weights(out / "model.pt", full / "model.pt")
+    ckpt = torch.load(out / "model.pt", weights_only=True)
+    assert (ckpt["backbone"], ckpt["head_channels"], ckpt["output_stride"]) == ("efficientnet_lite0", 16, 16)
+    model = load_model(out / "model.pt")
+    assert model.head.classifier.in_channels == 16
+    losses = [float(r["loss"]) for r in read_log(out)]
+    assert all(math.isfinite(x) for x in losses)
+
+
+def test_checkpoint_without_head_channels_loads(uninterrupted, tmp_path):
+    """Model files written before head_channels existed still load, with the paper's width."""
+    ckpt = torch.load(uninterrupted / "model.pt", weights_only=True)
+    del ckpt["head_channels"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    assert load_model(tmp_path / "old.pt").head.classifier.in_channels == 256

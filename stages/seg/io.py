@@ -65,7 +65,9 @@ def load_torch(path: str | os.PathLike, what: str = "checkpoint") -> Any:
 
 # A checkpoint is a plain dict of tensors and primitives so that it loads with
 # weights_only=True: the model's state dict plus what is needed to rebuild the model.
-MODEL_KEYS = ("arch", "backbone", "num_classes", "output_stride")
+MODEL_KEYS = ("arch", "backbone", "num_classes", "output_stride", "head_channels")
+# Keys a checkpoint from an earlier version may lack, with the value that version meant.
+MODEL_KEY_DEFAULTS = {"head_channels": None}
 
 
 def save_model(path: str | os.PathLike, model: torch.nn.Module, spec: dict, **extra: Any) -> None:
@@ -76,6 +78,7 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, spec: dict, **ex
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> torch.nn.Module:
     """Rebuild a model from a checkpoint written by :func:`save_model`, in eval mode."""
     ckpt = load_torch(path, "model checkpoint")
+    ckpt = {**MODEL_KEY_DEFAULTS, **ckpt}
     missing = [k for k in ("model", *MODEL_KEYS) if k not in ckpt]
     if missing:
         raise ValueError(f"{path} is not an stpp model checkpoint (missing {missing})")

