@@ -89,6 +89,7 @@ rule split_reliable:
         unreliable="results/{experiment}/stpp_split/unreliable_ids.txt",
     params:
         ratio=lambda wildcards: exp(wildcards)["stpp"]["reliable_ratio"],
+        selection=lambda wildcards: _args(selection=exp(wildcards)["stpp"]["selection"], seed=exp(wildcards)["train"]["seed"]),
     threads: resources_of("small")["threads"]
     resources:
         mem_mb=resources_of("small")["mem_mb"],
@@ -102,4 +103,4 @@ rule split_reliable:
         "../envs/stpp.yaml"
     shell:
         "python -m stages.split --scores {input.scores} --list {input.images} --ratio {params.ratio}"
-        " --reliable {output.reliable} --unreliable {output.unreliable} > {log} 2>&1"
+        " {params.selection} --reliable {output.reliable} --unreliable {output.unreliable} > {log} 2>&1"

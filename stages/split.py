@@ -5,6 +5,9 @@
 
 Sorts by score, highest first; ties keep list order (a stable sort). The top floor(N * R) are
 reliable. Both outputs are lines of the unlabeled list, so each is itself a valid split list.
+
+``--selection random`` is the paper's ablation (Table 7, "random"): the same number of images,
+drawn uniformly with ``--seed`` instead of by score; the scores are still read and checked.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import random
 
 from .seg import cli
 from .seg.data import read_split_list, write_split_list
@@ -26,6 +30,9 @@ def build_parser():
     p.add_argument("--ratio", type=float, default=0.5, help="R: share of images that are reliable")
     p.add_argument("--reliable", required=True, help="reliable_ids.txt to write")
     p.add_argument("--unreliable", required=True, help="unreliable_ids.txt to write")
+    p.add_argument("--selection", choices=("stability", "random"), default="stability",
+                   help="rank by stability score, or draw the reliable set at random (the ablation)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --selection random")
     return p
 
 
@@ -37,24 +44,30 @@ def read_scores(path: str) -> dict[str, float]:
     return {row["id"]: float(row["score"]) for row in rows}
 
 
-def rank(samples: list, scores: dict[str, float], ratio: float) -> tuple[list, list]:
-    """(reliable, unreliable), each in descending score order."""
+def rank(samples: list, scores: dict[str, float], ratio: float, shuffle_seed: int | None = None) -> tuple[list, list]:
+    """(reliable, unreliable), each in descending score order; or, with ``shuffle_seed``, in a
+    random order drawn with that seed (the random-selection ablation)."""
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"the reliable ratio must be in [0, 1], got {ratio}")
     missing = [s.id for s in samples if s.id not in scores]
     if missing:
         raise ValueError(f"no stability score for {len(missing)} listed images, e.g. {missing[:3]}")
-    ordered = sorted(samples, key=lambda s: -scores[s.id])  # sorted() is stable
+    if shuffle_seed is None:
+        ordered = sorted(samples, key=lambda s: -scores[s.id])  # sorted() is stable
+    else:
+        ordered = random.Random(shuffle_seed).sample(samples, len(samples))
     cut = math.floor(len(ordered) * ratio)
     return ordered[:cut], ordered[cut:]
 
 
 def split(args) -> None:
     samples = read_split_list(args.list)
-    reliable, unreliable = rank(samples, read_scores(args.scores), args.ratio)
+    seed = args.seed if args.selection == "random" else None
+    reliable, unreliable = rank(samples, read_scores(args.scores), args.ratio, seed)
     write_split_list(args.reliable, reliable)
     write_split_list(args.unreliable, unreliable)
-    log.info("%d reliable, %d unreliable of %d (R = %g)", len(reliable), len(unreliable), len(samples), args.ratio)
+    log.info("%d reliable, %d unreliable of %d (R = %g, selection %s)", len(reliable), len(unreliable),
+             len(samples), args.ratio, args.selection)
 
 
 def main(argv=None) -> None:

@@ -105,3 +105,15 @@ def test_stability_score_accepts_uint8_numpy_masks():
 def test_stability_score_needs_two_masks(masks):
     with pytest.raises(ValueError, match="at least 2"):
         stability_score(masks, 4)
+
+
+def test_spearman():
+    from stages.seg.metrics import spearman
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [0.9, 0.5, 0.2, 0.1]) == pytest.approx(-1.0)
+    # ties take their average rank: x ranks (0, 1.5, 1.5, 3) against (0, 1, 2, 3)
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(4.5 / (4.5 * 5) ** 0.5)
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    assert math.isnan(spearman([1], [2]))
+    with pytest.raises(ValueError, match="paired"):
+        spearman([1, 2], [1, 2, 3])

@@ -202,6 +202,26 @@ def test_split_ties_keep_list_order(tmp_path):
     assert lines(out["unreliable"]) == [f"{ids[i]} m/{ids[i]}" for i in order[3:]]
 
 
+def test_split_random_selection_ignores_scores(tmp_path):
+    ids = [f"u/{i}.png" for i in range(10)]
+    (tmp_path / "u.txt").write_text("".join(f"{i}\n" for i in ids))
+    (tmp_path / "s.tsv").write_text("id\tscore\n" + "".join(f"{i}\t{n}\n" for n, i in enumerate(ids)))
+
+    def reliable(seed):
+        out = tmp_path / f"r{seed}.txt"
+        split.main(["--scores", str(tmp_path / "s.tsv"), "--list", str(tmp_path / "u.txt"), "--ratio", "0.3",
+                    "--selection", "random", "--seed", str(seed),
+                    "--reliable", str(out), "--unreliable", str(tmp_path / f"u{seed}.txt")])
+        assert sorted(lines(out) + lines(tmp_path / f"u{seed}.txt")) == sorted(ids)
+        return lines(out)
+
+    draws = [reliable(seed) for seed in range(4)]
+    assert all(len(d) == 3 for d in draws)
+    assert reliable(0) == draws[0]  # a seed gives the same draw again
+    assert any(d != ["u/9.png", "u/8.png", "u/7.png"] for d in draws)  # not the top scores
+    assert len({tuple(d) for d in draws}) > 1
+
+
 def val_masks(demo: Path) -> list[np.ndarray]:
     return [np.asarray(Image.open(demo / line.split()[1])) for line in lines(demo / "val.txt")]
 

@@ -51,3 +51,25 @@ def stability_score(masks: Sequence[torch.Tensor], num_classes: int) -> tuple[fl
     last = masks[-1]
     ious = [mean_iou(confusion_matrix(m, last, num_classes)) for m in masks[:-1]]
     return float(sum(ious)), ious
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rank correlation: Pearson's r of the ranks, ties given their average rank.
+
+    Used to ask whether the stability score ranks images as their pseudo-mask quality does.
+    NaN when either side is constant or there are fewer than 2 pairs.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"spearman needs paired values, got {x.shape} and {y.shape}")
+    if len(x) < 2:
+        return float("nan")
+
+    def ranks(v: np.ndarray) -> np.ndarray:
+        _, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
+        ends = np.cumsum(counts)  # the tied values of one group take ranks ends - counts .. ends - 1
+        return ((ends - counts + ends - 1) / 2)[inverse]
+
+    rx, ry = ranks(x) - (len(x) - 1) / 2, ranks(y) - (len(y) - 1) / 2
+    denom = np.sqrt((rx**2).sum() * (ry**2).sum())
+    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
