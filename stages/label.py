@@ -1,4 +1,4 @@
-"""Pseudo-label images with a trained model and test-time augmentation (ALGORITHM.md, stage 2).
+"""Pseudo-label images with a trained model and test-time augmentation (docs/method.md, stage 2).
 
     python -m stages.label --model teacher/model.pt --list unlabeled.txt --out pseudo_masks.h5 \\
         [--scales 0.5 0.75 1.0 1.5 2.0] [--flip] [--shard i --num-shards n]

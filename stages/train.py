@@ -10,7 +10,7 @@ Writes into ``--out-dir``:
 - ``train_log.tsv``: one row per epoch (iterations, mean loss, lr, seconds, images/s, val mIoU);
 - ``best.pt`` with ``--val``: the best-on-validation weights (the reference code's choice).
 
-Recipe (ALGORITHM.md): cross-entropy with ignore index 255; SGD, momentum 0.9, weight decay
+Recipe (docs/method.md): cross-entropy with ignore index 255; SGD, momentum 0.9, weight decay
 1e-4; backbone lr = ``--lr`` x batch / 16, head lr x ``--head-lr-multiplier``; poly decay every
 iteration. Labeled images get weak augmentation, pseudo-labeled ones weak + strong.
 

@@ -191,7 +191,7 @@ def training_set(
     ignore_labels: Sequence[int] = (),
     min_labeled: int = 200,
 ) -> Dataset:
-    """Labeled + pseudo-labeled training set, one loss, equal weight (ALGORITHM.md).
+    """Labeled + pseudo-labeled training set, one loss, equal weight (docs/method.md).
 
     With pseudo-labels the labeled list is over-sampled to about the number of pseudo-labeled
     images; without (the teacher) it is repeated up to ``min_labeled`` images per epoch.

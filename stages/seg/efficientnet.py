@@ -23,7 +23,7 @@ Choices made here
   mean/std normalised images. The trunk converts (a per-channel affine map), so data code stays
   the same for every backbone.
 * No drop-connect (stochastic depth): the B0 recipe's 0.2 is an ImageNet regulariser; the
-  segmentation recipes this project follows (ALGORITHM.md) use none for their trunks.
+  segmentation recipes this project follows (docs/method.md) use none for their trunks.
 
 Weights
 -------

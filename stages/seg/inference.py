@@ -25,7 +25,7 @@ def tta_probabilities(
     """Sum of softmax maps over scales (x flip), each resized back to the input size.
 
     ``images`` are normalised floats (N, 3, H, W). The input is resized bilinearly for each
-    scale; a flipped pass is flipped back before it is added (ALGORITHM.md, stage 2).
+    scale; a flipped pass is flipped back before it is added (docs/method.md, stage 2).
     """
     h, w = images.shape[-2:]
     total = None

@@ -1,4 +1,4 @@
-"""Confusion matrices, IoU and the ST++ stability score (ALGORITHM.md, stages 3 and 8)."""
+"""Confusion matrices, IoU and the ST++ stability score (docs/method.md, stages 3 and 8)."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ Choices made here
   decoder / PSP dropout element-wise (``Dropout(0.1)``), as in the reference code.
 * DeepLabV2's classifier is the original one: four biased 3x3 convs at dilations 6/12/18/24
   straight to ``num_classes``, weights N(0, 0.01), bias 0, summed (the ST++ reference code adds
-  BN + ReLU to each branch; this project follows ALGORITHM.md). Its head lr multiplier is 1.
+  BN + ReLU to each branch; this project follows docs/method.md). Its head lr multiplier is 1.
 * Other head layers keep PyTorch's default initialisation (BN weight 1, bias 0).
 * Batch norm in the ASPP image-pooling branch and the PSP 1x1 bin sees one value per channel
   and sample, so a train-mode forward pass with batch size 1 raises ("Expected more than 1 value
@@ -316,7 +316,7 @@ def build_model(arch: str, backbone: str, num_classes: int, output_stride: int =
 
 
 def default_head_lr_multiplier(arch: str) -> float:
-    """Head lr / backbone lr: 1 for DeepLabV2, 10 otherwise (ALGORITHM.md, Training details)."""
+    """Head lr / backbone lr: 1 for DeepLabV2, 10 otherwise (docs/method.md, Training details)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; valid choices: {', '.join(ARCHS)}")
     return 1.0 if arch == "deeplabv2" else 10.0

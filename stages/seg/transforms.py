@@ -1,4 +1,4 @@
-"""Training-time augmentation and normalisation for ST / ST++ (ALGORITHM.md, "Training details").
+"""Training-time augmentation and normalisation for ST / ST++ (docs/method.md, "Training details").
 
 Weak augmentation (every training image, :class:`WeakAugment`), in this order:
 

@@ -1,0 +1,250 @@
+"""Multi-seed SupOnly / ST / ST++ benchmark: runs the workflow per split seed and tabulates it.
+
+    python benchmarks/semisup.py --dataset msrc21 [--seeds 0 1 2] [--splits 1_8] [--cores 2] \\
+        [--set train.strong_augmentation=false --tag no_strong] [--workdir runs/semisup]
+
+For every split and seed it writes an experiment into one generated config and runs the real
+workflow once on all of them (``snakemake --cores N`` in ``--workdir``; a re-run redoes only what
+is missing). Seed 0 is the data set's shipped split; seed S > 0 draws a split of the same size
+from ``train.txt`` with ``random.Random(S)``. Then, outside the workflow:
+
+- every model (SupOnly = the teacher, ST, ST++ student 1, ST++ final) is evaluated on ``test.txt``
+  (the workflow evaluates on ``val.txt``): ``results/<exp>/<model>/metrics_test.json``;
+- the teacher's pseudo-masks are compared with the unlabeled images' true masks (kept in the
+  lists for auditing only): mIoU on the reliable and on the unreliable half, and the Spearman
+  correlation of the stability score with each image's pseudo-mask mIoU;
+- each stage's wall time is read from Snakemake's ``benchmarks/`` files.
+
+Writes ``<workdir>/semisup_<dataset>[_<tag>].md`` (and prints it): one row per split and seed and
+the mean +- sample std over seeds, on val and on test. Nothing here tunes anything: settings
+come from ``config/<dataset>.yaml`` and ``--set``. Not run by the test suite (hours on a CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from stages.seg.data import read_mask, read_split_list, write_split_list  # noqa: E402
+from stages.seg.maskstore import MaskStore  # noqa: E402
+from stages.seg.metrics import confusion_matrix, mean_iou, spearman  # noqa: E402
+
+METHODS = (("SupOnly", "teacher"), ("ST", "st_student"), ("ST++ student 1", "stpp_student1"),
+           ("ST++ final", "stpp_student2"))
+# Stage wall times: (column, benchmark files under benchmarks/<exp>/) in pipeline order.
+STAGES = (("teacher", "teacher/train.tsv"), ("label", "teacher/label_unlabeled/*.tsv"),
+          ("score", "teacher/score_stability.tsv"), ("ST", "st_student/train.tsv"),
+          ("student 1", "stpp_student1/train.tsv"), ("relabel", "stpp_student1/label_unreliable/*.tsv"),
+          ("student 2", "stpp_student2/train.tsv"), ("evaluate", "*/evaluate.tsv"))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", required=True, help="name of config/<dataset>.yaml (msrc21, camvid)")
+    p.add_argument("--config", default=None, help="base config (default: config/<dataset>.yaml)")
+    p.add_argument("--splits", nargs="+", default=["1_8"], help="split folders under <root>/splits/")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="0 = the shipped split")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="experiment setting overrides, e.g. stpp.reliable_ratio=0.25 (YAML values)")
+    p.add_argument("--tag", default=None, help="name of this variant (experiment and table suffix)")
+    p.add_argument("--workdir", default=str(REPO / "runs" / "semisup"),
+                   help="Snakemake working directory: results/, logs/, benchmarks/ and the tables")
+    p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--snakemake-args", nargs=argparse.REMAINDER, default=[],
+                   help="passed on to snakemake (must come last)")
+    return p.parse_args(argv)
+
+
+def set_key(experiment: dict, dotted: str, value) -> None:
+    node = experiment
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def split_lists(root: Path, split: str, seed: int, out: Path) -> tuple[str, str]:
+    """Labeled and unlabeled list paths for ``seed`` (0: the shipped ones; else drawn, same size)."""
+    shipped = root / "splits" / split
+    if seed == 0:
+        return str(shipped / "labeled.txt"), str(shipped / "unlabeled.txt")
+    train = read_split_list(root / "train.txt", need_masks=True)
+    size = len(read_split_list(shipped / "labeled.txt"))
+    chosen = set(random.Random(seed).sample(range(len(train)), size))
+    folder = out / "splits" / f"{split}_seed{seed}"
+    labeled, unlabeled = folder / "labeled.txt", folder / "unlabeled.txt"
+    write_split_list(labeled, [s for i, s in enumerate(train) if i in chosen])  # train.txt order
+    write_split_list(unlabeled, [s for i, s in enumerate(train) if i not in chosen])
+    return str(labeled), str(unlabeled)
+
+
+def make_config(args, workdir: Path) -> tuple[Path, dict]:
+    base_path = Path(args.config or REPO / "config" / f"{args.dataset}.yaml")
+    base = yaml.safe_load(base_path.read_text())
+    (template,) = base["experiments"].values()
+    root = (REPO / template["data"]["root"]).resolve()
+    experiments = {}
+    for split in args.splits:
+        for seed in args.seeds:
+            e = json.loads(json.dumps(template))
+            e["data"]["root"] = str(root)
+            e["data"]["labeled"], e["data"]["unlabeled"] = split_lists(root, split, seed, workdir)
+            for item in args.set:
+                key, sep, value = item.partition("=")
+                if not sep:
+                    raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+                set_key(e, key, yaml.safe_load(value))
+            name = f"{args.dataset}_{split}_seed{seed}" + (f"_{args.tag}" if args.tag else "")
+            experiments[name] = e
+    config = {**base, "experiments": experiments}
+    path = workdir / f"config_{args.dataset}{'_' + args.tag if args.tag else ''}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path, experiments
+
+
+def run(cmd: list[str], cwd: Path) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=cwd, check=True)
+
+
+def evaluate_on_test(name: str, e: dict, workdir: Path, cores: int) -> None:
+    data = e["data"]
+    for _, model in METHODS:
+        folder = workdir / "results" / name / model
+        out = folder / "metrics_test.json"
+        if out.exists() and out.stat().st_mtime > (folder / "model.pt").stat().st_mtime:
+            continue
+        run([sys.executable, "-m", "stages.evaluate", "--model", str(folder / "model.pt"),
+             "--list", str(Path(data["root"]) / "test.txt"), "--data-root", data["root"],
+             "--num-classes", str(data["num_classes"]), "--ignore-labels", *map(str, data.get("ignore_labels", [])),
+             "--threads", str(cores), "--out", str(out)], workdir)
+
+
+def pseudo_mask_audit(name: str, e: dict, workdir: Path) -> dict:
+    """Teacher pseudo-mask mIoU on the reliable / unreliable halves; Spearman(score, image mIoU)."""
+    data, r = e["data"], workdir / "results" / name
+    c, ignore = data["num_classes"], data.get("ignore_labels", [])
+    store = MaskStore(r / "teacher" / "pseudo_masks_unlabeled.h5")
+    with open(r / "teacher" / "stability_scores.tsv", newline="") as f:
+        scores = {row["id"]: float(row["score"]) for row in csv.DictReader(f, delimiter="\t")}
+    per_image, cms = {}, {}
+    for half in ("reliable", "unreliable"):
+        cms[half] = 0
+        for s in read_split_list(r / "stpp_split" / f"{half}_ids.txt"):
+            if not s.mask:
+                return {}
+            cm = confusion_matrix(store[s.id], read_mask(Path(data["root"]) / s.mask, c, ignore), c).numpy()
+            cms[half] = cms[half] + cm
+            per_image[s.id] = mean_iou(cm)
+    ids = [i for i in per_image if math.isfinite(per_image[i])]
+    return {"reliable": mean_iou(cms["reliable"]), "unreliable": mean_iou(cms["unreliable"]),
+            "all": mean_iou(cms["reliable"] + cms["unreliable"]),
+            "spearman": spearman([scores[i] for i in ids], [per_image[i] for i in ids])}
+
+
+def stage_minutes(name: str, workdir: Path) -> dict:
+    out = {}
+    for column, pattern in STAGES:
+        seconds = 0.0
+        for path in glob.glob(str(workdir / "benchmarks" / name / pattern)):
+            with open(path, newline="") as f:
+                seconds += sum(float(row["s"]) for row in csv.DictReader(f, delimiter="\t"))
+        out[column] = seconds / 60
+    return out
+
+
+def read_miou(path: Path) -> float:
+    with open(path) as f:
+        return 100 * json.load(f)["miou"]
+
+
+def fmt(values: list[float], digits: int = 1) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def tables(args, experiments: dict, workdir: Path) -> str:
+    rows = []
+    for name, e in experiments.items():
+        r = workdir / "results" / name
+        row = {"experiment": name}
+        for method, model in METHODS:
+            row[f"val {method}"] = read_miou(r / model / "metrics.json")
+            row[f"test {method}"] = read_miou(r / model / "metrics_test.json")
+        audit = pseudo_mask_audit(name, e, workdir)
+        row.update({f"pseudo {k}": 100 * v if k != "spearman" else v for k, v in audit.items()})
+        row.update({f"min {k}": v for k, v in stage_minutes(name, workdir).items()})
+        rows.append(row)
+
+    lines = [f"# {args.dataset} {' '.join(args.splits)}{' ' + args.tag if args.tag else ''}",
+             "", f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores, config {args.config or f'config/{args.dataset}.yaml'}"
+             + (f", --set {' '.join(args.set)}" if args.set else ""), ""]
+    for split_name in ("test", "val"):
+        cols = [m for m, _ in METHODS]
+        lines += [f"## mIoU (%) on {split_name}", "",
+                  "| experiment | " + " | ".join(cols) + " | ST - SupOnly | ST++ final - ST |",
+                  "|---|" + "---|" * (len(cols) + 2)]
+        groups = {}
+        for row in rows:
+            values = [row[f"{split_name} {m}"] for m in cols]
+            lines.append(f"| {row['experiment']} | " + " | ".join(f"{v:.1f}" for v in values)
+                         + f" | {values[1] - values[0]:+.1f} | {values[3] - values[1]:+.1f} |")
+            groups.setdefault(row["experiment"].split("_seed")[0], []).append(values)
+        for group, members in groups.items():
+            if len(members) > 1:
+                cells = [fmt([v[i] for v in members]) for i in range(len(cols))]
+                cells += [fmt([v[1] - v[0] for v in members]), fmt([v[3] - v[1] for v in members])]
+                lines.append(f"| **{group}, mean ± std of {len(members)}** | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Teacher pseudo-masks against the true masks of the unlabeled images", "",
+              "| experiment | mIoU all | reliable half | unreliable half | Spearman(score, image mIoU) |",
+              "|---|---|---|---|---|"]
+    for row in rows:
+        if "pseudo all" in row:
+            lines.append(f"| {row['experiment']} | {row['pseudo all']:.1f} | {row['pseudo reliable']:.1f} | "
+                         f"{row['pseudo unreliable']:.1f} | {row['pseudo spearman']:.2f} |")
+    stage_cols = [c for c, _ in STAGES]
+    lines += ["", "## Wall time per stage (minutes)", "",
+              "| experiment | " + " | ".join(stage_cols) + " | total |", "|---|" + "---|" * (len(stage_cols) + 1)]
+    for row in rows:
+        values = [row[f"min {c}"] for c in stage_cols]
+        lines.append(f"| {row['experiment']} | " + " | ".join(f"{v:.1f}" for v in values) + f" | {sum(values):.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config, experiments = make_config(args, workdir)
+    run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+         "--cores", str(args.cores), "--configfile", str(config), "--rerun-incomplete", *args.snakemake_args], REPO)
+    for name, e in experiments.items():
+        evaluate_on_test(name, e, workdir, args.cores)
+    table = tables(args, experiments, workdir)
+    out = workdir / f"semisup_{args.dataset}{'_' + args.tag if args.tag else ''}.md"
+    out.write_text(table)
+    print(table)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
