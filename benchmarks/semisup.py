@@ -1,7 +1,8 @@
 """Multi-seed SupOnly / ST / ST++ benchmark: runs the workflow per split seed and tabulates it.
 
     python benchmarks/semisup.py --dataset msrc21 [--seeds 0 1 2] [--splits 1_8] [--cores 2] \\
-        [--set train.strong_augmentation=false --tag no_strong] [--workdir runs/semisup]
+        [--set train.strong_augmentation=false --tag no_strong --methods ST --reuse-teacher] \\
+        [--workdir runs/semisup]
 
 For every split and seed it writes an experiment into one generated config and runs the real
 workflow once on all of them (``snakemake --cores N`` in ``--workdir``; a re-run redoes only what
@@ -18,6 +19,12 @@ from ``train.txt`` with ``random.Random(S)``. Then, outside the workflow:
 Writes ``<workdir>/semisup_<dataset>[_<tag>].md`` (and prints it): one row per split and seed and
 the mean +- sample std over seeds, on val and on test. Nothing here tunes anything: settings
 come from ``config/<dataset>.yaml`` and ``--set``. Not run by the test suite (hours on a CPU).
+
+Ablations (``--tag``) that leave the teacher as it is (R, the selection, strong augmentation,
+which acts on pseudo-labeled images only) may ``--reuse-teacher``: the untagged run's teacher
+folder of the same split and seed is hard-linked in before the workflow starts, so the ablation
+trains only what differs, as the paper's ablations share their teacher. Its stage times then
+repeat the teacher's.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import json
 import math
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -64,6 +72,10 @@ def parse_args(argv=None):
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="experiment setting overrides, e.g. stpp.reliable_ratio=0.25 (YAML values)")
     p.add_argument("--tag", default=None, help="name of this variant (experiment and table suffix)")
+    p.add_argument("--methods", nargs="+", default=None, choices=[m for m in ("SupOnly", "ST", "ST++")],
+                   help="methods to run (default: the config's)")
+    p.add_argument("--reuse-teacher", action="store_true",
+                   help="with --tag: start from the untagged run's teacher (see above)")
     p.add_argument("--workdir", default=str(REPO / "runs" / "semisup"),
                    help="Snakemake working directory: results/, logs/, benchmarks/ and the tables")
     p.add_argument("--cores", type=int, default=2)
@@ -114,9 +126,32 @@ def make_config(args, workdir: Path) -> tuple[Path, dict]:
             name = f"{args.dataset}_{split}_seed{seed}" + (f"_{args.tag}" if args.tag else "")
             experiments[name] = e
     config = {**base, "experiments": experiments}
+    if args.methods:
+        config["methods"] = args.methods
     path = workdir / f"config_{args.dataset}{'_' + args.tag if args.tag else ''}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path, experiments
+
+
+# Settings a reused teacher does not depend on (the teacher has no pseudo-labeled images).
+TEACHER_FREE = ("stpp.", "train.strong_augmentation")
+
+
+def reuse_teacher(args, experiments: dict, workdir: Path) -> None:
+    if not args.tag:
+        raise SystemExit("--reuse-teacher needs --tag: it reuses the untagged run's teacher")
+    changed = [item.partition("=")[0] for item in args.set]
+    bad = [key for key in changed if not key.startswith(TEACHER_FREE)]
+    if bad:
+        raise SystemExit(f"--reuse-teacher: {', '.join(bad)} change the teacher; run without it")
+    for name in experiments:
+        base = name.removesuffix(f"_{args.tag}")
+        for tree in ("results", "benchmarks", "logs"):
+            src, dst = workdir / tree / base / "teacher", workdir / tree / name / "teacher"
+            if not dst.exists():
+                if not (workdir / "results" / base / "teacher" / "model.pt").exists():
+                    raise SystemExit(f"--reuse-teacher: no teacher in {workdir / 'results' / base}; run the untagged benchmark first")
+                shutil.copytree(src, dst, copy_function=os.link, ignore=shutil.ignore_patterns("*.shards", "resume"))
 
 
 def run(cmd: list[str], cwd: Path) -> None:
@@ -129,6 +164,8 @@ def evaluate_on_test(name: str, e: dict, workdir: Path, cores: int) -> None:
     for _, model in METHODS:
         folder = workdir / "results" / name / model
         out = folder / "metrics_test.json"
+        if not (folder / "model.pt").exists():  # a method this run does not train
+            continue
         if out.exists() and out.stat().st_mtime > (folder / "model.pt").stat().st_mtime:
             continue
         run([sys.executable, "-m", "stages.evaluate", "--model", str(folder / "model.pt"),
@@ -141,6 +178,8 @@ def pseudo_mask_audit(name: str, e: dict, workdir: Path) -> dict:
     """Teacher pseudo-mask mIoU on the reliable / unreliable halves; Spearman(score, image mIoU)."""
     data, r = e["data"], workdir / "results" / name
     c, ignore = data["num_classes"], data.get("ignore_labels", [])
+    if not (r / "stpp_split" / "reliable_ids.txt").exists():  # ST++ was not run
+        return {}
     store = MaskStore(r / "teacher" / "pseudo_masks_unlabeled.h5")
     with open(r / "teacher" / "stability_scores.tsv", newline="") as f:
         scores = {row["id"]: float(row["score"]) for row in csv.DictReader(f, delimiter="\t")}
@@ -171,11 +210,16 @@ def stage_minutes(name: str, workdir: Path) -> dict:
 
 
 def read_miou(path: Path) -> float:
+    """mIoU in percent; NaN for a method that was not run."""
+    if not path.exists():
+        return float("nan")
     with open(path) as f:
         return 100 * json.load(f)["miou"]
 
 
 def fmt(values: list[float], digits: int = 1) -> str:
+    if any(math.isnan(v) for v in values):
+        return "-"
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
@@ -205,8 +249,8 @@ def tables(args, experiments: dict, workdir: Path) -> str:
         groups = {}
         for row in rows:
             values = [row[f"{split_name} {m}"] for m in cols]
-            lines.append(f"| {row['experiment']} | " + " | ".join(f"{v:.1f}" for v in values)
-                         + f" | {values[1] - values[0]:+.1f} | {values[3] - values[1]:+.1f} |")
+            lines.append(f"| {row['experiment']} | " + " | ".join(fmt([v]) for v in values)
+                         + f" | {fmt([values[1] - values[0]])} | {fmt([values[3] - values[1]])} |")
             groups.setdefault(row["experiment"].split("_seed")[0], []).append(values)
         for group, members in groups.items():
             if len(members) > 1:
@@ -218,7 +262,7 @@ def tables(args, experiments: dict, workdir: Path) -> str:
               "| experiment | mIoU all | reliable half | unreliable half | Spearman(score, image mIoU) |",
               "|---|---|---|---|---|"]
     for row in rows:
-        if "pseudo all" in row:
+        if "pseudo all" in row and not math.isnan(row["pseudo all"]):
             lines.append(f"| {row['experiment']} | {row['pseudo all']:.1f} | {row['pseudo reliable']:.1f} | "
                          f"{row['pseudo unreliable']:.1f} | {row['pseudo spearman']:.2f} |")
     stage_cols = [c for c, _ in STAGES]
@@ -235,6 +279,8 @@ def main(argv=None) -> None:
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     config, experiments = make_config(args, workdir)
+    if args.reuse_teacher:
+        reuse_teacher(args, experiments, workdir)
     run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
          "--cores", str(args.cores), "--configfile", str(config), "--rerun-incomplete", *args.snakemake_args], REPO)
     for name, e in experiments.items():
