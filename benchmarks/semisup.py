@@ -217,12 +217,14 @@ def read_miou(path: Path) -> float:
         return 100 * json.load(f)["miou"]
 
 
-def fmt(values: list[float], digits: int = 1) -> str:
+def fmt(values: list[float], signed: bool = False) -> str:
+    """One value, or mean ± sample std of several; '-' for a method that was not run."""
     if any(math.isnan(v) for v in values):
         return "-"
+    sign = "+" if signed else ""
     if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+        return f"{values[0]:{sign}.1f}"
+    return f"{statistics.mean(values):{sign}.1f} ± {statistics.stdev(values):.1f}"
 
 
 def tables(args, experiments: dict, workdir: Path) -> str:
@@ -250,12 +252,12 @@ def tables(args, experiments: dict, workdir: Path) -> str:
         for row in rows:
             values = [row[f"{split_name} {m}"] for m in cols]
             lines.append(f"| {row['experiment']} | " + " | ".join(fmt([v]) for v in values)
-                         + f" | {fmt([values[1] - values[0]])} | {fmt([values[3] - values[1]])} |")
+                         + f" | {fmt([values[1] - values[0]], True)} | {fmt([values[3] - values[1]], True)} |")
             groups.setdefault(row["experiment"].split("_seed")[0], []).append(values)
         for group, members in groups.items():
             if len(members) > 1:
                 cells = [fmt([v[i] for v in members]) for i in range(len(cols))]
-                cells += [fmt([v[1] - v[0] for v in members]), fmt([v[3] - v[1] for v in members])]
+                cells += [fmt([v[1] - v[0] for v in members], True), fmt([v[3] - v[1] for v in members], True)]
                 lines.append(f"| **{group}, mean ± std of {len(members)}** | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Teacher pseudo-masks against the true masks of the unlabeled images", "",

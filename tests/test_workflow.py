@@ -48,9 +48,11 @@ def test_dry_run_default_config():
     assert proc.returncode == 0
 
 
-@pytest.mark.skipif(not CAMVID.is_dir(), reason="../shared/data/camvid is not beside the repo")
-def test_dry_run_camvid():
-    rules = planned_rules(snakemake("-n", "--configfile", "config/camvid.yaml", "--directory", str(REPO)))
+@pytest.mark.parametrize("name", ["camvid", "msrc21"])
+def test_dry_run_real_data_configs(name):
+    if not (CAMVID.parent / name).is_dir():
+        pytest.skip(f"../shared/data/{name} is not beside the repo")
+    rules = planned_rules(snakemake("-n", "--configfile", f"config/{name}.yaml", "--directory", str(REPO)))
     assert {"train_teacher", "score_stability", "split_reliable", "train_student", "summarize"} <= rules
     assert "make_demo" not in rules  # --configfile replaces the demo, not extends it
 

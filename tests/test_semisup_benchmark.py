@@ -1,0 +1,103 @@
+"""benchmarks/semisup.py helpers: seeded splits, config generation, the tables (not the hours-long run)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from stages.seg.data import Sample, read_split_list, write_split_list
+from stages.seg.maskstore import MaskStoreWriter
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("semisup", REPO / "benchmarks" / "semisup.py")
+semisup = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(semisup)
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    """A data root with train.txt (10 images) and a shipped 1_8 split of 3 labeled."""
+    root = tmp_path / "data"
+    samples = [Sample(f"img/{i}.png", f"img/{i}.png", f"gt/{i}.png") for i in range(10)]
+    write_split_list(root / "train.txt", samples)
+    write_split_list(root / "splits/1_8/labeled.txt", samples[:3])
+    write_split_list(root / "splits/1_8/unlabeled.txt", samples[3:])
+    return root
+
+
+def test_seed_0_is_the_shipped_split_and_other_seeds_draw_the_same_size(root, tmp_path):
+    assert semisup.split_lists(root, "1_8", 0, tmp_path) == (
+        str(root / "splits/1_8/labeled.txt"), str(root / "splits/1_8/unlabeled.txt"))
+    train = [s.line() for s in read_split_list(root / "train.txt")]
+    draws = []
+    for seed in (1, 2, 1):
+        labeled, unlabeled = (read_split_list(p) for p in semisup.split_lists(root, "1_8", seed, tmp_path / str(seed)))
+        assert len(labeled) == 3 and len(unlabeled) == 7
+        assert sorted(s.line() for s in labeled + unlabeled) == sorted(train)  # a partition of train.txt
+        assert [s.line() for s in labeled] == [t for t in train if t in {s.line() for s in labeled}]  # list order
+        draws.append([s.id for s in labeled])
+    assert draws[0] == draws[2] and draws[0] != draws[1]
+
+
+def test_config_has_one_experiment_per_split_and_seed(root, tmp_path):
+    base = yaml.safe_load((REPO / "config" / "msrc21.yaml").read_text())
+    (name,) = base["experiments"]
+    base["experiments"][name]["data"]["root"] = str(root)
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    args = Namespace(dataset="toy", config=str(tmp_path / "base.yaml"), splits=["1_8"], seeds=[0, 3],
+                     set=["stpp.reliable_ratio=0.25", "train.strong_augmentation=false"], tag="abl",
+                     methods=["ST++"])
+    path, experiments = semisup.make_config(args, tmp_path)
+    assert list(experiments) == ["toy_1_8_seed0_abl", "toy_1_8_seed3_abl"]
+    config = yaml.safe_load(path.read_text())
+    assert config["methods"] == ["ST++"] and config["resources"] == base["resources"]
+    e = config["experiments"]["toy_1_8_seed3_abl"]
+    assert e["stpp"]["reliable_ratio"] == 0.25 and e["train"]["strong_augmentation"] is False
+    assert e["data"]["labeled"] == str(tmp_path / "splits/1_8_seed3/labeled.txt")
+
+
+def test_pseudo_mask_audit_and_tables(root, tmp_path):
+    """Reliable masks perfect, unreliable half wrong: the audit and the table say so."""
+    work, name = tmp_path / "work", "toy_1_8_seed0"
+    r = work / "results" / name
+    unlabeled = read_split_list(root / "splits/1_8/unlabeled.txt")
+    truth = np.zeros((4, 4), np.uint8)
+    truth[:, 2:] = 1
+    (root / "gt").mkdir()
+    scores = {}
+    with MaskStoreWriter(r / "teacher" / "pseudo_masks_unlabeled.h5") as store:
+        for n, s in enumerate(unlabeled):
+            Image.fromarray(truth).save(root / s.mask)
+            store.write(s.id, truth if n < 3 else 1 - truth)
+            scores[s.id] = 2.0 - n / 10  # the first three are the most stable
+    (r / "teacher" / "stability_scores.tsv").write_text(
+        "id\tscore\n" + "".join(f"{i}\t{v}\n" for i, v in scores.items()))
+    write_split_list(r / "stpp_split" / "reliable_ids.txt", unlabeled[:3])
+    write_split_list(r / "stpp_split" / "unreliable_ids.txt", unlabeled[3:])
+    e = {"data": {"root": str(root), "num_classes": 2, "ignore_labels": []}}
+    audit = semisup.pseudo_mask_audit(name, e, work)
+    assert audit["reliable"] == 1.0 and audit["unreliable"] == 0.0
+    # score ranks 6..0 against quality ranks (5, 5, 5, 1.5, 1.5, 1.5, 1.5), centred: 21 / sqrt(28 x 21)
+    assert audit["spearman"] == pytest.approx(21 / math.sqrt(28 * 21))
+
+    for (method, model), miou in zip(semisup.METHODS, (0.5, 0.6, 0.62, 0.65)):
+        for fname in ("metrics.json", "metrics_test.json"):
+            (r / model).mkdir(parents=True, exist_ok=True)
+            (r / model / fname).write_text(json.dumps({"miou": miou}))
+    bench = work / "benchmarks" / name / "teacher"
+    bench.mkdir(parents=True)
+    (bench / "train.tsv").write_text("s\th:m:s\n120.0\t0:02:00\n")
+    args = Namespace(dataset="toy", splits=["1_8"], tag=None, config=None, set=[])
+    table = semisup.tables(args, {name: e}, work)
+    assert "| toy_1_8_seed0 | 50.0 | 60.0 | 62.0 | 65.0 | +10.0 | +5.0 |" in table
+    # all 7 images in one matrix: IoU = 24 / (24 + 32 + 32) for each class
+    assert "| toy_1_8_seed0 | 27.3 | 100.0 | 0.0 | 0.87 |" in table
+    assert "| toy_1_8_seed0 | 2.0 | 0.0 |" in table  # teacher minutes, then the label stage
