@@ -171,6 +171,7 @@ def evaluate_on_test(name: str, e: dict, workdir: Path, cores: int) -> None:
         run([sys.executable, "-m", "stages.evaluate", "--model", str(folder / "model.pt"),
              "--list", str(Path(data["root"]) / "test.txt"), "--data-root", data["root"],
              "--num-classes", str(data["num_classes"]), "--ignore-labels", *map(str, data.get("ignore_labels", [])),
+             "--class-names", *data.get("class_names", map(str, range(data["num_classes"]))),
              "--threads", str(cores), "--out", str(out)], workdir)
 
 
