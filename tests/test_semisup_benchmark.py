@@ -101,3 +101,26 @@ def test_pseudo_mask_audit_and_tables(root, tmp_path):
     # all 7 images in one matrix: IoU = 24 / (24 + 32 + 32) for each class
     assert "| toy_1_8_seed0 | 27.3 | 100.0 | 0.0 | 0.87 |" in table
     assert "| toy_1_8_seed0 | 2.0 | 0.0 |" in table  # teacher minutes, then the label stage
+
+
+def test_reuse_teacher_links_the_untagged_teacher_and_refuses_teacher_settings(tmp_path):
+    work = tmp_path / "work"
+    teacher = work / "results" / "toy_1_8_seed0" / "teacher"
+    (teacher / "checkpoints").mkdir(parents=True)
+    (teacher / "model.pt").write_bytes(b"weights")
+    (teacher / "checkpoints" / "checkpoint_1.pt").write_bytes(b"c1")
+    (teacher / "resume").mkdir()
+    (teacher / "resume" / "state.pt").write_bytes(b"partial")
+    for tree in ("benchmarks", "logs"):
+        (work / tree / "toy_1_8_seed0" / "teacher").mkdir(parents=True)
+    args = Namespace(tag="r25", set=["stpp.reliable_ratio=0.25", "train.strong_augmentation=false"])
+    semisup.reuse_teacher(args, {"toy_1_8_seed0_r25": {}}, work)
+    reused = work / "results" / "toy_1_8_seed0_r25" / "teacher"
+    assert (reused / "model.pt").read_bytes() == b"weights"
+    assert (reused / "model.pt").stat().st_ino == (teacher / "model.pt").stat().st_ino  # a hard link
+    assert (reused / "checkpoints" / "checkpoint_1.pt").exists() and not (reused / "resume").exists()
+
+    with pytest.raises(SystemExit, match="train.lr change the teacher"):
+        semisup.reuse_teacher(Namespace(tag="lr", set=["train.lr=0.1"]), {"toy_1_8_seed0_lr": {}}, work)
+    with pytest.raises(SystemExit, match="no teacher"):
+        semisup.reuse_teacher(Namespace(tag="r75", set=[]), {"toy_1_8_seed5_r75": {}}, work)
