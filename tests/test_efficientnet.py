@@ -136,6 +136,12 @@ def test_imagenet_keyword_and_strict_loading(tmp_path, state):
     model = build_model("deeplabv3plus", "efficientnet_lite0", num_classes=3, output_stride=16,
                         pretrained="imagenet")
     assert torch.equal(model.backbone.blocks[3].depthwise[0].weight, state["_blocks.3._depthwise_conv.weight"])
+    local = tmp_path / "lite0.pth"  # an explicit local file works as well as the packaged one
+    local.write_bytes(Path(packaged_weights()).read_bytes())
+    from_file = build_model("deeplabv3plus", "efficientnet_lite0", num_classes=3, output_stride=16,
+                            pretrained=str(local))
+    for key, value in model.backbone.state_dict().items():
+        assert torch.equal(value, from_file.backbone.state_dict()[key]), key
     with pytest.raises(ValueError, match="efficientnet_lite0 only.*local torchvision"):
         build_model("deeplabv3plus", "resnet18", num_classes=3, pretrained="imagenet")
 
