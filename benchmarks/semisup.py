@@ -12,8 +12,9 @@ from ``train.txt`` with ``random.Random(S)``. Then, outside the workflow:
 - every model (SupOnly = the teacher, ST, ST++ student 1, ST++ final) is evaluated on ``test.txt``
   (the workflow evaluates on ``val.txt``): ``results/<exp>/<model>/metrics_test.json``;
 - the teacher's pseudo-masks are compared with the unlabeled images' true masks (kept in the
-  lists for auditing only): mIoU on the reliable and on the unreliable half, and the Spearman
-  correlation of the stability score with each image's pseudo-mask mIoU;
+  lists for auditing only): mIoU on the reliable and on the unreliable half, the unreliable half
+  as ST++ student 1 relabeled it, and the Spearman correlation of the stability score with each
+  image's pseudo-mask mIoU;
 - each stage's wall time is read from Snakemake's ``benchmarks/`` files.
 
 Writes ``<workdir>/semisup_<dataset>[_<tag>].md`` (and prints it): one row per split and seed and
@@ -182,20 +183,26 @@ def pseudo_mask_audit(name: str, e: dict, workdir: Path) -> dict:
     if not (r / "stpp_split" / "reliable_ids.txt").exists():  # ST++ was not run
         return {}
     store = MaskStore(r / "teacher" / "pseudo_masks_unlabeled.h5")
+    relabeled = r / "stpp_student1" / "pseudo_masks_unreliable.h5"
+    relabeled = MaskStore(relabeled) if relabeled.exists() else None
     with open(r / "teacher" / "stability_scores.tsv", newline="") as f:
         scores = {row["id"]: float(row["score"]) for row in csv.DictReader(f, delimiter="\t")}
-    per_image, cms = {}, {}
+    per_image, cms = {}, {"relabeled": 0}
     for half in ("reliable", "unreliable"):
         cms[half] = 0
         for s in read_split_list(r / "stpp_split" / f"{half}_ids.txt"):
             if not s.mask:
                 return {}
-            cm = confusion_matrix(store[s.id], read_mask(Path(data["root"]) / s.mask, c, ignore), c).numpy()
+            truth = read_mask(Path(data["root"]) / s.mask, c, ignore)
+            cm = confusion_matrix(store[s.id], truth, c).numpy()
             cms[half] = cms[half] + cm
             per_image[s.id] = mean_iou(cm)
+            if half == "unreliable" and relabeled is not None:
+                cms["relabeled"] = cms["relabeled"] + confusion_matrix(relabeled[s.id], truth, c).numpy()
     ids = [i for i in per_image if math.isfinite(per_image[i])]
     return {"reliable": mean_iou(cms["reliable"]), "unreliable": mean_iou(cms["unreliable"]),
             "all": mean_iou(cms["reliable"] + cms["unreliable"]),
+            "relabeled": mean_iou(cms["relabeled"]) if relabeled is not None else float("nan"),
             "spearman": spearman([scores[i] for i in ids], [per_image[i] for i in ids])}
 
 
@@ -262,12 +269,14 @@ def tables(args, experiments: dict, workdir: Path) -> str:
                 lines.append(f"| **{group}, mean ± std of {len(members)}** | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Teacher pseudo-masks against the true masks of the unlabeled images", "",
-              "| experiment | mIoU all | reliable half | unreliable half | Spearman(score, image mIoU) |",
-              "|---|---|---|---|---|"]
+              "| experiment | mIoU all | reliable half | unreliable half | unreliable, relabeled by student 1 "
+              "| Spearman(score, image mIoU) |",
+              "|---|---|---|---|---|---|"]
     for row in rows:
         if "pseudo all" in row and not math.isnan(row["pseudo all"]):
             lines.append(f"| {row['experiment']} | {row['pseudo all']:.1f} | {row['pseudo reliable']:.1f} | "
-                         f"{row['pseudo unreliable']:.1f} | {row['pseudo spearman']:.2f} |")
+                         f"{row['pseudo unreliable']:.1f} | {fmt([row['pseudo relabeled']])} | "
+                         f"{row['pseudo spearman']:.2f} |")
     stage_cols = [c for c, _ in STAGES]
     lines += ["", "## Wall time per stage (minutes)", "",
               "| experiment | " + " | ".join(stage_cols) + " | total |", "|---|" + "---|" * (len(stage_cols) + 1)]

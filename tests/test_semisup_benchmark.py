@@ -84,9 +84,14 @@ def test_pseudo_mask_audit_and_tables(root, tmp_path):
     write_split_list(r / "stpp_split" / "unreliable_ids.txt", unlabeled[3:])
     e = {"data": {"root": str(root), "num_classes": 2, "ignore_labels": []}}
     audit = semisup.pseudo_mask_audit(name, e, work)
-    assert audit["reliable"] == 1.0 and audit["unreliable"] == 0.0
+    assert audit["reliable"] == 1.0 and audit["unreliable"] == 0.0 and math.isnan(audit["relabeled"])
     # score ranks 6..0 against quality ranks (5, 5, 5, 1.5, 1.5, 1.5, 1.5), centred: 21 / sqrt(28 x 21)
     assert audit["spearman"] == pytest.approx(21 / math.sqrt(28 * 21))
+
+    with MaskStoreWriter(r / "stpp_student1" / "pseudo_masks_unreliable.h5") as store:
+        for s in unlabeled[3:]:  # student 1 relabels the unreliable half correctly
+            store.write(s.id, truth)
+    assert semisup.pseudo_mask_audit(name, e, work)["relabeled"] == 1.0
 
     for (method, model), miou in zip(semisup.METHODS, (0.5, 0.6, 0.62, 0.65)):
         for fname in ("metrics.json", "metrics_test.json"):
@@ -99,7 +104,7 @@ def test_pseudo_mask_audit_and_tables(root, tmp_path):
     table = semisup.tables(args, {name: e}, work)
     assert "| toy_1_8_seed0 | 50.0 | 60.0 | 62.0 | 65.0 | +10.0 | +5.0 |" in table
     # all 7 images in one matrix: IoU = 24 / (24 + 32 + 32) for each class
-    assert "| toy_1_8_seed0 | 27.3 | 100.0 | 0.0 | 0.87 |" in table
+    assert "| toy_1_8_seed0 | 27.3 | 100.0 | 0.0 | 100.0 | 0.87 |" in table
     assert "| toy_1_8_seed0 | 2.0 | 0.0 |" in table  # teacher minutes, then the label stage
 
 
