@@ -44,7 +44,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +72,7 @@ def parse_args(argv=None):
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="experiment setting overrides, e.g. stpp.reliable_ratio=0.25 (YAML values)")
     p.add_argument("--tag", default=None, help="name of this variant (experiment and table suffix)")
-    p.add_argument("--methods", nargs="+", default=None, choices=[m for m in ("SupOnly", "ST", "ST++")],
+    p.add_argument("--methods", nargs="+", default=None, choices=("SupOnly", "ST", "ST++"),
                    help="methods to run (default: the config's)")
     p.add_argument("--reuse-teacher", action="store_true",
                    help="with --tag: start from the untagged run's teacher (see above)")
@@ -147,11 +146,11 @@ def reuse_teacher(args, experiments: dict, workdir: Path) -> None:
         raise SystemExit(f"--reuse-teacher: {', '.join(bad)} change the teacher; run without it")
     for name in experiments:
         base = name.removesuffix(f"_{args.tag}")
+        if not (workdir / "results" / base / "teacher" / "model.pt").exists():
+            raise SystemExit(f"--reuse-teacher: no teacher in {workdir / 'results' / base}; run the untagged benchmark first")
         for tree in ("results", "benchmarks", "logs"):
             src, dst = workdir / tree / base / "teacher", workdir / tree / name / "teacher"
             if not dst.exists():
-                if not (workdir / "results" / base / "teacher" / "model.pt").exists():
-                    raise SystemExit(f"--reuse-teacher: no teacher in {workdir / 'results' / base}; run the untagged benchmark first")
                 shutil.copytree(src, dst, copy_function=os.link, ignore=shutil.ignore_patterns("*.shards", "resume"))
 
 
