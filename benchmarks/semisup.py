@@ -6,8 +6,12 @@
 
 For every split and seed it writes an experiment into one generated config and runs the real
 workflow once on all of them (``snakemake --cores N`` in ``--workdir``; a re-run redoes only what
-is missing). Seed 0 is the data set's shipped split; seed S > 0 draws a split of the same size
-from ``train.txt`` with ``random.Random(S)``. Then, outside the workflow:
+is missing or out of date). Seed 0 is the data set's shipped split; seed S > 0 draws a split of
+the same size from ``train.txt`` with ``random.Random(S)``. Every list the workflow reads (labeled,
+unlabeled, val) is a copy under ``<workdir>/splits/``, rewritten only when its content changes:
+a data set that is copied or unpacked again gets newer files, and Snakemake would otherwise
+retrain every model whose outputs carry no input checksums (those of ``--reuse-teacher``). Then,
+outside the workflow:
 
 - every model (SupOnly = the teacher, ST, ST++ student 1, ST++ final) is evaluated on ``test.txt``
   (the workflow evaluates on ``val.txt``): ``results/<exp>/<model>/metrics_test.json``;
@@ -93,18 +97,27 @@ def set_key(experiment: dict, dotted: str, value) -> None:
 
 
 def split_lists(root: Path, split: str, seed: int, out: Path) -> tuple[str, str]:
-    """Labeled and unlabeled list paths for ``seed`` (0: the shipped ones; else drawn, same size)."""
+    """Labeled and unlabeled lists for ``seed`` under ``out``: 0 copies the shipped ones, S > 0 draws."""
     shipped = root / "splits" / split
+    folder = out / "splits" / f"{split}_seed{seed}"
+    labeled, unlabeled = folder / "labeled.txt", folder / "unlabeled.txt"
     if seed == 0:
-        return str(shipped / "labeled.txt"), str(shipped / "unlabeled.txt")
+        write_list_if_changed(labeled, read_split_list(shipped / "labeled.txt"))
+        write_list_if_changed(unlabeled, read_split_list(shipped / "unlabeled.txt"))
+        return str(labeled), str(unlabeled)
     train = read_split_list(root / "train.txt", need_masks=True)
     size = len(read_split_list(shipped / "labeled.txt"))
     chosen = set(random.Random(seed).sample(range(len(train)), size))
-    folder = out / "splits" / f"{split}_seed{seed}"
-    labeled, unlabeled = folder / "labeled.txt", folder / "unlabeled.txt"
-    write_split_list(labeled, [s for i, s in enumerate(train) if i in chosen])  # train.txt order
-    write_split_list(unlabeled, [s for i, s in enumerate(train) if i not in chosen])
+    write_list_if_changed(labeled, [s for i, s in enumerate(train) if i in chosen])  # train.txt order
+    write_list_if_changed(unlabeled, [s for i, s in enumerate(train) if i not in chosen])
     return str(labeled), str(unlabeled)
+
+
+def write_list_if_changed(path: Path, samples: list) -> None:
+    """Leave an identical list alone, so that its mtime says when its content last changed."""
+    if path.exists() and [s.line() for s in read_split_list(path)] == [s.line() for s in samples]:
+        return
+    write_split_list(path, samples)
 
 
 def make_config(args, workdir: Path) -> tuple[Path, dict]:
@@ -118,6 +131,9 @@ def make_config(args, workdir: Path) -> tuple[Path, dict]:
             e = json.loads(json.dumps(template))
             e["data"]["root"] = str(root)
             e["data"]["labeled"], e["data"]["unlabeled"] = split_lists(root, split, seed, workdir)
+            val = workdir / "splits" / "val.txt"
+            write_list_if_changed(val, read_split_list(root / e["data"]["val"]))
+            e["data"]["val"] = str(val)
             for item in args.set:
                 key, sep, value = item.partition("=")
                 if not sep:
@@ -152,6 +168,11 @@ def reuse_teacher(args, experiments: dict, workdir: Path) -> None:
             src, dst = workdir / tree / base / "teacher", workdir / tree / name / "teacher"
             if not dst.exists():
                 shutil.copytree(src, dst, copy_function=os.link, ignore=shutil.ignore_patterns("*.shards", "resume"))
+
+
+def snakemake_command(config: Path, workdir: Path, cores: int, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+            "--cores", str(cores), "--configfile", str(config), "--rerun-incomplete", *extra]
 
 
 def run(cmd: list[str], cwd: Path) -> None:
@@ -292,8 +313,7 @@ def main(argv=None) -> None:
     config, experiments = make_config(args, workdir)
     if args.reuse_teacher:
         reuse_teacher(args, experiments, workdir)
-    run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--cores", str(args.cores), "--configfile", str(config), "--rerun-incomplete", *args.snakemake_args], REPO)
+    run(snakemake_command(config, workdir, args.cores, args.snakemake_args), REPO)
     for name, e in experiments.items():
         evaluate_on_test(name, e, workdir, args.cores)
     table = tables(args, experiments, workdir)

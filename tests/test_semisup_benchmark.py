@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 from argparse import Namespace
 from pathlib import Path
 
@@ -24,18 +25,21 @@ _spec.loader.exec_module(semisup)
 
 @pytest.fixture
 def root(tmp_path) -> Path:
-    """A data root with train.txt (10 images) and a shipped 1_8 split of 3 labeled."""
+    """A data root with train.txt (10 images), a shipped 1_8 split of 3 labeled and val.txt."""
     root = tmp_path / "data"
     samples = [Sample(f"img/{i}.png", f"img/{i}.png", f"gt/{i}.png") for i in range(10)]
     write_split_list(root / "train.txt", samples)
     write_split_list(root / "splits/1_8/labeled.txt", samples[:3])
     write_split_list(root / "splits/1_8/unlabeled.txt", samples[3:])
+    write_split_list(root / "val.txt", samples[:2])
     return root
 
 
 def test_seed_0_is_the_shipped_split_and_other_seeds_draw_the_same_size(root, tmp_path):
-    assert semisup.split_lists(root, "1_8", 0, tmp_path) == (
-        str(root / "splits/1_8/labeled.txt"), str(root / "splits/1_8/unlabeled.txt"))
+    shipped = semisup.split_lists(root, "1_8", 0, tmp_path)  # copies, so that the data set's mtimes do not matter
+    assert shipped == (str(tmp_path / "splits/1_8_seed0/labeled.txt"), str(tmp_path / "splits/1_8_seed0/unlabeled.txt"))
+    for copy, name in zip(shipped, ("labeled.txt", "unlabeled.txt")):
+        assert Path(copy).read_text() == (root / "splits/1_8" / name).read_text()
     train = [s.line() for s in read_split_list(root / "train.txt")]
     draws = []
     for seed in (1, 2, 1):
@@ -45,6 +49,21 @@ def test_seed_0_is_the_shipped_split_and_other_seeds_draw_the_same_size(root, tm
         assert [s.line() for s in labeled] == [t for t in train if t in {s.line() for s in labeled}]  # list order
         draws.append([s.id for s in labeled])
     assert draws[0] == draws[2] and draws[0] != draws[1]
+
+
+def test_drawing_a_split_again_leaves_its_lists_untouched(root, tmp_path):
+    """A rewritten list gets a new mtime, and Snakemake would retrain every model of that seed."""
+    paths = [Path(p) for p in semisup.split_lists(root, "1_8", 4, tmp_path)]
+    paths += [Path(p) for p in semisup.split_lists(root, "1_8", 0, tmp_path)]
+    for p in paths:
+        os.utime(p, ns=(1_000_000_000, 1_000_000_000))
+    os.utime(root / "splits/1_8/labeled.txt")  # the data set laid down again: newer, same content
+    assert [Path(p) for p in semisup.split_lists(root, "1_8", 4, tmp_path)
+            + semisup.split_lists(root, "1_8", 0, tmp_path)] == paths
+    assert [p.stat().st_mtime_ns for p in paths] == [1_000_000_000] * 4
+    paths[0].write_text("stale\n")  # a list that differs is rewritten
+    semisup.split_lists(root, "1_8", 4, tmp_path)
+    assert paths[0].read_text() != "stale\n"
 
 
 def test_config_has_one_experiment_per_split_and_seed(root, tmp_path):
@@ -62,6 +81,7 @@ def test_config_has_one_experiment_per_split_and_seed(root, tmp_path):
     e = config["experiments"]["toy_1_8_seed3_abl"]
     assert e["stpp"]["reliable_ratio"] == 0.25 and e["train"]["strong_augmentation"] is False
     assert e["data"]["labeled"] == str(tmp_path / "splits/1_8_seed3/labeled.txt")
+    assert e["data"]["val"] == str(tmp_path / "splits/val.txt")  # a copy as well
 
 
 def test_pseudo_mask_audit_and_tables(root, tmp_path):
