@@ -8,7 +8,7 @@ For every split and seed it writes an experiment into one generated config and r
 workflow once on all of them (``snakemake --cores N`` in ``--workdir``; a re-run redoes only what
 is missing or out of date). Seed 0 is the data set's shipped split; seed S > 0 draws a split of
 the same size from ``train.txt`` with ``random.Random(S)``. Every list the workflow reads (labeled,
-unlabeled, val) is a copy under ``<workdir>/splits/``, rewritten only when its content changes:
+unlabeled, val) is a copy under ``<workdir>/splits/<dataset>/``, rewritten only when its content changes:
 a data set that is copied or unpacked again gets newer files, and Snakemake would otherwise
 retrain every model whose outputs carry no input checksums (those of ``--reuse-teacher``). Then,
 outside the workflow:
@@ -97,9 +97,10 @@ def set_key(experiment: dict, dotted: str, value) -> None:
 
 
 def split_lists(root: Path, split: str, seed: int, out: Path) -> tuple[str, str]:
-    """Labeled and unlabeled lists for ``seed`` under ``out``: 0 copies the shipped ones, S > 0 draws."""
+    """Labeled and unlabeled lists for ``seed`` under ``out`` (one folder per data set, as two data
+    sets share a work directory): seed 0 copies the shipped ones, S > 0 draws."""
     shipped = root / "splits" / split
-    folder = out / "splits" / f"{split}_seed{seed}"
+    folder = out / f"{split}_seed{seed}"
     labeled, unlabeled = folder / "labeled.txt", folder / "unlabeled.txt"
     if seed == 0:
         write_list_if_changed(labeled, read_split_list(shipped / "labeled.txt"))
@@ -130,8 +131,9 @@ def make_config(args, workdir: Path) -> tuple[Path, dict]:
         for seed in args.seeds:
             e = json.loads(json.dumps(template))
             e["data"]["root"] = str(root)
-            e["data"]["labeled"], e["data"]["unlabeled"] = split_lists(root, split, seed, workdir)
-            val = workdir / "splits" / "val.txt"
+            lists = workdir / "splits" / args.dataset
+            e["data"]["labeled"], e["data"]["unlabeled"] = split_lists(root, split, seed, lists)
+            val = lists / "val.txt"
             write_list_if_changed(val, read_split_list(root / e["data"]["val"]))
             e["data"]["val"] = str(val)
             for item in args.set:

@@ -37,7 +37,7 @@ def root(tmp_path) -> Path:
 
 def test_seed_0_is_the_shipped_split_and_other_seeds_draw_the_same_size(root, tmp_path):
     shipped = semisup.split_lists(root, "1_8", 0, tmp_path)  # copies, so that the data set's mtimes do not matter
-    assert shipped == (str(tmp_path / "splits/1_8_seed0/labeled.txt"), str(tmp_path / "splits/1_8_seed0/unlabeled.txt"))
+    assert shipped == (str(tmp_path / "1_8_seed0/labeled.txt"), str(tmp_path / "1_8_seed0/unlabeled.txt"))
     for copy, name in zip(shipped, ("labeled.txt", "unlabeled.txt")):
         assert Path(copy).read_text() == (root / "splits/1_8" / name).read_text()
     train = [s.line() for s in read_split_list(root / "train.txt")]
@@ -80,8 +80,13 @@ def test_config_has_one_experiment_per_split_and_seed(root, tmp_path):
     assert config["methods"] == ["ST++"] and config["resources"] == base["resources"]
     e = config["experiments"]["toy_1_8_seed3_abl"]
     assert e["stpp"]["reliable_ratio"] == 0.25 and e["train"]["strong_augmentation"] is False
-    assert e["data"]["labeled"] == str(tmp_path / "splits/1_8_seed3/labeled.txt")
-    assert e["data"]["val"] == str(tmp_path / "splits/val.txt")  # a copy as well
+    assert e["data"]["labeled"] == str(tmp_path / "splits/toy/1_8_seed3/labeled.txt")
+    assert e["data"]["val"] == str(tmp_path / "splits/toy/val.txt")  # a copy as well
+    # a second data set in the same work directory keeps lists of its own
+    args.dataset, args.seeds = "toy2", [0]
+    (e2,) = semisup.make_config(args, tmp_path)[1].values()
+    assert e2["data"]["labeled"] == str(tmp_path / "splits/toy2/1_8_seed0/labeled.txt")
+    assert e2["data"]["val"] == str(tmp_path / "splits/toy2/val.txt")
 
 
 def test_pseudo_mask_audit_and_tables(root, tmp_path):
