@@ -126,15 +126,15 @@ def make_config(args, workdir: Path) -> tuple[Path, dict]:
     base = yaml.safe_load(base_path.read_text())
     (template,) = base["experiments"].values()
     root = (REPO / template["data"]["root"]).resolve()
+    lists = workdir / "splits" / args.dataset
+    val = lists / "val.txt"
+    write_list_if_changed(val, read_split_list(root / template["data"]["val"]))
     experiments = {}
     for split in args.splits:
         for seed in args.seeds:
             e = json.loads(json.dumps(template))
             e["data"]["root"] = str(root)
-            lists = workdir / "splits" / args.dataset
             e["data"]["labeled"], e["data"]["unlabeled"] = split_lists(root, split, seed, lists)
-            val = lists / "val.txt"
-            write_list_if_changed(val, read_split_list(root / e["data"]["val"]))
             e["data"]["val"] = str(val)
             for item in args.set:
                 key, sep, value = item.partition("=")
@@ -170,11 +170,6 @@ def reuse_teacher(args, experiments: dict, workdir: Path) -> None:
             src, dst = workdir / tree / base / "teacher", workdir / tree / name / "teacher"
             if not dst.exists():
                 shutil.copytree(src, dst, copy_function=os.link, ignore=shutil.ignore_patterns("*.shards", "resume"))
-
-
-def snakemake_command(config: Path, workdir: Path, cores: int, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-            "--cores", str(cores), "--configfile", str(config), "--rerun-incomplete", *extra]
 
 
 def run(cmd: list[str], cwd: Path) -> None:
@@ -315,7 +310,8 @@ def main(argv=None) -> None:
     config, experiments = make_config(args, workdir)
     if args.reuse_teacher:
         reuse_teacher(args, experiments, workdir)
-    run(snakemake_command(config, workdir, args.cores, args.snakemake_args), REPO)
+    run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+         "--cores", str(args.cores), "--configfile", str(config), "--rerun-incomplete", *args.snakemake_args], REPO)
     for name, e in experiments.items():
         evaluate_on_test(name, e, workdir, args.cores)
     table = tables(args, experiments, workdir)
