@@ -21,8 +21,16 @@ outside the workflow:
   image's pseudo-mask mIoU;
 - each stage's wall time is read from Snakemake's ``benchmarks/`` files.
 
-Writes ``<workdir>/semisup_<dataset>[_<tag>].md`` (and prints it): one row per split and seed and
-the mean +- sample std over seeds, on val and on test. Nothing here tunes anything: settings
+Each experiment's figures go to a record, ``benchmarks/records/<experiment>.json`` (``--records``):
+its settings (the data lists as digests of their lines, so that a record made in another work
+directory or on another machine still matches), the date, the machine, mIoU and per-class IoU on
+val and test for each model, the pseudo-mask audit and the stage times. The records are the
+durable result, to be committed; the work directory is scratch that a lost machine takes with it.
+The tables are made from the records: ``--from-records`` runs nothing and tabulates the records of
+the experiments that the other arguments name (refusing one whose settings differ), so that a
+table can join seeds that ran in different sessions. Writes ``<workdir>/semisup_<dataset>[_<tag>].md``
+(and prints it): one row per split and seed and the mean +- sample std over seeds, on val and on
+test. Nothing here tunes anything: settings
 come from ``config/<dataset>.yaml`` and ``--set``. Not run by the test suite (hours on a CPU).
 
 Ablations (``--tag``) that leave the teacher as it is (R, the selection, strong augmentation,
@@ -37,9 +45,11 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
+import hashlib
 import json
 import math
 import os
+import platform
 import random
 import shutil
 import statistics
@@ -48,15 +58,18 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from stages.seg.data import read_mask, read_split_list, write_split_list  # noqa: E402
+from stages.seg.io import write_json  # noqa: E402
 from stages.seg.maskstore import MaskStore  # noqa: E402
 from stages.seg.metrics import confusion_matrix, mean_iou, spearman  # noqa: E402
 
+RECORDS = REPO / "benchmarks" / "records"
 METHODS = (("SupOnly", "teacher"), ("ST", "st_student"), ("ST++ student 1", "stpp_student1"),
            ("ST++ final", "stpp_student2"))
 # Stage wall times: (column, benchmark files under benchmarks/<exp>/) in pipeline order.
@@ -83,6 +96,10 @@ def parse_args(argv=None):
     p.add_argument("--workdir", default=str(REPO / "runs" / "semisup"),
                    help="Snakemake working directory: results/, logs/, benchmarks/ and the tables")
     p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--records", default=str(RECORDS),
+                   help="folder of the per-experiment result records (commit them)")
+    p.add_argument("--from-records", action="store_true",
+                   help="run nothing: tabulate the records of the experiments these arguments name")
     p.add_argument("--snakemake-args", nargs=argparse.REMAINDER, default=[],
                    help="passed on to snakemake (must come last)")
     return p.parse_args(argv)
@@ -234,14 +251,6 @@ def stage_minutes(name: str, workdir: Path) -> dict:
     return out
 
 
-def read_miou(path: Path) -> float:
-    """mIoU in percent; NaN for a method that was not run."""
-    if not path.exists():
-        return float("nan")
-    with open(path) as f:
-        return 100 * json.load(f)["miou"]
-
-
 def fmt(values: list[float], signed: bool = False) -> str:
     """One value, or mean ± sample std of several; '-' for a method that was not run."""
     if any(math.isnan(v) for v in values):
@@ -252,22 +261,112 @@ def fmt(values: list[float], signed: bool = False) -> str:
     return f"{statistics.mean(values):{sign}.1f} ± {statistics.stdev(values):.1f}"
 
 
-def tables(args, experiments: dict, workdir: Path) -> str:
-    rows = []
-    for name, e in experiments.items():
-        r = workdir / "results" / name
-        row = {"experiment": name}
+def finite(value: float) -> float | None:
+    """JSON has no NaN: a figure that was not measured is null."""
+    return None if value is None or math.isnan(value) else value
+
+
+def list_digest(path: str | Path) -> str:
+    lines = "".join(s.line() + "\n" for s in read_split_list(path))
+    return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
+
+
+def record_settings(e: dict) -> dict:
+    """What an experiment's result depends on, wherever its data and work directory are: its
+    settings, with the data root left out and each list replaced by a digest of its lines."""
+    settings = json.loads(json.dumps(e))
+    data = settings["data"]
+    root = data.pop("root")
+    for key in ("labeled", "unlabeled", "val"):
+        data[key] = list_digest(Path(root) / data[key])
+    return settings
+
+
+def machine() -> dict:
+    """Where the figures were measured; the CPU's vector width matters (the same run took 2.6x
+    longer per training step on an AVX2-only CPU than on the earlier sessions' one)."""
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    return {"cpu": cpu, "cores": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch": torch.__version__, "device": "cuda" if torch.cuda.is_available() else "cpu"}
+
+
+def make_record(name: str, e: dict, workdir: Path, methods: list[str]) -> dict:
+    """One experiment's figures, read from its work directory."""
+    r = workdir / "results" / name
+    record = {"experiment": name, "date": time.strftime("%Y-%m-%d"), "machine": machine(),
+              "methods": methods, "settings": record_settings(e), "miou": {}, "iou": {}}
+    for split_name, fname in (("val", "metrics.json"), ("test", "metrics_test.json")):
+        record["miou"][split_name], record["iou"][split_name] = {}, {}
         for method, model in METHODS:
-            row[f"val {method}"] = read_miou(r / model / "metrics.json")
-            row[f"test {method}"] = read_miou(r / model / "metrics_test.json")
-        audit = pseudo_mask_audit(name, e, workdir)
-        row.update({f"pseudo {k}": 100 * v if k != "spearman" else v for k, v in audit.items()})
-        row.update({f"min {k}": v for k, v in stage_minutes(name, workdir).items()})
+            path = r / model / fname
+            metrics = json.loads(path.read_text()) if path.exists() else {}
+            record["miou"][split_name][method] = finite(100 * metrics["miou"]) if metrics else None
+            record["iou"][split_name][method] = metrics.get("iou")
+    audit = pseudo_mask_audit(name, e, workdir)
+    record["pseudo_masks"] = {k: finite(v if k == "spearman" else 100 * v) for k, v in audit.items()} or None
+    record["stage_minutes"] = stage_minutes(name, workdir)
+    return record
+
+
+def load_records(folder: Path, experiments: dict) -> dict:
+    """The records of ``experiments``; an error names a missing one or a setting that differs."""
+    records, problems = {}, []
+    for name, e in experiments.items():
+        path = folder / f"{name}.json"
+        if not path.exists():
+            problems.append(f"{path}: no record; run this command without --from-records to make it")
+            continue
+        record = json.loads(path.read_text())
+        expected, found = flatten(record_settings(e)), flatten(record["settings"])
+        differ = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+        if differ:
+            problems.append(f"{path}: made with other settings ({', '.join(differ)}); "
+                            "run without --from-records to measure these")
+            continue
+        records[name] = record
+    if problems:
+        raise SystemExit("\n".join(problems))
+    return records
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def nan(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def tables(args, records: dict) -> str:
+    rows, sources = [], []
+    for name, record in records.items():
+        label = name
+        if record.get("source"):  # not written by this script from a work directory
+            sources.append(f"{name}: {record['source']}")
+            label += " (t)"
+        row = {"experiment": label}
+        for split_name in ("val", "test"):
+            for method, _ in METHODS:
+                row[f"{split_name} {method}"] = nan(record["miou"][split_name].get(method))
+        row.update({f"pseudo {k}": nan(v) for k, v in (record.get("pseudo_masks") or {}).items()})
+        row.update({f"min {k}": nan(v) for k, v in (record.get("stage_minutes") or {}).items()})
         rows.append(row)
 
-    lines = [f"# {args.dataset} {' '.join(args.splits)}{' ' + args.tag if args.tag else ''}",
-             "", f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores, config {args.config or f'config/{args.dataset}.yaml'}"
-             + (f", --set {' '.join(args.set)}" if args.set else ""), ""]
+    measured = sorted({f"{r['date']}, {r['machine']['device']}, {r['machine']['cores']} cores of {r['machine']['cpu']}"
+                       f" ({r['machine'].get('cpu_capability', 'vector width not recorded')}), torch {r['machine']['torch']}"
+                       for r in records.values()})
+    lines = [f"# {args.dataset} {' '.join(args.splits)}{' ' + args.tag if args.tag else ''}", "",
+             f"config {args.config or f'config/{args.dataset}.yaml'}" + (f", --set {' '.join(args.set)}" if args.set else "")
+             + "; measured " + "; ".join(measured), ""]
     for split_name in ("test", "val"):
         cols = [m for m, _ in METHODS]
         lines += [f"## mIoU (%) on {split_name}", "",
@@ -298,9 +397,12 @@ def tables(args, experiments: dict, workdir: Path) -> str:
     lines += ["", "## Wall time per stage (minutes)", "",
               "| experiment | " + " | ".join(stage_cols) + " | total |", "|---|" + "---|" * (len(stage_cols) + 1)]
     for row in rows:
-        values = [row[f"min {c}"] for c in stage_cols]
-        lines.append(f"| {row['experiment']} | " + " | ".join(f"{v:.1f}" for v in values) + f" | {sum(values):.1f} |")
-    return "\n".join(lines) + "\n"
+        values = [row.get(f"min {c}", float("nan")) for c in stage_cols]
+        lines.append(f"| {row['experiment']} | " + " | ".join(fmt([v]) for v in values) + f" | {fmt([sum(values)])} |")
+    if sources:
+        lines += ["", "(t) transcribed into a record by hand from the run's log; its work directory is lost:", ""]
+        lines += [f"- {source}" for source in sources]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def main(argv=None) -> None:
@@ -308,13 +410,22 @@ def main(argv=None) -> None:
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     config, experiments = make_config(args, workdir)
-    if args.reuse_teacher:
-        reuse_teacher(args, experiments, workdir)
-    run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--cores", str(args.cores), "--configfile", str(config), "--rerun-incomplete", *args.snakemake_args], REPO)
-    for name, e in experiments.items():
-        evaluate_on_test(name, e, workdir, args.cores)
-    table = tables(args, experiments, workdir)
+    records_dir = Path(args.records)
+    if args.from_records:
+        records = load_records(records_dir, experiments)
+    else:
+        if args.reuse_teacher:
+            reuse_teacher(args, experiments, workdir)
+        run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+             "--cores", str(args.cores), "--configfile", str(config), "--rerun-incomplete", *args.snakemake_args], REPO)
+        methods = yaml.safe_load(config.read_text())["methods"]
+        records = {}
+        for name, e in experiments.items():
+            evaluate_on_test(name, e, workdir, args.cores)
+            records[name] = make_record(name, e, workdir, methods)
+            write_json(records_dir / f"{name}.json", records[name])
+            print(f"wrote {records_dir / f'{name}.json'}")
+    table = tables(args, records)
     out = workdir / f"semisup_{args.dataset}{'_' + args.tag if args.tag else ''}.md"
     out.write_text(table)
     print(table)

@@ -107,7 +107,7 @@ def test_pseudo_mask_audit_and_tables(root, tmp_path):
         "id\tscore\n" + "".join(f"{i}\t{v}\n" for i, v in scores.items()))
     write_split_list(r / "stpp_split" / "reliable_ids.txt", unlabeled[:3])
     write_split_list(r / "stpp_split" / "unreliable_ids.txt", unlabeled[3:])
-    e = {"data": {"root": str(root), "num_classes": 2, "ignore_labels": []}}
+    e = toy_experiment(root)
     audit = semisup.pseudo_mask_audit(name, e, work)
     assert audit["reliable"] == 1.0 and audit["unreliable"] == 0.0 and math.isnan(audit["relabeled"])
     # score ranks 6..0 against quality ranks (5, 5, 5, 1.5, 1.5, 1.5, 1.5), centred: 21 / sqrt(28 x 21)
@@ -125,12 +125,61 @@ def test_pseudo_mask_audit_and_tables(root, tmp_path):
     bench = work / "benchmarks" / name / "teacher"
     bench.mkdir(parents=True)
     (bench / "train.tsv").write_text("s\th:m:s\n120.0\t0:02:00\n")
-    args = Namespace(dataset="toy", splits=["1_8"], tag=None, config=None, set=[])
-    table = semisup.tables(args, {name: e}, work)
+    record = semisup.make_record(name, e, work, ["SupOnly", "ST", "ST++"])
+    assert record["miou"]["test"]["ST"] == pytest.approx(60.0) and record["stage_minutes"]["teacher"] == 2.0
+    assert record["pseudo_masks"]["reliable"] == 100.0
+    json.dumps(record, allow_nan=False)  # strict JSON: what was not measured is null
+    table = semisup.tables(TABLE_ARGS, {name: record})
     assert "| toy_1_8_seed0 | 50.0 | 60.0 | 62.0 | 65.0 | +10.0 | +5.0 |" in table
     # all 7 images in one matrix: IoU = 24 / (24 + 32 + 32) for each class
     assert "| toy_1_8_seed0 | 27.3 | 100.0 | 0.0 | 100.0 | 0.87 |" in table
     assert "| toy_1_8_seed0 | 2.0 | 0.0 |" in table  # teacher minutes, then the label stage
+
+
+TABLE_ARGS = Namespace(dataset="toy", splits=["1_8"], tag=None, config=None, set=[])
+
+
+def toy_experiment(root: Path, **train) -> dict:
+    return {"data": {"root": str(root), "labeled": "splits/1_8/labeled.txt", "unlabeled": "splits/1_8/unlabeled.txt",
+                     "val": "val.txt", "num_classes": 2, "ignore_labels": []},
+            "train": {"epochs": 30, **train}}
+
+
+def test_records_match_wherever_the_lists_are_and_refuse_other_settings(root, tmp_path):
+    """A record made in one work directory (or session) is found again from another; settings must agree."""
+    work = tmp_path / "work"
+    (work / "results" / "toy_1_8_seed0" / "teacher").mkdir(parents=True)
+    (work / "results" / "toy_1_8_seed0" / "teacher" / "metrics.json").write_text(json.dumps({"miou": 0.5, "iou": {"a": 0.5}}))
+    record = semisup.make_record("toy_1_8_seed0", toy_experiment(root), work, ["SupOnly"])
+    assert record["miou"]["val"]["SupOnly"] == 50.0 and record["miou"]["test"]["SupOnly"] is None
+    assert record["iou"]["val"]["SupOnly"] == {"a": 0.5} and record["pseudo_masks"] is None
+    assert "root" not in record["settings"]["data"] and record["settings"]["data"]["val"].startswith("sha256:")
+    folder = tmp_path / "records"
+    semisup.write_json(folder / "toy_1_8_seed0.json", record)
+
+    moved = tmp_path / "elsewhere"  # the same lists under another root: the same record
+    for name in ("splits/1_8/labeled.txt", "splits/1_8/unlabeled.txt", "val.txt"):
+        (moved / name).parent.mkdir(parents=True, exist_ok=True)
+        (moved / name).write_text((root / name).read_text())
+    (found,) = semisup.load_records(folder, {"toy_1_8_seed0": toy_experiment(moved)}).values()
+    assert found == record
+    assert "(t)" not in semisup.tables(TABLE_ARGS, {"toy_1_8_seed0": found})
+
+    with pytest.raises(SystemExit, match=r"toy_1_8_seed0.json: made with other settings \(train.epochs\)"):
+        semisup.load_records(folder, {"toy_1_8_seed0": toy_experiment(moved, epochs=10)})
+    (moved / "val.txt").write_text((root / "val.txt").read_text().splitlines()[0] + "\n")
+    with pytest.raises(SystemExit, match=r"other settings \(data.val\)"):
+        semisup.load_records(folder, {"toy_1_8_seed0": toy_experiment(moved)})
+    with pytest.raises(SystemExit, match="toy_1_8_seed1.json: no record"):
+        semisup.load_records(folder, {"toy_1_8_seed1": toy_experiment(root)})
+
+
+def test_a_transcribed_record_is_marked_in_the_tables(root, tmp_path):
+    record = semisup.make_record("toy_1_8_seed0", toy_experiment(root), tmp_path, ["SupOnly"])
+    record["source"] = "docs/study.md, run B"
+    table = semisup.tables(TABLE_ARGS, {"toy_1_8_seed0": record})
+    assert "| toy_1_8_seed0 (t) | - | - | - | - | - | - |" in table
+    assert table.rstrip().endswith("- toy_1_8_seed0: docs/study.md, run B")
 
 
 def test_reuse_teacher_links_the_untagged_teacher_and_refuses_teacher_settings(tmp_path):
