@@ -211,20 +211,24 @@ def evaluate_on_test(name: str, e: dict, workdir: Path, cores: int) -> None:
 
 
 def pseudo_mask_audit(name: str, e: dict, workdir: Path) -> dict:
-    """Teacher pseudo-mask mIoU on the reliable / unreliable halves; Spearman(score, image mIoU)."""
+    """Teacher pseudo-mask mIoU on all unlabeled images and, where ST++ ran, on the reliable and
+    unreliable halves, the unreliable half as student 1 relabeled it, and Spearman(score, image mIoU)."""
     data, r = e["data"], workdir / "results" / name
     c, ignore = data["num_classes"], data.get("ignore_labels", [])
-    if not (r / "stpp_split" / "reliable_ids.txt").exists():  # ST++ was not run
+    if not (r / "teacher" / "pseudo_masks_unlabeled.h5").exists():  # SupOnly alone
         return {}
     store = MaskStore(r / "teacher" / "pseudo_masks_unlabeled.h5")
+    stpp = (r / "stpp_split" / "reliable_ids.txt").exists()
+    if stpp:
+        halves = {half: r / "stpp_split" / f"{half}_ids.txt" for half in ("reliable", "unreliable")}
+    else:  # ST alone: the teacher's masks, no split
+        halves = {"all": Path(data["root"]) / data["unlabeled"]}
     relabeled = r / "stpp_student1" / "pseudo_masks_unreliable.h5"
     relabeled = MaskStore(relabeled) if relabeled.exists() else None
-    with open(r / "teacher" / "stability_scores.tsv", newline="") as f:
-        scores = {row["id"]: float(row["score"]) for row in csv.DictReader(f, delimiter="\t")}
     per_image, cms = {}, {"relabeled": 0}
-    for half in ("reliable", "unreliable"):
+    for half, path in halves.items():
         cms[half] = 0
-        for s in read_split_list(r / "stpp_split" / f"{half}_ids.txt"):
+        for s in read_split_list(path):
             if not s.mask:
                 return {}
             truth = read_mask(Path(data["root"]) / s.mask, c, ignore)
@@ -233,10 +237,15 @@ def pseudo_mask_audit(name: str, e: dict, workdir: Path) -> dict:
             per_image[s.id] = mean_iou(cm)
             if half == "unreliable" and relabeled is not None:
                 cms["relabeled"] = cms["relabeled"] + confusion_matrix(relabeled[s.id], truth, c).numpy()
+    nan = float("nan")
+    if not stpp:
+        return {"all": mean_iou(cms["all"]), "reliable": nan, "unreliable": nan, "relabeled": nan, "spearman": nan}
+    with open(r / "teacher" / "stability_scores.tsv", newline="") as f:
+        scores = {row["id"]: float(row["score"]) for row in csv.DictReader(f, delimiter="\t")}
     ids = [i for i in per_image if math.isfinite(per_image[i])]
     return {"reliable": mean_iou(cms["reliable"]), "unreliable": mean_iou(cms["unreliable"]),
             "all": mean_iou(cms["reliable"] + cms["unreliable"]),
-            "relabeled": mean_iou(cms["relabeled"]) if relabeled is not None else float("nan"),
+            "relabeled": mean_iou(cms["relabeled"]) if relabeled is not None else nan,
             "spearman": spearman([scores[i] for i in ids], [per_image[i] for i in ids])}
 
 
@@ -390,9 +399,9 @@ def tables(args, records: dict) -> str:
               "|---|---|---|---|---|---|"]
     for row in rows:
         if "pseudo all" in row and not math.isnan(row["pseudo all"]):
-            lines.append(f"| {row['experiment']} | {row['pseudo all']:.1f} | {row['pseudo reliable']:.1f} | "
-                         f"{row['pseudo unreliable']:.1f} | {fmt([row['pseudo relabeled']])} | "
-                         f"{row['pseudo spearman']:.2f} |")
+            spearman_cell = "-" if math.isnan(row["pseudo spearman"]) else f"{row['pseudo spearman']:.2f}"
+            lines.append(f"| {row['experiment']} | " + " | ".join(fmt([row[f"pseudo {k}"]]) for k in
+                         ("all", "reliable", "unreliable", "relabeled")) + f" | {spearman_cell} |")
     stage_cols = [c for c, _ in STAGES]
     lines += ["", "## Wall time per stage (minutes)", "",
               "| experiment | " + " | ".join(stage_cols) + " | total |", "|---|" + "---|" * (len(stage_cols) + 1)]

@@ -105,9 +105,12 @@ def test_pseudo_mask_audit_and_tables(root, tmp_path):
             scores[s.id] = 2.0 - n / 10  # the first three are the most stable
     (r / "teacher" / "stability_scores.tsv").write_text(
         "id\tscore\n" + "".join(f"{i}\t{v}\n" for i, v in scores.items()))
+    e = toy_experiment(root)
+    st_alone = semisup.pseudo_mask_audit(name, e, work)  # no split yet: all unlabeled images, nothing else
+    assert st_alone["all"] == pytest.approx(24 / (24 + 32 + 32)) and math.isnan(st_alone["reliable"])
+    assert math.isnan(st_alone["spearman"])
     write_split_list(r / "stpp_split" / "reliable_ids.txt", unlabeled[:3])
     write_split_list(r / "stpp_split" / "unreliable_ids.txt", unlabeled[3:])
-    e = toy_experiment(root)
     audit = semisup.pseudo_mask_audit(name, e, work)
     assert audit["reliable"] == 1.0 and audit["unreliable"] == 0.0 and math.isnan(audit["relabeled"])
     # score ranks 6..0 against quality ranks (5, 5, 5, 1.5, 1.5, 1.5, 1.5), centred: 21 / sqrt(28 x 21)
