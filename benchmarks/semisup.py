@@ -30,8 +30,8 @@ The tables are made from the records: ``--from-records`` runs nothing and tabula
 the experiments that the other arguments name (refusing one whose settings differ), so that a
 table can join seeds that ran in different sessions. Writes ``<workdir>/semisup_<dataset>[_<tag>].md``
 (and prints it): one row per split and seed and the mean +- sample std over seeds, on val and on
-test. Nothing here tunes anything: settings
-come from ``config/<dataset>.yaml`` and ``--set``. Not run by the test suite (hours on a CPU).
+test. Nothing here tunes anything: settings come from ``config/<dataset>.yaml`` and ``--set``.
+Not run by the test suite (hours on a CPU).
 
 Ablations (``--tag``) that leave the teacher as it is (R, the selection, strong augmentation,
 which acts on pseudo-labeled images only) may ``--reuse-teacher``: the untagged run's teacher
