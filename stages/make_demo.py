@@ -1,19 +1,20 @@
 """Generate the built-in synthetic segmentation data set (no downloads).
 
-The project's default run trains on this data set, so it is small (64x64 RGB
-images by default), learnable but not trivial, and fully deterministic.
+The project's default run trains on this data set, so it is small (96x96 RGB
+images by default), learnable from a few labeled images but not trivially, and
+fully deterministic.
 
 Classes (``CLASS_NAMES``): 0 background, 1 circle, 2 square, 3 triangle.
 
-Every image has a textured background (gradient, stripes, checker or blotchy
-noise around a random greyish colour) and 1-4 shapes of random class, position,
-size, rotation and colour, each with a texture of its own (flat, stripes,
-gradient or speckle).  Shape colours vary in hue, saturation and brightness
-around a hue family per class (circles warm, squares green, triangles blue):
-without that link a randomly initialised network only memorises the few
-labeled images of a CPU-sized run instead of learning the classes, and the
-demo would show nothing about pseudo-labels.  Shapes may overlap; a later shape wins in the mask.  Gaussian
-pixel noise is added at the end.  Each image is drawn from
+Every image has a smooth greyish background (gradient or blotches) with pixel
+noise, 1-3 objects and 0-2 distractors, in random order so that later ones
+occlude earlier ones. An object's class fixes its shape and its texture
+(``CLASS_TEXTURES``: striped circles, checkered squares, triangles shaded by a
+gradient); its colours, size, rotation and position are random. Distractors
+are background: ellipses, bars and rings wearing any of the textures. So the
+class is told apart by shape and texture, both luminance patterns that the
+strong augmentation of the students (colour jitter, grayscale, blur, Cutout)
+leaves in place, and never by colour, which it changes. Each image is drawn from
 ``numpy.random.default_rng([seed, split_id, index])``, so an image depends
 only on (seed, split, index) and not on the counts of any split.
 
@@ -65,27 +66,32 @@ SPLITS: dict[str, tuple[str, int]] = {
 }
 
 MIN_SIZE = 8          # smallest accepted image side (pixels)
-MIN_SHAPES, MAX_SHAPES = 1, 4
-MIN_COLOUR_DIST = 80.0  # wanted RGB distance between a shape and the background
+MIN_SHAPES, MAX_SHAPES = 1, 3          # objects of classes 1..3 per image
+MIN_CLUTTER, MAX_CLUTTER = 0, 2        # background-class distractors per image
+
+# Each class has a shape and a texture of its own (circles striped, squares checkered,
+# triangles shaded by a smooth gradient). Both cues are luminance patterns, so they survive the
+# strong augmentation (colour jitter, grayscale, blur, Cutout); colours are random and carry no
+# class information. The distractors (background class) are ellipses, bars and rings wearing
+# any texture, so that texture alone is not enough; objects and distractors occlude each other,
+# vary in size by a factor of three and may be cut by the border. A teacher trained on a few
+# such images makes mistakes that more images, pseudo-labeled and strongly augmented, correct.
+CLASS_TEXTURES = {1: "stripes", 2: "checker", 3: "gradient"}
+CLUTTER_TEXTURES = ("stripes", "checker", "gradient", "dots")
+CLUTTER_SHAPES = ("ellipse", "bar", "ring")
+TEXTURE_PERIODS = {"stripes": (6.0, 10.0), "checker": (10.0, 16.0), "dots": (6.0, 10.0)}  # pixels
+# Backgrounds are greyish (objects may be any colour): with a few labeled images a network
+# otherwise takes an unseen saturated background colour for an object.
+BACKGROUND_SATURATION = (0.0, 0.3)
+OBJECT_SATURATION = (0.0, 0.9)
 
 
 # --------------------------------------------------------------------------
 # drawing helpers (pure numpy, float images in [0, 255])
 # --------------------------------------------------------------------------
 
-# Hue family (HSV hue in [0, 1)) of each shape class; a shape's hue is drawn around it.
-CLASS_HUES = {1: 0.03, 2: 0.33, 3: 0.62}
-HUE_JITTER = 0.07
-
-
-def _background_colour(rng: np.random.Generator) -> np.ndarray:
-    """A greyish colour: a random grey level with a slight random tint."""
-    return np.clip(rng.uniform(50.0, 200.0) + rng.normal(0.0, 15.0, size=3), 0, 255)
-
-
-def _shape_colour(rng: np.random.Generator, cls: int) -> np.ndarray:
-    hue = (CLASS_HUES[cls] + rng.uniform(-HUE_JITTER, HUE_JITTER)) % 1.0
-    rgb = colorsys.hsv_to_rgb(hue, rng.uniform(0.55, 1.0), rng.uniform(0.5, 1.0))
+def _random_colour(rng: np.random.Generator, saturation: tuple[float, float]) -> np.ndarray:
+    rgb = colorsys.hsv_to_rgb(rng.uniform(0.0, 1.0), rng.uniform(*saturation), rng.uniform(0.25, 0.95))
     return 255.0 * np.array(rgb)
 
 
@@ -95,61 +101,63 @@ def _direction_field(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -
     return xx * np.cos(angle) + yy * np.sin(angle)
 
 
-def _texture(rng: np.random.Generator, kind: str, base: np.ndarray,
-             yy: np.ndarray, xx: np.ndarray, amount: float) -> np.ndarray:
-    """An (H, W, 3) float texture around colour ``base``.
-
-    ``amount`` scales how far the texture strays from ``base`` (0..1).
-    """
+def _pattern(rng: np.random.Generator, kind: str, yy: np.ndarray, xx: np.ndarray, scale: float) -> np.ndarray:
+    """An (H, W) pattern in [0, 1]; ``scale`` (pixels) sets the period of periodic patterns."""
     h, w = yy.shape
-    other = np.clip(base + rng.normal(0.0, 110.0 * amount, size=3), 0, 255)
-    if kind == "flat":
-        img = np.broadcast_to(base, (h, w, 3)).copy()
-    elif kind == "gradient":
-        t = _direction_field(rng, yy, xx)
-        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
-        img = base + t[..., None] * (other - base)
-    elif kind == "stripes":
-        period = rng.uniform(3.0, max(4.0, min(h, w) / 3.0))
+    if kind == "stripes":
         phase = rng.uniform(0.0, 2.0 * np.pi)
-        t = 0.5 + 0.5 * np.sin(2.0 * np.pi * _direction_field(rng, yy, xx) / period + phase)
-        img = base + t[..., None] * (other - base)
-    elif kind == "checker":
-        cell = int(rng.integers(2, max(3, min(h, w) // 4) + 1))
-        t = ((yy.astype(int) // cell + xx.astype(int) // cell) % 2).astype(float)
-        img = base + t[..., None] * (other - base)
-    elif kind == "blotches":
+        return (np.sin(2.0 * np.pi * _direction_field(rng, yy, xx) / scale + phase) > 0).astype(float)
+    if kind == "checker":
+        theta = rng.uniform(0.0, np.pi / 2)
+        u = xx * np.cos(theta) + yy * np.sin(theta)
+        v = -xx * np.sin(theta) + yy * np.cos(theta)
+        return ((np.floor(u / (scale / 2)) + np.floor(v / (scale / 2))) % 2).astype(float)
+    if kind == "dots":
+        oy, ox = rng.uniform(0.0, scale, size=2)
+        dy = (yy + oy) % scale - scale / 2
+        dx = (xx + ox) % scale - scale / 2
+        return (dy * dy + dx * dx <= (0.3 * scale) ** 2).astype(float)
+    if kind == "gradient":
+        t = _direction_field(rng, yy, xx)
+        return (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+    if kind == "blotches":
         # low-resolution noise upsampled with bilinear interpolation
         gh, gw = int(rng.integers(2, 6)), int(rng.integers(2, 6))
         grid = rng.uniform(0.0, 1.0, size=(gh, gw)).astype(np.float32)
-        t = np.asarray(Image.fromarray(grid).resize((w, h), Image.BILINEAR),
-                       dtype=float)
-        img = base + t[..., None] * (other - base)
-    elif kind == "speckle":
-        t = rng.uniform(0.0, 1.0, size=(h, w))
-        img = base + (t[..., None] - 0.5) * (other - base)
-    else:  # pragma: no cover - internal
-        raise ValueError(kind)
-    return img
+        return np.asarray(Image.fromarray(grid).resize((w, h), Image.BILINEAR), dtype=float)
+    raise ValueError(kind)  # pragma: no cover - internal
 
 
-def _shape_mask(rng: np.random.Generator, cls: int, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-    """Boolean mask of one random shape of class ``cls``."""
+def _texture(rng: np.random.Generator, kind: str, yy: np.ndarray, xx: np.ndarray,
+             contrast: tuple[float, float], saturation: tuple[float, float]) -> np.ndarray:
+    """An (H, W, 3) texture: ``kind``'s pattern between two random colours whose brightness
+    differs by ``contrast`` (range, 0..255) so that the pattern survives grayscale."""
+    low = _random_colour(rng, saturation)
+    step = rng.uniform(*contrast) * rng.choice([-1.0, 1.0])
+    high = np.clip(low + step, 0, 255)
+    if np.abs(high - low).max() < 0.5 * abs(step):  # clipped away: go the other way
+        high = np.clip(low - step, 0, 255)
+    t = _pattern(rng, kind, yy, xx, scale=rng.uniform(*TEXTURE_PERIODS.get(kind, (1.0, 1.0))))
+    return low + t[..., None] * (high - low)
+
+
+def _region(rng: np.random.Generator, kind: str, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """Boolean mask of one random shape ``kind`` (circle, square, triangle, ellipse, bar, ring).
+
+    Sizes vary by a factor of three and centres may lie near the border, so that objects are
+    seen at several scales and partly cut off."""
     h, w = yy.shape
-    side = min(h, w)
-    r = rng.uniform(0.12, 0.28) * side           # circumradius-ish size
-    cy = rng.uniform(0.1 * h, 0.9 * h)
-    cx = rng.uniform(0.1 * w, 0.9 * w)
+    r = rng.uniform(0.10, 0.30) * min(h, w)    # circumradius-ish size
+    cy, cx = rng.uniform(0.05 * h, 0.95 * h), rng.uniform(0.05 * w, 0.95 * w)
     dy, dx = yy - cy, xx - cx
-    if cls == 1:  # circle
-        return dy * dy + dx * dx <= r * r
     theta = rng.uniform(0.0, 2.0 * np.pi)
-    if cls == 2:  # square, rotated; half side so the area resembles the circle's
-        half = r * 0.85
-        u = dx * np.cos(theta) + dy * np.sin(theta)
-        v = -dx * np.sin(theta) + dy * np.cos(theta)
-        return (np.abs(u) <= half) & (np.abs(v) <= half)
-    if cls == 3:  # triangle, equilateral, rotated; larger so its area matches the others
+    u = dx * np.cos(theta) + dy * np.sin(theta)
+    v = -dx * np.sin(theta) + dy * np.cos(theta)
+    if kind == "circle":
+        return dy * dy + dx * dx <= r * r
+    if kind == "square":  # half side so the area resembles the circle's
+        return (np.abs(u) <= 0.85 * r) & (np.abs(v) <= 0.85 * r)
+    if kind == "triangle":  # equilateral, larger so its area matches the others
         rr = r * 1.5
         angles = theta + np.array([0.0, 2.0, 4.0]) * np.pi / 3.0
         vx, vy = rr * np.cos(angles), rr * np.sin(angles)
@@ -160,31 +168,37 @@ def _shape_mask(rng: np.random.Generator, cls: int, yy: np.ndarray, xx: np.ndarr
             # vertices are counter-clockwise: inside is left of every edge
             inside &= (bx - ax) * (dy - ay) - (by - ay) * (dx - ax) >= 0
         return inside
-    raise ValueError(f"not a shape class: {cls}")  # pragma: no cover
+    if kind == "ellipse":  # elongated: unlike a circle, square or triangle
+        a, b = 1.3 * r, rng.uniform(0.35, 0.6) * r
+        return (u / a) ** 2 + (v / b) ** 2 <= 1.0
+    if kind == "bar":
+        return (np.abs(u) <= 1.6 * r) & (np.abs(v) <= rng.uniform(0.15, 0.3) * r)
+    if kind == "ring":
+        d2 = dy * dy + dx * dx
+        return (d2 <= r * r) & (d2 >= (rng.uniform(0.5, 0.7) * r) ** 2)
+    raise ValueError(f"not a shape: {kind}")  # pragma: no cover
 
 
 def render_sample(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Draw one (image uint8 HxWx3, mask uint8 HxW) pair from ``rng``."""
     yy, xx = np.mgrid[0:height, 0:width].astype(float) + 0.5
-
-    bg_colour = _background_colour(rng)
-    bg_kind = ["gradient", "stripes", "checker", "blotches"][int(rng.integers(4))]
-    img = _texture(rng, bg_kind, bg_colour, yy, xx, amount=rng.uniform(0.15, 0.35))
+    bg_kind = ["gradient", "blotches"][int(rng.integers(2))]
+    img = _texture(rng, bg_kind, yy, xx, contrast=(10.0, 60.0), saturation=BACKGROUND_SATURATION)
     mask = np.zeros((height, width), dtype=np.uint8)
 
-    for _ in range(int(rng.integers(MIN_SHAPES, MAX_SHAPES + 1))):
-        cls = int(rng.integers(1, NUM_CLASSES))
-        shape = _shape_mask(rng, cls, yy, xx)
-        # a colour of the class's hue family that stands out from the background (bounded tries)
-        colour = _shape_colour(rng, cls)
-        for _try in range(20):
-            if np.linalg.norm(colour - bg_colour) >= MIN_COLOUR_DIST:
-                break
-            colour = _shape_colour(rng, cls)
-        kind = ["flat", "stripes", "gradient", "speckle"][int(rng.integers(4))]
-        tex = _texture(rng, kind, colour, yy, xx, amount=rng.uniform(0.1, 0.35))
-        img[shape] = tex[shape]
-        mask[shape] = cls
+    # objects and distractors in random order: a later one occludes an earlier one
+    n_objects = int(rng.integers(MIN_SHAPES, MAX_SHAPES + 1))
+    n_clutter = int(rng.integers(MIN_CLUTTER, MAX_CLUTTER + 1))
+    items = [int(rng.integers(1, NUM_CLASSES)) for _ in range(n_objects)] + [0] * n_clutter
+    for cls in rng.permutation(items):
+        if cls:
+            shape, kind = CLASS_NAMES[cls], CLASS_TEXTURES[cls]
+        else:
+            shape, kind = str(rng.choice(CLUTTER_SHAPES)), str(rng.choice(CLUTTER_TEXTURES))
+        region = _region(rng, shape, yy, xx)
+        tex = _texture(rng, kind, yy, xx, contrast=(40.0, 140.0), saturation=OBJECT_SATURATION)
+        img[region] = tex[region]
+        mask[region] = cls
 
     img = img + rng.normal(0.0, rng.uniform(3.0, 10.0), size=img.shape)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), mask
@@ -208,8 +222,8 @@ def _looks_like_output(path: Path) -> bool:
         "images", "masks", "classes.txt", *(f for f, _ in SPLITS.values())})
 
 
-def make_demo(out: Path, num_labeled: int = 8, num_unlabeled: int = 48, num_val: int = 16,
-              size: tuple[int, int] = (64, 64), seed: int = 0, force: bool = False) -> None:
+def make_demo(out: Path, num_labeled: int = 8, num_unlabeled: int = 48, num_val: int = 32,
+              size: tuple[int, int] = (96, 96), seed: int = 0, force: bool = False) -> None:
     """Write the synthetic data set to ``out`` (atomically).
 
     ``size`` is (height, width).  Raises ``FileExistsError`` if ``out`` exists,
@@ -291,9 +305,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-unlabeled", type=int, default=48, metavar="N",
                    help="number of unlabeled training images; their masks are written "
                         "for auditing pseudo-labels only (default: %(default)s)")
-    p.add_argument("--num-val", type=int, default=16, metavar="N",
+    p.add_argument("--num-val", type=int, default=32, metavar="N",
                    help="number of validation images (default: %(default)s)")
-    p.add_argument("--size", type=int, default=64, metavar="PX",
+    p.add_argument("--size", type=int, default=96, metavar="PX",
                    help="side of square images in pixels (default: %(default)s)")
     p.add_argument("--height", type=int, default=None, metavar="PX",
                    help="image height in pixels (overrides --size)")

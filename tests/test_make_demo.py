@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.make_demo import CLASS_NAMES, main, make_demo
+from stages.make_demo import CLASS_NAMES, CLASS_TEXTURES, _pattern, _texture, main, make_demo, render_sample, sample_rng
 
 COUNTS = {"labeled": 3, "unlabeled": 5, "val": 4}
 SIZE = (32, 32)
@@ -72,6 +72,41 @@ def test_masks_and_images(demo: Path):
             # texture inside the background itself, not only shape edges
             assert a[m == 0].std(axis=0).max() > 2.0
     assert seen.all(), f"classes never drawn: {[c for c, s in zip(CLASS_NAMES, seen) if not s]}"
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """What RandomGrayscale keeps of an image (ITU-R 601 weights, as torchvision)."""
+    return rgb[..., :3] @ np.array([0.299, 0.587, 0.114])
+
+
+def test_class_cues_survive_grayscale():
+    """The classes must not be told apart by colour, which the strong augmentation jitters or
+    removes: every object texture is a luminance pattern, and no class owns a hue."""
+    yy, xx = np.mgrid[0:48, 0:48].astype(float) + 0.5
+    for i in range(40):
+        rng = np.random.default_rng(i)
+        for kind in ("stripes", "checker", "dots", "gradient"):
+            luma = _luma(_texture(rng, kind, yy, xx, contrast=(40.0, 140.0), saturation=(0.0, 0.9)))
+            assert luma.max() - luma.min() >= 20.0, (kind, i)
+    hues = {c: [] for c in range(1, len(CLASS_NAMES))}
+    for i in range(150):
+        img, mask = render_sample(sample_rng(0, "labeled", i), 48, 48)
+        for c in hues:
+            if (mask == c).sum() > 50:
+                hues[c].append(img[mask == c].mean(axis=0))
+    means = {c: np.mean(v, axis=0) for c, v in hues.items()}
+    for c, mean in means.items():  # mean colours of the classes are all near the same grey
+        assert np.ptp(mean) < 25, (CLASS_NAMES[c], mean)
+
+
+def test_class_textures_are_distinct():
+    yy, xx = np.mgrid[0:64, 0:64].astype(float) + 0.5
+    assert len(set(CLASS_TEXTURES.values())) == len(CLASS_TEXTURES) == len(CLASS_NAMES) - 1
+    p = {k: _pattern(np.random.default_rng(0), k, yy, xx, scale=12.0) for k in CLASS_TEXTURES.values()}
+    # stripes and checker: two levels in equal shares; the gradient: a smooth ramp over the image
+    for kind in ("stripes", "checker"):
+        assert set(np.unique(p[kind])) == {0.0, 1.0} and 0.4 < p[kind].mean() < 0.6, kind
+    assert len(np.unique(p["gradient"])) > 50 and np.abs(np.diff(p["gradient"], axis=1)).max() < 0.05
 
 
 def test_split_ids_disjoint(demo: Path):

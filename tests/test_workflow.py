@@ -221,3 +221,23 @@ def test_labeling_with_best_on_validation_weights(tmp_path):
     text = snakemake("-n", "-p", "--configfile", str(path), "--directory", str(tmp_path)).stdout
     assert "stages.label --model results/tiny/teacher/best.pt" in text
     assert "--val resources/demo/val.txt --eval-every 1" in text
+
+
+def test_shipped_demo_config_runs_to_a_summary(tmp_path):
+    """The default run's own settings (the packaged ImageNet EfficientNet-Lite0, the demo data
+    generator, TTA as configured), shrunk to a few tiny images and three epochs: every method gets a
+    finite mIoU in the summary. Whether ST beats SupOnly is measured by benchmarks/demo.py."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["demo"].update({"num_labeled": 2, "num_unlabeled": 4, "num_val": 2, "size": 32})
+    (experiment,) = config["experiments"].values()
+    experiment["train"].update({"epochs": 3, "batch_size": 2, "crop_size": 32, "min_labeled": 4})
+    config["resources"] = TINY["resources"]
+    path = tmp_path / "demo_tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    snakemake("--cores", "2", "--configfile", str(path), "--directory", str(tmp_path))
+    (name,) = config["experiments"]
+    with open(tmp_path / "results" / name / "summary.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert [r["method"] for r in rows] == ["SupOnly", "ST", "ST++ student 1", "ST++ final"]
+    assert all(np.isfinite(float(r["miou"])) for r in rows)
+    assert all(set(r) == {"method", "miou", *experiment["data"]["class_names"]} for r in rows)
