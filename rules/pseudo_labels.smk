@@ -11,6 +11,7 @@ rule label_shard:
     params:
         weights=labeling_weights,
         data=lambda wildcards: data_args(wildcards, labels=False),
+        classes=lambda wildcards: exp(wildcards)["data"]["num_classes"],
         tta=tta_args,
         runtime=lambda wildcards, threads: runtime_args(threads, exp(wildcards)["label"]["batch_size"]),
     threads: resources_of("label")["threads"]
@@ -25,7 +26,8 @@ rule label_shard:
     conda:
         "../envs/stpp.yaml"
     shell:
-        "python -m stages.label --model {params.weights} --list {input.images} {params.data} {params.tta}"
+        "python -m stages.label --model {params.weights} --list {input.images} {params.data}"
+        " --num-classes {params.classes} {params.tta}"
         " {params.runtime} --shard {wildcards.shard} --num-shards {wildcards.shards} --out {output} > {log} 2>&1"
 
 

@@ -51,7 +51,7 @@ def evaluate(args) -> None:
     if len(names) != args.num_classes:
         raise ValueError(f"--class-names has {len(names)} names for {args.num_classes} classes")
     device = resolve_device(args.device)
-    model = load_model(args.model, device)
+    model = load_model(args.model, device, args.num_classes)
     dataset = EvalDataset(args.data_root, read_split_list(args.list, need_masks=True), args.num_classes,
                           args.ignore_labels)
     log.info("evaluating %s on %d images of %s", args.model, len(dataset), args.list)

@@ -42,7 +42,7 @@ def score(args) -> None:
     if len(args.checkpoints) < 2:
         raise ValueError("--checkpoints needs at least 2 files (the teacher's K >= 2)")
     device = resolve_device(args.device)
-    models = [load_model(path, device) for path in args.checkpoints]
+    models = [load_model(path, device, args.num_classes) for path in args.checkpoints]
     samples = read_split_list(args.list)
     tta = cli.tta_settings(args)
     k = len(models)

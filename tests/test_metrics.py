@@ -52,6 +52,16 @@ def test_confusion_matrix_ignores_targets_outside_range_whatever_the_prediction(
     assert cm_np.tolist() == EXPECTED_CM
 
 
+@pytest.mark.parametrize("bad", [3, 9, -1])
+def test_confusion_matrix_rejects_predictions_outside_the_classes(bad):
+    """A prediction of class >= C used to be counted in the next row's cells (or crash bincount
+    past C * C); it means that the model and num_classes disagree, so it is an error."""
+    target = torch.tensor([0, 1, 2, 255])
+    pred = torch.tensor([0, 1, 2, bad])  # even where the target is ignored
+    with pytest.raises(ValueError, match=rf"class {bad}, outside \[0, 3\)"):
+        confusion_matrix(pred, target, 3)
+
+
 def test_iou_mean_iou_pixel_accuracy_by_hand():
     cm = confusion_matrix(PRED, TARGET, 3)
     np.testing.assert_allclose(iou_per_class(cm), EXPECTED_IOU)

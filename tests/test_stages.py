@@ -280,3 +280,21 @@ def test_benchmark_prints_its_figures(demo, capsys):
     assert "train: 2 iterations" in out and "images/s" in out
     assert "label (plain): 2 images" in out and "label (TTA [1.0] flip True): 2 images" in out
     assert "peak resident memory" in out
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "label", "score"])
+def test_a_model_for_another_number_of_classes_is_refused(demo, teacher, tmp_path, stage):
+    """Asked for 6 classes, a 4-class model used to give a 6 x 6 matrix with two empty rows and
+    exit 0; now every stage that loads a model names the file and both numbers, and writes nothing."""
+    model = teacher / "model.pt"
+    out = tmp_path / "out"
+    common = ["--list", str(demo / "val.txt"), "--data-root", str(demo), "--device", "cpu", "--num-classes", "6"]
+    with pytest.raises(ValueError, match=rf"{model}.* for {C} classes, but 6 were asked for"):
+        if stage == "evaluate":
+            evaluate.main(["--model", str(model), "--out", str(out), *common])
+        elif stage == "label":
+            label.main(["--model", str(model), "--out", str(out), *common])
+        else:
+            score.main(["--checkpoints", str(model), str(model), "--scores", str(out), "--masks",
+                        str(tmp_path / "masks.h5"), *common])
+    assert not list(tmp_path.iterdir())

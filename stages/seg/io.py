@@ -75,13 +75,21 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, spec: dict, **ex
     save_torch({"model": state, **{k: spec[k] for k in MODEL_KEYS}, **extra}, path)
 
 
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """Rebuild a model from a checkpoint written by :func:`save_model`, in eval mode."""
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
+               num_classes: int | None = None) -> torch.nn.Module:
+    """Rebuild a model from a checkpoint written by :func:`save_model`, in eval mode.
+
+    With ``num_classes``, a checkpoint for another number of classes is refused: its predictions
+    would be counted against the wrong classes without any error."""
     ckpt = load_torch(path, "model checkpoint")
     ckpt = {**MODEL_KEY_DEFAULTS, **ckpt}
     missing = [k for k in ("model", *MODEL_KEYS) if k not in ckpt]
     if missing:
         raise ValueError(f"{path} is not an stpp model checkpoint (missing {missing})")
+    if num_classes is not None and ckpt["num_classes"] != num_classes:
+        raise ValueError(f"{path} is a model for {ckpt['num_classes']} classes, but {num_classes} were asked for "
+                         "(--num-classes, data.num_classes in the config): use this data set's model or fix "
+                         "num_classes")
     model = build_model(**{k: ckpt[k] for k in MODEL_KEYS})
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()

@@ -11,9 +11,14 @@ import torch
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(C, C) int64 matrix, rows = target, columns = prediction.
 
-    Pixels whose target is outside [0, C) (the ignore index 255 among them) are skipped.
+    Pixels whose target is outside [0, C) (the ignore index 255 among them) are skipped. A
+    prediction outside [0, C) is an error: it would land in another cell of the matrix or crash
+    ``bincount``, and means that the model and ``num_classes`` disagree.
     """
     pred, target = torch.as_tensor(pred).reshape(-1).long(), torch.as_tensor(target).reshape(-1).long()
+    if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= num_classes):
+        raise ValueError(f"prediction has class {int(pred.min()) if int(pred.min()) < 0 else int(pred.max())}, "
+                         f"outside [0, {num_classes}): the model and num_classes disagree")
     keep = (target >= 0) & (target < num_classes)
     idx = target[keep] * num_classes + pred[keep]
     return torch.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
