@@ -13,7 +13,7 @@ import torch
 
 from stages import train
 from stages.make_demo import make_demo
-from stages.seg.io import load_model
+from stages.seg.io import load_model, resolve_device
 from stages.train import checkpoint_epochs, poly_lr
 
 EPOCHS = 3
@@ -201,3 +201,11 @@ def test_checkpoint_without_head_channels_loads(uninterrupted, tmp_path):
     del ckpt["head_channels"]
     torch.save(ckpt, tmp_path / "old.pt")
     assert load_model(tmp_path / "old.pt").head.classifier.in_channels == 256
+
+
+@pytest.mark.parametrize("name", ["gpu", "cuda0", "cpu:0x", ""])
+def test_a_bad_device_names_the_setting(name):
+    """`device: gpu` used to fail inside torch ('Expected one of cpu, cuda, ...') naming no setting."""
+    with pytest.raises(ValueError, match=rf"device '{name}' is not one of auto, cpu, cuda, cuda:N \(--device, device in the config\)"):
+        resolve_device(name)
+    assert resolve_device("cpu").type == "cpu" and resolve_device("auto").type in ("cpu", "cuda")

@@ -83,6 +83,16 @@ def test_config_typo_is_an_error_naming_the_key(tmp_path):
     assert "'epoch' was unexpected" in proc.stderr + proc.stdout
 
 
+def test_config_bad_device_is_an_error_naming_the_key(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["device"] = "gpu"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", "--configfile", str(tmp_path / "config.yaml"), "--directory", str(tmp_path), check=False)
+    text = proc.stderr + proc.stdout
+    assert proc.returncode != 0
+    assert "'gpu' does not match" in text and "device" in text
+
+
 # ---------------------------------------------------------------------------------------------
 # End to end: the whole SupOnly / ST / ST++ workflow on a tiny synthetic data set.
 
