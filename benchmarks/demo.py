@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from semisup import REPO, fmt, machine, pseudo_mask_audit, set_key
+from semisup import REPO, fmt, machine, parse_setting, pseudo_mask_audit, set_key
 
 COLUMNS = ("SupOnly", "ST", "ST++ student 1", "ST++ final")
 
@@ -51,13 +51,8 @@ def seed_config(seed: int, overrides: list[str]) -> dict:
     config.setdefault("demo", {})["seed"] = seed
     (experiment,) = config["experiments"].values()
     for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        if key.startswith("demo."):
-            set_key(config, key, yaml.safe_load(value))
-        else:
-            set_key(experiment, key, yaml.safe_load(value))
+        key, value = parse_setting(item)
+        set_key(config if key.startswith("demo.") else experiment, key, value)
     return config
 
 

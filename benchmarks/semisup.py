@@ -105,6 +105,14 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def parse_setting(item: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of ``--set`` -> (dotted key, YAML value)."""
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+    return key, yaml.safe_load(value)
+
+
 def set_key(experiment: dict, dotted: str, value) -> None:
     node = experiment
     *parents, leaf = dotted.split(".")
@@ -154,10 +162,7 @@ def make_config(args, workdir: Path) -> tuple[Path, dict]:
             e["data"]["labeled"], e["data"]["unlabeled"] = split_lists(root, split, seed, lists)
             e["data"]["val"] = str(val)
             for item in args.set:
-                key, sep, value = item.partition("=")
-                if not sep:
-                    raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-                set_key(e, key, yaml.safe_load(value))
+                set_key(e, *parse_setting(item))
             name = f"{args.dataset}_{split}_seed{seed}" + (f"_{args.tag}" if args.tag else "")
             experiments[name] = e
     config = {**base, "experiments": experiments}
