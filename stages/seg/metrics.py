@@ -16,9 +16,11 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int)
     ``bincount``, and means that the model and ``num_classes`` disagree.
     """
     pred, target = torch.as_tensor(pred).reshape(-1).long(), torch.as_tensor(target).reshape(-1).long()
-    if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= num_classes):
-        raise ValueError(f"prediction has class {int(pred.min()) if int(pred.min()) < 0 else int(pred.max())}, "
-                         f"outside [0, {num_classes}): the model and num_classes disagree")
+    if pred.numel():
+        lowest, highest = int(pred.min()), int(pred.max())
+        if lowest < 0 or highest >= num_classes:
+            raise ValueError(f"prediction has class {lowest if lowest < 0 else highest}, "
+                             f"outside [0, {num_classes}): the model and num_classes disagree")
     keep = (target >= 0) & (target < num_classes)
     idx = target[keep] * num_classes + pred[keep]
     return torch.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
