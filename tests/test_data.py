@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from stages.seg.data import (
+    DataError,
     Sample,
     TrainDataset,
     read_mask,
@@ -82,7 +83,7 @@ def test_read_split_list_empty(tmp_path, text):
 def test_read_split_list_bad_lines(tmp_path):
     with pytest.raises(ValueError, match=r"x\.txt:1"):
         read_split_list(write_list(tmp_path / "x.txt", "a.png b.png c.png\n"))
-    with pytest.raises(FileNotFoundError, match="nope.txt"):
+    with pytest.raises(DataError, match="split list not found: .*nope.txt"):
         read_split_list(tmp_path / "nope.txt")
 
 
@@ -118,7 +119,7 @@ def test_read_mask_rejects_rgb(tmp_path):
     path = write_png(tmp_path / "rgb.png", np.zeros((4, 4, 3)))
     with pytest.raises(ValueError, match="mode RGB"):
         read_mask(path, NUM_CLASSES)
-    with pytest.raises(FileNotFoundError, match="missing.png"):
+    with pytest.raises(DataError, match="mask not found: .*missing.png"):
         read_mask(tmp_path / "missing.png", NUM_CLASSES)
 
 
@@ -239,7 +240,7 @@ def test_mask_image_size_mismatch(tiny, tmp_path):
     root, labeled, unlabeled, _, _ = tiny
     write_png(root / "gt/small.png", np.zeros((SIZE, SIZE - 1)))
     bad = Sample(labeled[0].id, labeled[0].image, "gt/small.png")
-    with pytest.raises(ValueError, match=r"\(16, 16\).*\(16, 15\)"):
+    with pytest.raises(DataError, match=r"small.png is 15x16 but its image img/0.png is 16x16"):
         TrainDataset(root, [bad], identity_weak(), NUM_CLASSES)[0]
     store = write_store(tmp_path / "wrong.h5", {unlabeled[0].id: np.zeros((SIZE + 1, SIZE), np.uint8)})
     with pytest.raises(ValueError, match=unlabeled[0].id):

@@ -160,7 +160,7 @@ def test_imagenet_keyword_and_strict_loading(tmp_path, state):
         build_model("deeplabv3plus", "efficientnet_lite0", num_classes=3, pretrained=str(path))
 
     path.write_bytes(b"not a torch file")
-    with pytest.raises(ValueError, match=r"cannot read pretrained weights .*renamed\.pth"):
+    with pytest.raises(ValueError, match=r"cannot load pretrained weights .*renamed\.pth: it is not a PyTorch checkpoint"):
         build_model("deeplabv3plus", "efficientnet_lite0", num_classes=3, pretrained=str(path))
 
 

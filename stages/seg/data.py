@@ -1,20 +1,15 @@
-"""Split lists, image and mask reading, and the training / inference datasets.
-
-Split list format (the ST++ reference code's): one image per line, ``<image path> <mask path>``,
-relative to a data root. An unlabeled line may carry no mask, or a mask used only to audit
-pseudo-label quality. An image's *id* is its image path as written in the list: unique,
-readable, and stable across lists, so ``reliable_ids.txt`` lines are the unlabeled list's own.
+"""Image and mask reading, and the training / inference datasets (split lists: ``splits``).
 
 Masks are single-channel PNGs of class indices (grayscale or palette). Every configured ignore
 label (CamVid's void is 11) becomes 255 on reading, so the rest of the project knows one ignore
-value, :data:`IGNORE_INDEX`.
+value, :data:`IGNORE_INDEX`. Every read error names the file and the list line it came from.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -24,78 +19,72 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset
 from torchvision import tv_tensors
 
-from .io import write_text
 from .maskstore import MaskStore
+from .splits import DataError, Sample, parse_split_list, read_split_list, write_split_list  # noqa: F401
 from .transforms import IGNORE_INDEX, StrongAugment, WeakAugment, to_training_pair
 
 
-@dataclass(frozen=True)
-class Sample:
-    id: str
-    image: str
-    mask: str | None = None
-
-    def line(self) -> str:
-        return f"{self.image} {self.mask}" if self.mask else self.image
+MASK_MODES = ("L", "P", "I", "I;16")
 
 
-def read_split_list(path: str | os.PathLike, need_masks: bool = False) -> list[Sample]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"split list not found: {path}")
-    samples, seen = [], set()
-    for n, raw in enumerate(path.read_text().splitlines(), start=1):
-        fields = raw.split()
-        if not fields or raw.lstrip().startswith("#"):
-            continue
-        if len(fields) > 2:
-            raise ValueError(f"{path}:{n}: expected '<image> [<mask>]', got {raw!r}")
-        if need_masks and len(fields) < 2:
-            raise ValueError(f"{path}:{n}: this list needs a mask path on every line, got {raw!r}")
-        if fields[0] in seen:
-            raise ValueError(f"{path}:{n}: image {fields[0]} is listed twice")
-        seen.add(fields[0])
-        samples.append(Sample(fields[0], fields[0], fields[1] if len(fields) > 1 else None))
-    if not samples:
-        raise ValueError(f"split list {path} is empty")
-    return samples
+def _where(path, origin: str) -> str:
+    return f"{path} ({origin})" if origin else str(path)
 
 
-def write_split_list(path: str | os.PathLike, samples: Sequence[Sample]) -> None:
-    write_text(path, "".join(s.line() + "\n" for s in samples))
-
-
-def read_image(path: str | os.PathLike) -> torch.Tensor:
-    """RGB uint8 tensor (3, H, W)."""
+def _open(path: str | os.PathLike, what: str, origin: str, data: bytes | None):
+    """Open an image file, or its bytes already read, naming the file and list line on failure."""
     try:
-        with Image.open(path) as img:
-            arr = np.asarray(img.convert("RGB"))
+        return Image.open(io.BytesIO(data) if data is not None else path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"image not found: {path} (check data_root and the split list)")
+        raise DataError(f"{what} not found: {_where(path, origin)}; check data.root and the split list") from None
+    except Exception as err:  # PIL's UnidentifiedImageError, OSError, ...
+        raise DataError(f"{what} {_where(path, origin)} cannot be read: {err}; replace the file or remove its "
+                        "line from the list") from None
+
+
+def _decode(img: Image.Image, path, what: str, origin: str, mode: str | None) -> np.ndarray:
+    # A full decode: a truncated or corrupt file fails here, not when a header looks fine.
+    try:
+        with img:
+            return np.asarray(img.convert(mode) if mode else img)
+    except Exception as err:
+        raise DataError(f"{what} {_where(path, origin)} is truncated or corrupt: {err}; replace the file or "
+                        "remove its line from the list") from None
+
+
+def read_image(path: str | os.PathLike, origin: str = "", data: bytes | None = None) -> torch.Tensor:
+    """RGB uint8 tensor (3, H, W). ``data``: the file's bytes when the caller has read them."""
+    arr = _decode(_open(path, "image", origin, data), path, "image", origin, "RGB")
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
-def read_mask(path: str | os.PathLike, num_classes: int, ignore_labels: Sequence[int] = ()) -> torch.Tensor:
+def read_mask(path: str | os.PathLike, num_classes: int, ignore_labels: Sequence[int] = (), origin: str = "",
+              data: bytes | None = None) -> torch.Tensor:
     """uint8 tensor (H, W) of class indices, every ignore label mapped to 255."""
-    try:
-        with Image.open(path) as img:
-            if img.mode not in ("L", "P", "I", "I;16"):
-                raise ValueError(
-                    f"mask {path} has mode {img.mode}: masks must be single-channel class-index "
-                    "PNGs (grayscale or palette); convert colour masks to indices first"
-                )
-            arr = np.asarray(img).astype(np.int64)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"mask not found: {path} (check data_root and the split list)")
+    img = _open(path, "mask", origin, data)
+    if img.mode not in MASK_MODES:
+        img.close()
+        raise DataError(
+            f"mask {_where(path, origin)} has mode {img.mode}: masks must be single-channel class-index "
+            "PNGs (grayscale or palette); convert colour masks to class indices first"
+        )
+    arr = _decode(img, path, "mask", origin, None).astype(np.int64)
     for label in ignore_labels:
         arr[arr == label] = IGNORE_INDEX
     bad = (arr >= num_classes) & (arr != IGNORE_INDEX)
     if bad.any():
-        raise ValueError(
-            f"mask {path} has labels {sorted(np.unique(arr[bad]).tolist())} outside [0, {num_classes}): "
-            "fix num_classes or add them to ignore_labels in the config"
+        raise DataError(
+            f"mask {_where(path, origin)} has labels {sorted(np.unique(arr[bad]).tolist())} outside "
+            f"[0, {num_classes}): fix data.num_classes or add them to data.ignore_labels in the config"
         )
     return torch.from_numpy(arr.astype(np.uint8))
+
+
+def check_same_size(image: torch.Tensor, mask: torch.Tensor, sample: Sample, mask_path) -> None:
+    if tuple(mask.shape[-2:]) != tuple(image.shape[-2:]):
+        h, w = image.shape[-2:]
+        raise DataError(f"mask {_where(mask_path, sample.origin)} is {mask.shape[-1]}x{mask.shape[-2]} but its image "
+                        f"{sample.image} is {w}x{h}; a mask must have its image's size")
 
 
 class ImageDataset(Dataset):
@@ -109,7 +98,7 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, i: int):
         s = self.samples[i]
-        return s.id, read_image(self.root / s.image)
+        return s.id, read_image(self.root / s.image, s.origin)
 
 
 class EvalDataset(ImageDataset):
@@ -124,8 +113,10 @@ class EvalDataset(ImageDataset):
 
     def __getitem__(self, i: int):
         s = self.samples[i]
-        mask = read_mask(self.root / s.mask, self.num_classes, self.ignore_labels)
-        return s.id, read_image(self.root / s.image), mask
+        image = read_image(self.root / s.image, s.origin)
+        mask = read_mask(self.root / s.mask, self.num_classes, self.ignore_labels, s.origin)
+        check_same_size(image, mask, s, self.root / s.mask)
+        return s.id, image, mask
 
 
 class TrainDataset(Dataset):
@@ -161,13 +152,15 @@ class TrainDataset(Dataset):
 
     def __getitem__(self, i: int):
         s = self.samples[i]
-        image = tv_tensors.Image(read_image(self.root / s.image))
+        image = tv_tensors.Image(read_image(self.root / s.image, s.origin))
         if self.store is not None:
             mask = torch.from_numpy(self.store[s.id])
+            if mask.shape != image.shape[-2:]:
+                raise DataError(f"pseudo-mask of {s.id} in {self.store.path} is {tuple(mask.shape)} but the image "
+                                f"is {tuple(image.shape[-2:])}: the image changed after labeling; re-run labeling")
         else:
-            mask = read_mask(self.root / s.mask, self.num_classes, self.ignore_labels)
-        if mask.shape != image.shape[-2:]:
-            raise ValueError(f"{s.id}: image is {tuple(image.shape[-2:])} but its mask is {tuple(mask.shape)}")
+            mask = read_mask(self.root / s.mask, self.num_classes, self.ignore_labels, s.origin)
+            check_same_size(image, mask, s, self.root / s.mask)
         image, mask = self.weak(image, tv_tensors.Mask(mask))
         if self.strong is not None:
             image, mask = self.strong(image, mask)

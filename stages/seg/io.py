@@ -1,67 +1,22 @@
-"""File I/O shared by every stage: atomic writes, checkpoints, logging, device choice.
-
-Every stage output goes through :func:`atomic_path`, so a crash (or a killed cluster job)
-never leaves a half-written file under its final name: Snakemake then sees the output as
-missing and re-runs the job instead of feeding a truncated file downstream.
-"""
+"""Model checkpoints, logging and device choice (file writes and torch files: :mod:`.files`)."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
+from .files import (  # noqa: F401  (re-exported: the stages import them from here)
+    CheckpointError, atomic_path, load_torch, remove_stale_temporaries, save_torch, write_json, write_text,
+)
 from .models import build_model
 
 log = logging.getLogger("stpp")
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def save_torch(obj: Any, path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def load_torch(path: str | os.PathLike, what: str = "checkpoint") -> Any:
-    """``torch.load`` with ``weights_only=True`` and an error that names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} file not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file: say which one and what to do
-        raise ValueError(
-            f"cannot read {what} {path}: {err}. Delete it and re-run the job that makes it."
-        ) from err
 
 
 # A checkpoint is a plain dict of tensors and primitives so that it loads with

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from .files import load_torch
 from .efficientnet import EfficientNetLite0Trunk, map_lite0_state, packaged_weights
 
 ARCHS = ("deeplabv3plus", "pspnet", "deeplabv2")
@@ -161,11 +162,7 @@ def load_pretrained(trunk: nn.Module, path: str) -> None:
             f"local {trunk.name} ImageNet state dict file, to `imagenet` (efficientnet_lite0) or to "
             "null for random init."
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # not a torch file, or truncated: name it
-        raise ValueError(f"cannot read pretrained weights {path!r} ({err}); "
-                         f"expected a {trunk.name} ImageNet state dict file") from err
+    state = load_torch(path, f"pretrained weights (a {trunk.name} ImageNet state dict)")
     if not isinstance(state, Mapping):
         raise ValueError(f"{path!r} does not hold a state dict (got {type(state).__name__}); "
                          f"expected a {trunk.name} ImageNet state dict")

@@ -1,0 +1,208 @@
+"""Check an experiment's data before any training: every list, image and mask (stage 0).
+
+    python -m stages.check_data --data-root ROOT --labeled labeled.txt --unlabeled unlabeled.txt \\
+        --val val.txt --num-classes C [--ignore-labels 11] [--batch-size 16 --min-labeled 200] \\
+        [--workers 2] --out-dir results/<experiment>/data_check
+
+Reports every problem at once, one line each (the list file and line, the file, what is wrong,
+how to fix it), and exits non-zero if there is any error:
+
+- a list that is missing, empty, or has a malformed line, a duplicate id, or (labeled and val
+  lists) a line without a mask;
+- an image or mask that is missing, undecodable or truncated: every file is decoded in full by
+  the same code that training and labeling use, so what passes here reads there;
+- a colour mask, a mask whose size differs from its image's, mask values outside [0, C) that are
+  not an ignore label;
+- the same image in two lists (by id, or by identical bytes under another name): labeled or
+  unlabeled images in val is test leakage; labeled images in the unlabeled list are an error
+  unless ``--allow-labeled-in-unlabeled`` (then a warning);
+- a teacher epoch (the labeled list, repeated to ``--min-labeled``) smaller than one batch.
+
+When all is well it writes into ``--out-dir``: ``manifest.tsv`` (per file: list, line, kind,
+path, bytes, SHA-256, width, height) and one ``<list>.digest`` per list, the SHA-256 of that
+list and of its files' contents. The workflow's rules take the digests of the lists they read
+as inputs, so a changed image or mask re-runs exactly the jobs that read it, and a file that was
+only touched (same bytes) re-runs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .seg import cli
+from .seg.data import DataError, Sample, oversample, parse_split_list, read_image, read_mask
+from .seg.io import write_text
+
+log = logging.getLogger("stpp")
+
+LISTS = ("labeled", "unlabeled", "val")
+MANIFEST_COLUMNS = ("list", "line", "kind", "path", "bytes", "sha256", "width", "height")
+
+
+def build_parser():
+    p = cli.parser(__doc__.split("\n\n")[0])
+    p.add_argument("--labeled", required=True, help="labeled split list (image and mask per line)")
+    p.add_argument("--unlabeled", required=True, help="unlabeled split list (masks optional, audit only)")
+    p.add_argument("--val", required=True, help="evaluation split list (image and mask per line)")
+    cli.add_data_args(p)
+    p.add_argument("--min-labeled", type=int, default=1, help="train.min_labeled: the teacher's epoch size")
+    p.add_argument("--allow-labeled-in-unlabeled", action="store_true",
+                   help="labeled images also in the unlabeled list are a warning, not an error")
+    p.add_argument("--out-dir", required=True, help="where manifest.tsv and <list>.digest go")
+    p.add_argument("--workers", type=int, default=1, help="decoding processes")
+    p.add_argument("--batch-size", type=int, default=1, help="train.batch_size, checked against the teacher's epoch")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+    return p
+
+
+@dataclass
+class FileCheck:
+    """What decoding one file found: its bytes, hash and size, or the error."""
+    bytes: int = 0
+    sha256: str = ""
+    width: int = 0
+    height: int = 0
+    error: str = ""
+
+
+def check_file(root: str, path: str, kind: str, origin: str, num_classes: int, ignore_labels: tuple) -> FileCheck:
+    """Read one file once: hash its bytes and decode them in full (a worker process's task)."""
+    full = Path(root) / path
+    try:
+        data = full.read_bytes()
+    except FileNotFoundError:
+        return FileCheck(error=f"{kind} not found: {full} ({origin}); check data.root and the split list")
+    except OSError as err:
+        return FileCheck(error=f"{kind} {full} ({origin}) cannot be read: {err}")
+    found = FileCheck(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    try:
+        if kind == "image":
+            found.height, found.width = read_image(full, origin, data).shape[-2:]
+        else:
+            found.height, found.width = read_mask(full, num_classes, ignore_labels, origin, data).shape
+    except DataError as err:
+        found.error = str(err)
+    return found
+
+
+def check_files(root, files: dict[tuple[str, str], str], num_classes: int, ignore_labels, workers: int):
+    """{(kind, path): FileCheck} for every file, decoded by ``workers`` processes, with progress."""
+    keys = list(files)
+    args = [(str(root), path, kind, files[(kind, path)], num_classes, tuple(ignore_labels)) for kind, path in keys]
+    results, t0, step = {}, time.time(), max(1, len(keys) // 10)
+
+    def collect(found_iter):
+        for i, (key, found) in enumerate(zip(keys, found_iter), start=1):
+            results[key] = found
+            if i % step == 0 or i == len(keys):
+                log.info("checked %d/%d files (%.0f files/s)", i, len(keys), i / max(time.time() - t0, 1e-9))
+
+    if workers > 1 and len(keys) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            collect(pool.map(check_file, *zip(*args), chunksize=max(1, min(64, len(keys) // (4 * workers)))))
+    else:
+        collect(check_file(*a) for a in args)
+    return results
+
+
+def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
+    """(errors, warnings, manifest rows, {list name: digest}) for the experiment's lists."""
+    errors, warnings = [], []
+    lists: dict[str, list[Sample]] = {}
+    for name in LISTS:
+        samples, problems = parse_split_list(getattr(args, name), need_masks=name != "unlabeled")
+        lists[name] = samples
+        errors += [f"{name} list: {p}" for p in problems]
+
+    # The same image in two lists, by id.
+    ids = {name: {s.id: s for s in samples} for name, samples in lists.items()}
+    for a, b in (("labeled", "val"), ("unlabeled", "val"), ("labeled", "unlabeled")):
+        for image_id in sorted(ids[a].keys() & ids[b].keys()):
+            _overlap(args, errors, warnings, a, b, f"{image_id} is in the {a} and the {b} list "
+                                                  f"({ids[a][image_id].origin} and {ids[b][image_id].origin})")
+
+    # Every file once, however many lines name it.
+    files: dict[tuple[str, str], str] = {}
+    for name in LISTS:
+        for s in lists[name]:
+            files.setdefault(("image", s.image), s.origin)
+            if s.mask:
+                files.setdefault(("mask", s.mask), s.origin)
+    found = check_files(args.data_root, files, args.num_classes, args.ignore_labels, args.workers)
+    errors += sorted({f.error for f in found.values() if f.error})
+
+    rows, digests, first_by_hash = [], {}, {}
+    for name in LISTS:
+        digest = hashlib.sha256(Path(getattr(args, name)).read_bytes() if Path(getattr(args, name)).is_file() else b"")
+        for s in lists[name]:
+            image = found[("image", s.image)]
+            mask = found[("mask", s.mask)] if s.mask else None
+            if mask and not image.error and not mask.error and (mask.width, mask.height) != (image.width, image.height):
+                errors.append(f"mask {Path(args.data_root) / s.mask} ({s.origin}) is {mask.width}x{mask.height} but "
+                              f"its image {s.image} is {image.width}x{image.height}; a mask must have its image's size")
+            if image.sha256:  # the same image under another name
+                first_name, first = first_by_hash.setdefault(image.sha256, (name, s))
+                if first.id != s.id:
+                    _overlap(args, errors, warnings, first_name, name,
+                             f"{s.image} ({s.origin}) has the same bytes as {first.image} ({first.origin})")
+            line = s.origin.rsplit(":", 1)[-1]
+            for kind, path, f in (("image", s.image, image), ("mask", s.mask, mask)):
+                if f is not None:
+                    row = [name, line, kind, path, str(f.bytes), f.sha256, str(f.width), str(f.height)]
+                    rows.append(row)
+                    digest.update(("\t".join(row) + "\n").encode())
+        digests[name] = digest.hexdigest()
+
+    n = len(lists["labeled"])
+    epoch = len(oversample(lists["labeled"], args.min_labeled))
+    if n and epoch < args.batch_size:
+        errors.append(f"the teacher's epoch has {epoch} images ({n} labeled, repeated to train.min_labeled "
+                      f"{args.min_labeled}), fewer than one batch (train.batch_size {args.batch_size}): "
+                      "lower train.batch_size or raise train.min_labeled")
+    return errors, warnings, rows, digests
+
+
+def _overlap(args, errors: list, warnings: list, a: str, b: str, what: str) -> None:
+    """File an image found in lists ``a`` and ``b`` as an error or a warning."""
+    if a == b:
+        warnings.append(what)
+    elif "val" in (a, b):
+        errors.append(f"{what}: evaluating on a training image inflates mIoU; remove it from one of the lists")
+    elif args.allow_labeled_in_unlabeled:
+        warnings.append(what)
+    else:
+        errors.append(f"{what}: a labeled image is also unlabeled; remove it from the unlabeled list, or set "
+                      "data.allow_labeled_in_unlabeled: true if you mean it")
+
+
+def check_data(args) -> None:
+    t0 = time.time()
+    errors, warnings, rows, digests = check(args)
+    for w in warnings:
+        log.warning("%s", w)
+    if errors:
+        for e in errors:
+            log.error("%s", e)
+        log.error("data check failed: %d problem(s) above; nothing was written to %s", len(errors), args.out_dir)
+        sys.exit(1)
+    out = Path(args.out_dir)
+    write_text(out / "manifest.tsv", "\n".join(["\t".join(MANIFEST_COLUMNS), *("\t".join(r) for r in rows)]) + "\n")
+    for name, digest in digests.items():
+        write_text(out / f"{name}.digest", digest + "\n")
+    images = sum(1 for r in rows if r[2] == "image")
+    log.info("data check passed: %d lines, %d files in %.1f s (%d warnings) -> %s", images, len(rows),
+             time.time() - t0, len(warnings), out / "manifest.tsv")
+
+
+def main(argv=None) -> None:
+    cli.run(check_data, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    main()

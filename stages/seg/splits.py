@@ -1,0 +1,78 @@
+"""Split lists: reading with every problem named by file and line, and writing.
+
+Format (the ST++ reference code's): one image per line, ``<image path> <mask path>``, relative
+to a data root. An unlabeled line may carry no mask, or a mask used only to audit pseudo-label
+quality. An image's *id* is its image path as written in the list: unique, readable, and stable
+across lists, so ``reliable_ids.txt`` lines are the unlabeled list's own.
+
+Free of torch, so that the Snakefile can read lists to name a data check's inputs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .files import write_text
+
+
+class DataError(ValueError):
+    """An image, mask or list that cannot be used, named with its list line and the fix."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    image: str
+    mask: str | None = None
+    # "<list file>:<line number>" where the sample was read, for error messages
+    origin: str = field(default="", compare=False)
+
+    def line(self) -> str:
+        return f"{self.image} {self.mask}" if self.mask else self.image
+
+
+def parse_split_list(path: str | os.PathLike, need_masks: bool = False) -> tuple[list[Sample], list[str]]:
+    """Every sample of a split list and every problem with it, each naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        return [], [f"split list not found: {path}; check data.root and the list's path in the config"]
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        return [], [f"split list {path} cannot be read: {err}"]
+    samples, problems, seen = [], [], {}
+    for n, raw in enumerate(text.splitlines(), start=1):
+        fields = raw.split()
+        if not fields or raw.lstrip().startswith("#"):
+            continue
+        if len(fields) > 2:
+            problems.append(f"{path}:{n}: expected '<image> [<mask>]', got {raw!r}; paths with spaces "
+                            "are not supported")
+            continue
+        if need_masks and len(fields) < 2:
+            problems.append(f"{path}:{n}: {fields[0]} has no mask path; every line of this list needs "
+                            "'<image> <mask>'")
+        if fields[0] in seen:
+            problems.append(f"{path}:{n}: image {fields[0]} is listed twice (first on line {seen[fields[0]]}); "
+                            "delete one of the lines")
+            continue
+        seen[fields[0]] = n
+        samples.append(Sample(fields[0], fields[0], fields[1] if len(fields) > 1 else None, f"{path}:{n}"))
+    if not samples and not problems:
+        problems.append(f"split list {path} is empty; it needs one '<image> [<mask>]' line per image")
+    return samples, problems
+
+
+def read_split_list(path: str | os.PathLike, need_masks: bool = False) -> list[Sample]:
+    samples, problems = parse_split_list(path, need_masks)
+    if problems:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise DataError(problems[0] + more)
+    return samples
+
+
+def write_split_list(path: str | os.PathLike, samples: Sequence[Sample]) -> None:
+    write_text(path, "".join(s.line() + "\n" for s in samples))
