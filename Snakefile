@@ -29,6 +29,8 @@ include: "rules/evaluate.smk"
 rule all:
     input:
         summaries=expand("results/{experiment}/summary.tsv", experiment=EXPERIMENTS),
+        # so that a data check that failed (and lost its outputs) runs again until the data passes
+        data_checks=expand("results/{experiment}/data_check/manifest.tsv", experiment=EXPERIMENTS),
     default_target: True
 
 

@@ -10,7 +10,12 @@ import sys
 if not workflow.deployment_settings.deployment_method:
     shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; ")
 
+# The stages' own list reader (free of torch) names the check_data job's inputs.
+sys.path.insert(0, workflow.basedir)
+from stages.seg.splits import parse_split_list
+
 EXPERIMENTS = list(config["experiments"])
+SPLIT_LISTS = ("labeled", "unlabeled", "val")
 STUDENTS = ["st_student", "stpp_student1", "stpp_student2", "stpp_student3"]
 
 
@@ -51,6 +56,40 @@ def split_list(experiment, key):
     """Path of one of an experiment's split lists (relative to its data root unless absolute)."""
     data = config["experiments"][experiment]["data"]
     return os.path.join(data["root"], data[key])
+
+
+def data_files(wildcards):
+    """The lists of an experiment and every image and mask they name that exists.
+
+    Missing files are left out so that check_data runs and names each with its list line,
+    rather than Snakemake stopping at a MissingInputException."""
+    lists = [split_list(wildcards.experiment, key) for key in SPLIT_LISTS]
+    if set(lists) & set(rules.make_demo.output):
+        checkpoints.make_demo.get()  # the lists do not exist until make_demo has run
+    root = exp(wildcards)["data"]["root"]
+    files = []
+    for path in lists:
+        samples, _ = parse_split_list(path)
+        files += [os.path.join(root, p) for s in samples for p in (s.image, s.mask) if p]
+    return lists + sorted({f for f in files if os.path.exists(f)})
+
+
+def checked_digests(*keys, val_if_validating=False, wait_only=False):
+    """Input function: the data check's digests of the lists a job reads.
+
+    Through the checkpoint, so that the job waits for the check and, when the check re-runs,
+    re-runs only if a digest of its own lists changed (Snakemake compares input checksums).
+    Every job downstream of the check takes one: Snakemake re-decides after a checkpoint only
+    for the jobs that depend on it directly, and would re-run the others for the check alone.
+    ``wait_only``: the job waits for the check but a changed digest alone does not re-run it
+    (for jobs with temp() outputs, whose recorded checksums go with the deleted files)."""
+    def digests(wildcards):
+        check = checkpoints.check_data.get(experiment=wildcards.experiment).output
+        names = list(keys)
+        if val_if_validating and exp(wildcards)["train"]["val_every"]:
+            names.append("val")
+        return [ancient(getattr(check, name)) if wait_only else getattr(check, name) for name in names]
+    return digests
 
 
 def resources_of(kind):

@@ -1,7 +1,9 @@
-# The built-in synthetic data set (config key `demo`), used by config/config.yaml.
+# The data: the built-in synthetic data set (config key `demo`, used by config/config.yaml), and
+# the data check that every training, labeling and evaluation job waits for.
 
 
-rule make_demo:
+# A checkpoint because check_data reads its lists to know its inputs.
+checkpoint make_demo:
     output:
         labeled="resources/demo/labeled.txt",
         unlabeled="resources/demo/unlabeled.txt",
@@ -26,3 +28,39 @@ rule make_demo:
         "python -m stages.make_demo --out {params.out} --force --num-labeled {params.demo[num_labeled]}"
         " --num-unlabeled {params.demo[num_unlabeled]} --num-val {params.demo[num_val]}"
         " --size {params.demo[size]} --seed {params.demo[seed]} > {log} 2>&1"
+
+
+# Every list, image and mask of an experiment, checked before any training. A checkpoint: the
+# jobs that read the data take the digests of their lists from it (checked_digests), and
+# Snakemake re-decides what they need only after it has run, so a changed file re-runs the jobs
+# that read it, a file only touched re-runs nothing, and a failed check (whose outputs Snakemake
+# deletes) does not by itself re-run finished training once the data is fixed.
+checkpoint check_data:
+    input:
+        data_files,
+    output:
+        manifest="results/{experiment}/data_check/manifest.tsv",
+        labeled="results/{experiment}/data_check/labeled.digest",
+        unlabeled="results/{experiment}/data_check/unlabeled.digest",
+        val="results/{experiment}/data_check/val.digest",
+    params:
+        lists=lambda wildcards: _args(**{key: split_list(wildcards.experiment, key) for key in SPLIT_LISTS}),
+        data=data_args,
+        train=lambda wildcards: _args(batch_size=exp(wildcards)["train"]["batch_size"],
+                                      min_labeled=exp(wildcards)["train"]["min_labeled"],
+                                      allow_labeled_in_unlabeled=exp(wildcards)["data"]["allow_labeled_in_unlabeled"] or None),
+        out_dir=lambda wildcards, output: os.path.dirname(output.manifest),
+    threads: resources_of("check")["threads"]
+    resources:
+        mem_mb=resources_of("check")["mem_mb"],
+        runtime=resources_of("check")["runtime"],
+        gpu=resources_of("check")["gpu"],
+    log:
+        "logs/{experiment}/check_data.log",
+    benchmark:
+        "benchmarks/{experiment}/check_data.tsv"
+    conda:
+        "../envs/stpp.yaml"
+    shell:
+        "python -m stages.check_data {params.lists} {params.data} {params.train} --workers {threads}"
+        " --out-dir {params.out_dir} > {log} 2>&1"

@@ -5,6 +5,7 @@ rule evaluate:
     input:
         model="results/{experiment}/{model}/model.pt",
         images=lambda wildcards: split_list(wildcards.experiment, "val"),
+        data=checked_digests("val"),
     output:
         "results/{experiment}/{model}/metrics.json",
     params:
@@ -30,7 +31,8 @@ rule evaluate:
 
 rule summarize:
     input:
-        summary_inputs,
+        metrics=summary_inputs,
+        data=checked_digests("val"),
     output:
         "results/{experiment}/summary.tsv",
     params:

@@ -6,6 +6,8 @@ rule label_shard:
     input:
         model="results/{experiment}/{model}/model.pt",
         images=labeling_list,
+        # a changed unlabeled image re-runs the merge (below), which needs the shards again
+        data=checked_digests("unlabeled", wait_only=True),
     output:
         temp("results/{experiment}/{model}/pseudo_masks_{subset}.shards/shard_{shard}_of_{shards}.h5"),
     params:
@@ -33,7 +35,8 @@ rule label_shard:
 
 rule merge_label_shards:
     input:
-        label_shards,
+        shards=label_shards,
+        data=checked_digests("unlabeled"),
     output:
         "results/{experiment}/{model}/pseudo_masks_{subset}.h5",
     threads: resources_of("small")["threads"]
@@ -48,7 +51,7 @@ rule merge_label_shards:
     conda:
         "../envs/stpp.yaml"
     shell:
-        "python -m stages.merge_masks --out {output} {input} > {log} 2>&1"
+        "python -m stages.merge_masks --out {output} {input.shards} > {log} 2>&1"
 
 
 rule score_stability:
@@ -56,6 +59,7 @@ rule score_stability:
         checkpoints="results/{experiment}/teacher/checkpoints",
         model="results/{experiment}/teacher/model.pt",
         images=lambda wildcards: split_list(wildcards.experiment, "unlabeled"),
+        data=checked_digests("unlabeled"),
     output:
         scores="results/{experiment}/teacher/stability_scores.tsv",
         masks="results/{experiment}/teacher/checkpoint_masks.h5",
@@ -86,6 +90,7 @@ rule split_reliable:
     input:
         scores="results/{experiment}/teacher/stability_scores.tsv",
         images=lambda wildcards: split_list(wildcards.experiment, "unlabeled"),
+        data=checked_digests("unlabeled"),
     output:
         reliable="results/{experiment}/stpp_split/reliable_ids.txt",
         unreliable="results/{experiment}/stpp_split/unreliable_ids.txt",

@@ -7,6 +7,7 @@ rule train_student:
     input:
         labeled=lambda wildcards: split_list(wildcards.experiment, "labeled"),
         pseudo=pseudo_inputs,
+        data=checked_digests("labeled", "unlabeled", val_if_validating=True),
     output:
         model="results/{experiment}/{student}/model.pt",
         log_tsv="results/{experiment}/{student}/train_log.tsv",
@@ -26,5 +27,6 @@ rule train_student:
     conda:
         "../envs/stpp.yaml"
     shell:
-        "python -m stages.train --labeled {input.labeled} {params.pseudo} {params.args} --out-dir {params.out_dir}"
+        "python -m stages.train --labeled {input.labeled} {params.pseudo} {params.args}"
+        " --data-digests {input.data} --out-dir {params.out_dir}"
         " --resume-state {params.out_dir}/resume/state.pt > {log} 2>&1"

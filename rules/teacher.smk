@@ -5,6 +5,7 @@
 rule train_teacher:
     input:
         labeled=lambda wildcards: split_list(wildcards.experiment, "labeled"),
+        data=checked_digests("labeled", val_if_validating=True),
     output:
         model="results/{experiment}/teacher/model.pt",
         # checkpoint_1..K-1 (K from config): a folder, since the count varies by experiment
@@ -25,5 +26,6 @@ rule train_teacher:
     conda:
         "../envs/stpp.yaml"
     shell:
-        "python -m stages.train --labeled {input.labeled} {params.args} --out-dir {params.out_dir}"
+        "python -m stages.train --labeled {input.labeled} {params.args} --data-digests {input.data}"
+        " --out-dir {params.out_dir}"
         " --resume-state {params.out_dir}/resume/state.pt > {log} 2>&1"

@@ -17,8 +17,12 @@ iteration. Labeled images get weak augmentation, pseudo-labeled ones weak + stro
 Resume: with ``--resume-state`` the full training state is written atomically after every
 epoch. A re-run with the same inputs and settings continues from it; other inputs or settings
 start afresh. Checkpoints and ``best.pt`` are kept beside the resume state until training
-ends and then moved into ``--out-dir``: Snakemake deletes a failed job's declared outputs, and
-the resumed run still needs the checkpoints of epochs it will not repeat. Each epoch's data order and augmentation come from generators seeded by
+ends: Snakemake deletes a failed job's declared outputs, and the resumed run still needs the
+checkpoints of epochs it will not repeat. At the end they are hard-linked (or copied) into
+``--out-dir``, ``model.pt`` is written, and only then are the resume state and the staged
+files removed, so a kill at any moment leaves a state that the next run resumes or restarts
+from; a resume state whose staged checkpoints are gone is ignored, with a warning. A loss that
+is NaN or infinite stops training with an error and keeps the last epoch's resume state. Each epoch's data order and augmentation come from generators seeded by
 (seed, epoch), so a resumed run on CPU ends with the same weights as an uninterrupted one.
 """
 
@@ -30,6 +34,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -38,8 +43,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .seg import cli
-from .seg.data import EvalDataset, read_split_list, training_set
+from .seg.data import DataError, EvalDataset, read_split_list, training_set
 from .seg.inference import accumulate_confusion
+from .seg.files import atomic_path, remove_stale_temporaries
 from .seg.io import load_torch, resolve_device, save_model, save_torch, write_text
 from .seg.metrics import mean_iou
 from .seg.models import ARCHS, BACKBONES, build_model, default_head_lr_multiplier, param_groups, resolve_pretrained
@@ -60,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="pseudo-labeled split list and its HDF5 mask store; repeatable",
     )
     cli.add_data_args(p)
+    p.add_argument("--data-digests", nargs="*", default=[],
+                   help="the data check's <list>.digest files of these lists: their content (the images' and "
+                        "masks' hashes) joins the resume fingerprint")
     p.add_argument("--out-dir", required=True, help="where model.pt, checkpoints and train_log.tsv go")
     p.add_argument("--resume-state", default=None, help="resume file, written every epoch (none: no resume)")
     m = p.add_argument_group("model")
@@ -129,15 +138,15 @@ def train_step(model, optimizer, scaler, images, masks, device, amp_dtype=None) 
 
 def _file_digest(path: str) -> str:
     p = Path(path)
-    if p.suffix == ".txt":  # lists are small: hash the content
+    st = p.stat()
+    if st.st_size <= 2**20:  # lists and data digests: the content
         return hashlib.sha256(p.read_bytes()).hexdigest()
-    st = p.stat()  # stores and weights are large: their size and time stand for them
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    return f"{st.st_size}:{st.st_mtime_ns}"  # stores and weights are large: their size and time stand for them
 
 
 def fingerprint(args: argparse.Namespace) -> str:
     settings = {k: v for k, v in sorted(vars(args).items()) if k not in NOT_FINGERPRINTED}
-    files = [args.labeled, *(f for pair in args.pseudo for f in pair)]
+    files = [args.labeled, *(f for pair in args.pseudo for f in pair), *args.data_digests]
     files += [f for f in (resolve_pretrained(args.backbone, args.pretrained), args.val) if f]
     blob = json.dumps({"settings": settings, "files": {f: _file_digest(f) for f in files}}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -166,7 +175,8 @@ def train(args: argparse.Namespace) -> None:
     )
     iters_per_epoch = len(dataset) // args.batch_size
     if iters_per_epoch == 0:
-        raise ValueError(f"{len(dataset)} training images are fewer than one batch of {args.batch_size}")
+        raise DataError(f"{len(dataset)} training images are fewer than one batch of {args.batch_size}: lower "
+                        "--batch-size (train.batch_size) or raise --min-labeled (train.min_labeled)")
     total_iters = args.epochs * iters_per_epoch
     log.info("training set: %d labeled (%d after over-sampling) + %d pseudo-labeled; %d iterations/epoch on %s",
              len(labeled), len(dataset) - sum(len(s) for s, _ in pseudo), sum(len(s) for s, _ in pseudo),
@@ -189,10 +199,21 @@ def train(args: argparse.Namespace) -> None:
     staging = resume_path.parent if resume_path else out_dir / "checkpoints"
     staged = {j: staging / f"checkpoint_{j}.pt" for j in range(1, args.checkpoints)}
     staged["best"] = staging / "best.pt"
+    outputs = [out_dir / "model.pt", out_dir / "train_log.tsv", out_dir / "best.pt", *staged.values(),
+               *(out_dir / "checkpoints" / f"checkpoint_{j}.pt" for j in range(1, args.checkpoints))]
+    remove_stale_temporaries(*outputs, *([resume_path] if resume_path else []))
     start_epoch, rows, best_miou = 0, [], -1.0
     if resume_path and resume_path.exists():
         state = load_torch(resume_path, "resume state")
-        if state.get("fingerprint") == fp:
+        # The staged files of the epochs already done must still be there (nothing else removes
+        # them, but a resume must never be stuck: without them, start afresh).
+        lost = [str(staged[j]) for e, j in ckpt_at.items() if j < args.checkpoints and e <= state.get("epoch", 0)
+                and not staged[j].exists()]
+        if val_set is not None and state.get("best_miou", -1.0) >= 0 and not staged["best"].exists():
+            lost.append(str(staged["best"]))
+        if state.get("fingerprint") == fp and lost:
+            log.warning("ignoring %s: the files it needs are gone (%s); starting afresh", resume_path, ", ".join(lost))
+        elif state.get("fingerprint") == fp:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
@@ -218,7 +239,14 @@ def train(args: argparse.Namespace) -> None:
             for group in optimizer.param_groups:
                 group["lr"] = poly_lr(group["base_lr"], iteration, total_iters, args.poly_power)
             lr = optimizer.param_groups[0]["lr"]
-            loss_sum += train_step(model, optimizer, scaler, images, masks, device, amp_dtype)
+            loss = train_step(model, optimizer, scaler, images, masks, device, amp_dtype)
+            if not math.isfinite(loss):
+                kept = f"the resume state after epoch {epoch} is kept in {resume_path}" if resume_path and epoch else \
+                    "no epoch had finished"
+                raise FloatingPointError(
+                    f"training diverged: the loss is {loss} at epoch {epoch + 1} iteration {i + 1}; {kept}. Lower "
+                    f"train.lr (now {args.lr}){', or use amp: bf16 or none' if args.amp == 'fp16' else ''} and re-run")
+            loss_sum += loss
             if (i + 1) % max(1, iters_per_epoch // 5) == 0 or i + 1 == iters_per_epoch:
                 log.info("epoch %d/%d iteration %d/%d loss %.4f lr %.2e", epoch + 1, args.epochs, i + 1,
                          iters_per_epoch, loss_sum / (i + 1), lr)
@@ -247,20 +275,28 @@ def train(args: argparse.Namespace) -> None:
                         "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
                         "rows": json.dumps(rows), "best_miou": best_miou}, resume_path)
 
-    for j in range(1, args.checkpoints):
-        _move(staged[j], out_dir / "checkpoints" / f"checkpoint_{j}.pt")
+    published = [(staged[j], out_dir / "checkpoints" / f"checkpoint_{j}.pt") for j in range(1, args.checkpoints)]
     if val_set is not None:
-        _move(staged["best"], out_dir / "best.pt")
+        published.append((staged["best"], out_dir / "best.pt"))
+    for src, dst in published:
+        _publish(src, dst)
     save_model(out_dir / "model.pt", model, spec, epoch=args.epochs)
     log.info("wrote %s", out_dir / "model.pt")
-    if resume_path and resume_path.exists():
-        os.remove(resume_path)  # finished: the outputs are the state now
+    # Finished: the outputs are the state now. The resume state goes first, its staged files after.
+    for path in [*([resume_path] if resume_path else []), *(src for src, dst in published if src != dst)]:
+        if path.exists():
+            os.remove(path)
 
 
-def _move(src: Path, dst: Path) -> None:
-    if src != dst:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, dst)
+def _publish(src: Path, dst: Path) -> None:
+    """Put a staged file at ``dst`` and keep ``src``: a hard link where possible, else a copy."""
+    if src == dst:
+        return
+    with atomic_path(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:  # another file system, or one without hard links
+            shutil.copyfile(src, tmp)
 
 
 def main(argv=None) -> None:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from typing import Callable, Sequence
 
+import torch
+
+from .files import CheckpointError
 from .inference import DEFAULT_TTA_SCALES
 from .io import set_num_threads, setup_logging
+from .splits import DataError
+
+log = logging.getLogger("stpp")
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -47,9 +55,30 @@ def tta_settings(args: argparse.Namespace) -> dict:
     return {"scales": list(args.scales), "flip": bool(args.flip)}
 
 
+def out_of_memory_advice(args: argparse.Namespace) -> str:
+    """What to change when a GPU ran out of memory, from the command's own sizes."""
+    sizes = [f"batch size {args.batch_size}"] if hasattr(args, "batch_size") else []
+    if getattr(args, "crop_size", None):
+        sizes.append(f"crop {args.crop_size}")
+    if getattr(args, "window", None):
+        sizes.append(f"window {args.window}")
+    return (f"out of GPU memory with {', '.join(sizes) or 'these settings'}: lower the batch size (train.batch_size, "
+            "label.batch_size) or the crop (train.crop_size), set evaluate.window for large images, or use "
+            "train.amp: bf16")
+
+
 def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:
-    """Parse, set up logging and threads, run."""
+    """Parse, set up logging and threads, run. Bad input ends with one line naming the file or
+    key and the fix (exit 1) rather than a traceback."""
     args = p.parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
     set_num_threads(getattr(args, "threads", None))
-    main(args)
+    try:
+        main(args)
+    except torch.OutOfMemoryError as err:
+        raise MemoryError(out_of_memory_advice(args)) from err
+    except (DataError, CheckpointError, FloatingPointError) as err:
+        if getattr(args, "verbose", False):
+            raise
+        log.error("%s", err)
+        sys.exit(1)

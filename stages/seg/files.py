@@ -127,13 +127,23 @@ def save_torch(obj: Any, path: str | os.PathLike) -> None:
             torch.save(obj, tmp)
         except RuntimeError as err:
             # torch reports a failed write ("unexpected pos", "file write failed") without the
-            # path or the cause; the OSError below, if any, names both.
+            # path or the cause: write to the same file again to learn the cause from the OS.
             if not re.search(r"unexpected pos|write failed|failed writing", str(err)):
                 raise
-            free = shutil.disk_usage(tmp.parent).free
-            code = errno.ENOSPC if free < 64 * 2**20 else errno.EIO
-            raise (write_error(path, OSError(code, str(err))) or OSError(code, f"cannot write {path}: {err}")) \
-                from err
+            cause = _probe_write(tmp) or OSError(errno.EIO, f"torch could not write the file ({err})")
+            raise (write_error(path, cause) or OSError(cause.errno, f"cannot write {path}: {cause}")) from err
+
+
+def _probe_write(path: Path) -> OSError | None:
+    """The OSError that appending a megabyte to ``path`` raises, if any."""
+    try:
+        with open(path, "ab") as f:
+            f.write(bytes(2**20))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        return err
+    return None
 
 
 def load_torch(path: str | os.PathLike, what: str = "checkpoint") -> Any:
@@ -145,16 +155,15 @@ def load_torch(path: str | os.PathLike, what: str = "checkpoint") -> Any:
         raise FileNotFoundError(f"{what} file not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
         # torch's own message advises weights_only=False, i.e. running code from the file: never.
-        if "Unsupported global" in str(err):
+        text = str(err)
+        if "Unsupported global" in text:
             reason = ("it holds pickled Python objects (a whole model?), not only tensors; stpp loads tensors "
                       "only. Save a state dict instead: torch.save(model.state_dict(), path)")
+        elif isinstance(err, EOFError) or re.search(r"zip archive|central directory|unexpected EOF", text):
+            reason = f"truncated or corrupt ({text.split('. ')[0]})"
         else:
-            reason = "it is not a PyTorch checkpoint (random or foreign bytes)"
+            reason = "it is not a PyTorch checkpoint (random or foreign bytes, or torch's legacy format)"
         raise CheckpointError(f"cannot load {what} {path}: {reason}. Replace the file, or delete it and re-run "
                               "the job that makes it.") from None
-    except (RuntimeError, EOFError, OSError) as err:
-        first = str(err).split(". ")[0]
-        raise CheckpointError(f"cannot load {what} {path}: truncated or corrupt ({first}). Replace the file, or "
-                              "delete it and re-run the job that makes it.") from None

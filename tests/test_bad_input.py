@@ -1,0 +1,371 @@
+"""Bad input, each kind: the exit, a message that names the file (and list line) or the config key
+and the fix, and no result file written. Through the stages' own ``main([...])``."""
+
+from __future__ import annotations
+
+import errno
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stages import check_data, evaluate, label, score, train
+from stages.seg.files import write_error, write_text
+from stages.seg.io import save_model
+from stages.seg.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+C = 3
+SIZE = 8
+
+
+def png(path: Path, array, mode: str | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, dtype=np.uint8), mode).save(path)
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    """4 labeled, 3 unlabeled (with audit masks) and 2 val images of 8x8, all valid."""
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    lists = {"labeled": range(0, 4), "unlabeled": range(4, 7), "val": range(7, 9)}
+    for name, ids in lists.items():
+        lines = []
+        for i in ids:
+            png(root / f"img/{i}.png", rng.integers(0, 256, (SIZE, SIZE, 3)))
+            png(root / f"gt/{i}.png", rng.integers(0, C, (SIZE, SIZE)))
+            lines.append(f"img/{i}.png gt/{i}.png")
+        (root / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def run_check(root: Path, capsys, *extra: str, batch_size: int = 2) -> tuple[int, str]:
+    """(exit code, log) of stages.check_data on ``root``'s three lists."""
+    argv = ["--data-root", str(root), "--labeled", str(root / "labeled.txt"), "--unlabeled",
+            str(root / "unlabeled.txt"), "--val", str(root / "val.txt"), "--num-classes", str(C),
+            "--batch-size", str(batch_size), "--min-labeled", "4", "--out-dir", str(root.parent / "check"), *extra]
+    try:
+        check_data.main(argv)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+def assert_refused(root: Path, capsys, *needles: str, extra=(), batch_size: int = 2) -> str:
+    code, log = run_check(root, capsys, *extra, batch_size=batch_size)
+    assert code == 1, log
+    for needle in needles:
+        assert needle in log, f"{needle!r} not in:\n{log}"
+    assert not (root.parent / "check").exists()  # nothing written
+    return log
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_valid_data_passes_and_writes_manifest_and_digests(data, capsys):
+    code, log = run_check(data, capsys, "--workers", "2")
+    assert code == 0, log
+    manifest = (data.parent / "check" / "manifest.tsv").read_text().splitlines()
+    assert manifest[0].split("\t") == list(check_data.MANIFEST_COLUMNS)
+    assert len(manifest) == 1 + 2 * 9  # an image and a mask per line
+    assert "labeled\t1\timage\timg/0.png" in manifest[1]
+    digests = {name: (data.parent / "check" / f"{name}.digest").read_text() for name in check_data.LISTS}
+    assert len(set(digests.values())) == 3
+    # the digest follows the content: the same bytes give the same digest, another mask another
+    Path(data / "gt/7.png").touch()
+    run_check(data, capsys)
+    assert (data.parent / "check" / "val.digest").read_text() == digests["val"]
+    png(data / "gt/7.png", np.zeros((SIZE, SIZE)))
+    run_check(data, capsys)
+    assert (data.parent / "check" / "val.digest").read_text() != digests["val"]
+    assert (data.parent / "check" / "labeled.digest").read_text() == digests["labeled"]
+
+
+# -- lists ----------------------------------------------------------------------------------
+
+def test_missing_list(data, capsys):
+    (data / "val.txt").unlink()
+    assert_refused(data, capsys, f"split list not found: {data / 'val.txt'}")
+
+
+def test_empty_list(data, capsys):
+    (data / "unlabeled.txt").write_text("# nothing yet\n\n")
+    assert_refused(data, capsys, f"split list {data / 'unlabeled.txt'} is empty")
+
+
+def test_malformed_line(data, capsys):
+    with open(data / "labeled.txt", "a") as f:
+        f.write("img/x.png gt/x.png extra\n")
+    assert_refused(data, capsys, f"{data / 'labeled.txt'}:5: expected '<image> [<mask>]'")
+
+
+def test_labeled_line_without_mask(data, capsys):
+    (data / "labeled.txt").write_text("img/0.png gt/0.png\nimg/1.png\n")
+    assert_refused(data, capsys, f"{data / 'labeled.txt'}:2: img/1.png has no mask path")
+
+
+def test_val_list_without_masks(data, capsys):
+    (data / "val.txt").write_text("img/7.png\nimg/8.png\n")
+    log = assert_refused(data, capsys, f"{data / 'val.txt'}:1: img/7.png has no mask path")
+    assert f"{data / 'val.txt'}:2" in log  # every problem at once
+
+
+def test_duplicate_id(data, capsys):
+    with open(data / "unlabeled.txt", "a") as f:
+        f.write("img/4.png\n")
+    assert_refused(data, capsys, f"{data / 'unlabeled.txt'}:4: image img/4.png is listed twice (first on line 1)")
+
+
+# -- files ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,line", [("labeled", 2), ("unlabeled", 2), ("val", 2)])
+def test_missing_image_in_each_list(data, capsys, name, line):
+    image = (data / f"{name}.txt").read_text().splitlines()[line - 1].split()[0]
+    (data / image).unlink()
+    assert_refused(data, capsys, f"image not found: {data / image} ({data / f'{name}.txt'}:{line})")
+
+
+def test_missing_mask(data, capsys):
+    (data / "gt/1.png").unlink()
+    assert_refused(data, capsys, f"mask not found: {data / 'gt/1.png'} ({data / 'labeled.txt'}:2)")
+
+
+def test_truncated_png_image(data, capsys):
+    png(data / "img/5.png", np.random.default_rng(1).integers(0, 256, (64, 64, 3)))  # big enough to cut
+    png(data / "gt/5.png", np.zeros((64, 64)))
+    truncate(data / "img/5.png")
+    assert_refused(data, capsys, f"image {data / 'img/5.png'} ({data / 'unlabeled.txt'}:2) is truncated or corrupt")
+
+
+def test_truncated_jpeg_image(data, capsys):
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(data / "img/8.jpg")
+    png(data / "gt/8.png", np.zeros((64, 64)))
+    (data / "val.txt").write_text("img/7.png gt/7.png\nimg/8.jpg gt/8.png\n")
+    truncate(data / "img/8.jpg")
+    assert_refused(data, capsys, f"image {data / 'img/8.jpg'} ({data / 'val.txt'}:2) is truncated or corrupt")
+
+
+def test_undecodable_image(data, capsys):
+    (data / "img/0.png").write_bytes(b"this is not an image")
+    assert_refused(data, capsys, f"image {data / 'img/0.png'} ({data / 'labeled.txt'}:1) cannot be read")
+
+
+def test_truncated_mask(data, capsys):
+    png(data / "img/7.png", np.zeros((64, 64, 3)))
+    png(data / "gt/7.png", np.random.default_rng(2).integers(0, C, (64, 64)))
+    truncate(data / "gt/7.png")
+    assert_refused(data, capsys, f"mask {data / 'gt/7.png'} ({data / 'val.txt'}:1) is truncated or corrupt")
+
+
+def test_colour_mask(data, capsys):
+    png(data / "gt/2.png", np.zeros((SIZE, SIZE, 3)))
+    assert_refused(data, capsys, f"mask {data / 'gt/2.png'} ({data / 'labeled.txt'}:3) has mode RGB",
+                   "convert colour masks to class indices")
+
+
+def test_class_out_of_range(data, capsys):
+    png(data / "gt/3.png", np.full((SIZE, SIZE), 7))
+    assert_refused(data, capsys, f"mask {data / 'gt/3.png'} ({data / 'labeled.txt'}:4) has labels [7] outside [0, 3)",
+                   "data.ignore_labels")
+    code, log = run_check(data, capsys, "--ignore-labels", "7")  # an ignore label is fine
+    assert code == 0, log
+
+
+def test_mask_of_another_size(data, capsys):
+    png(data / "gt/8.png", np.zeros((SIZE, SIZE + 2)))
+    assert_refused(data, capsys, f"mask {data / 'gt/8.png'} ({data / 'val.txt'}:2) is 10x8 but its image img/8.png is 8x8")
+
+
+# -- lists against each other ---------------------------------------------------------------
+
+def test_labeled_image_in_unlabeled_list(data, capsys):
+    with open(data / "unlabeled.txt", "a") as f:
+        f.write("img/0.png\n")
+    assert_refused(data, capsys, f"img/0.png is in the labeled and the unlabeled list ({data / 'labeled.txt'}:1 and "
+                                 f"{data / 'unlabeled.txt'}:4)", "data.allow_labeled_in_unlabeled")
+    code, log = run_check(data, capsys, "--allow-labeled-in-unlabeled")  # the config switch: a warning
+    assert code == 0 and "WARNING img/0.png is in the labeled and the unlabeled list" in log
+
+
+def test_labeled_image_in_val_list_is_leakage(data, capsys):
+    with open(data / "val.txt", "a") as f:
+        f.write("img/1.png gt/1.png\n")
+    assert_refused(data, capsys, "img/1.png is in the labeled and the val list", "inflates mIoU",
+                   extra=["--allow-labeled-in-unlabeled"])
+
+
+def test_same_image_under_another_name_in_val(data, capsys):
+    (data / "img/copy.png").write_bytes((data / "img/4.png").read_bytes())
+    (data / "gt/copy.png").write_bytes((data / "gt/4.png").read_bytes())
+    with open(data / "val.txt", "a") as f:
+        f.write("img/copy.png gt/copy.png\n")
+    assert_refused(data, capsys, f"img/copy.png ({data / 'val.txt'}:3) has the same bytes as img/4.png "
+                                 f"({data / 'unlabeled.txt'}:1)", "inflates mIoU")
+
+
+def test_batch_larger_than_the_teachers_epoch(data, capsys):
+    assert_refused(data, capsys, "fewer than one batch (train.batch_size 6)", "train.min_labeled", batch_size=6)
+
+
+def test_every_problem_at_once(data, capsys):
+    (data / "img/0.png").unlink()
+    png(data / "gt/5.png", np.full((SIZE, SIZE), 9))
+    (data / "img/8.png").write_bytes(b"junk")
+    log = assert_refused(data, capsys, "img/0.png", "gt/5.png", "img/8.png", "3 problem(s)")
+    assert log.count(" ERROR ") == 4
+
+
+# -- stages at run time: the same errors, named, where no data check ran --------------------
+
+def train_argv(root: Path, out: Path, *extra: str) -> list[str]:
+    return ["--labeled", str(root / "labeled.txt"), "--data-root", str(root), "--num-classes", str(C),
+            "--out-dir", str(out), "--backbone", "resnet18", "--crop-size", str(SIZE), "--batch-size", "2",
+            "--min-labeled", "4", "--epochs", "1", "--device", "cpu", *extra]
+
+
+def exit_log(main, argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 1
+    return capsys.readouterr().err
+
+
+def test_training_names_a_truncated_image_and_its_list_line(data, tmp_path, capsys):
+    png(data / "img/2.png", np.random.default_rng(1).integers(0, 256, (64, 64, 3)))
+    png(data / "gt/2.png", np.zeros((64, 64)))
+    truncate(data / "img/2.png")
+    log = exit_log(train.main, train_argv(data, tmp_path / "out"), capsys)
+    assert f"image {data / 'img/2.png'} ({data / 'labeled.txt'}:3) is truncated or corrupt" in log
+    assert not (tmp_path / "out" / "model.pt").exists()
+
+
+def test_batch_size_larger_than_the_training_set_names_the_key(data, tmp_path, capsys):
+    log = exit_log(train.main, train_argv(data, tmp_path / "out", "--batch-size", "8"), capsys)
+    assert "fewer than one batch of 8" in log and "train.batch_size" in log
+
+
+@pytest.fixture
+def model_file(tmp_path) -> Path:
+    path = tmp_path / "model.pt"
+    spec = dict(arch="deeplabv3plus", backbone="resnet18", num_classes=C, output_stride=16, head_channels=8)
+    save_model(path, build_model(**spec), spec)
+    return path
+
+
+def test_evaluation_names_a_val_mask_of_another_size(data, model_file, tmp_path, capsys):
+    png(data / "gt/8.png", np.zeros((SIZE + 2, SIZE)))
+    out = tmp_path / "metrics.json"
+    log = exit_log(evaluate.main, ["--model", str(model_file), "--list", str(data / "val.txt"), "--data-root",
+                                   str(data), "--num-classes", str(C), "--out", str(out), "--device", "cpu"], capsys)
+    assert f"mask {data / 'gt/8.png'} ({data / 'val.txt'}:2) is 8x10 but its image img/8.png is 8x8" in log
+    assert not out.exists()
+
+
+def test_labeling_names_an_undecodable_unlabeled_image(data, model_file, tmp_path, capsys):
+    (data / "img/6.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    out = tmp_path / "masks.h5"
+    log = exit_log(label.main, ["--model", str(model_file), "--list", str(data / "unlabeled.txt"), "--data-root",
+                                str(data), "--out", str(out), "--device", "cpu", "--no-tta"], capsys)
+    assert f"image {data / 'img/6.png'} ({data / 'unlabeled.txt'}:3)" in log
+    assert not out.exists() and not list(tmp_path.glob(".masks.h5.tmp-*"))
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"\x00" * 1000, "it is not a PyTorch checkpoint"),
+    ("pickled", "it holds pickled Python objects"),
+    ("truncated", "truncated or corrupt"),
+])
+def test_unreadable_checkpoint_names_the_file_and_never_advises_weights_only_false(
+        data, model_file, tmp_path, capsys, content, needle):
+    if content == "pickled":
+        torch.save(build_model("deeplabv3plus", "resnet18", num_classes=C), model_file)
+    elif content == "truncated":
+        truncate(model_file)
+    else:
+        model_file.write_bytes(content)
+    out = tmp_path / "scores.tsv"
+    log = exit_log(score.main, ["--checkpoints", str(model_file), str(model_file), "--list",
+                                str(data / "unlabeled.txt"), "--data-root", str(data), "--num-classes", str(C),
+                                "--scores", str(out), "--masks", str(tmp_path / "m.h5"), "--device", "cpu"], capsys)
+    assert f"cannot load model checkpoint {model_file}: {needle}" in log
+    assert "weights_only" not in log
+    assert not out.exists()
+
+
+def test_pretrained_weights_of_random_bytes(data, tmp_path, capsys):
+    weights = tmp_path / "resnet18.pth"
+    weights.write_bytes(np.random.default_rng(0).bytes(5000))
+    log = exit_log(train.main, train_argv(data, tmp_path / "out", "--pretrained", str(weights)), capsys)
+    assert f"cannot load pretrained weights (a resnet18 ImageNet state dict) {weights}" in log
+    assert "weights_only" not in log
+
+
+def test_missing_pretrained_weights_name_the_file_and_the_key(data, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"not found: '/nowhere/r18.pth'. Set the config key `pretrained`"):
+        train.main(train_argv(data, tmp_path / "out", "--pretrained", "/nowhere/r18.pth"))
+    assert not (tmp_path / "out" / "model.pt").exists()
+
+
+def test_wrong_class_checkpoint_is_refused(data, model_file, tmp_path):
+    with pytest.raises(ValueError, match=rf"{model_file} is a model for 3 classes, but 5 were asked for"):
+        label.main(["--model", str(model_file), "--list", str(data / "unlabeled.txt"), "--data-root", str(data),
+                    "--out", str(tmp_path / "m.h5"), "--num-classes", "5", "--device", "cpu"])
+    assert not (tmp_path / "m.h5").exists()
+
+
+def test_bad_device_names_the_key(data, tmp_path):
+    with pytest.raises(ValueError, match=r"device 'gpu' is not one of .*device in the config"):
+        train.main(train_argv(data, tmp_path / "out", "--device", "gpu"))
+
+
+# -- writes that the file system refuses -----------------------------------------------------
+
+def test_a_full_disk_names_the_path(data, tmp_path):
+    """A real refused write: the training job under a file-size limit (ulimit -f), which fails
+    like a full disk once the resume state (megabytes) is written."""
+    out = tmp_path / "out"
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    argv = train_argv(data, out, "--resume-state", str(out / "resume" / "state.pt"))
+    proc = subprocess.run([sys.executable, "-m", "stages.train", *argv], cwd=REPO, capture_output=True, text=True,
+                          preexec_fn=limit, timeout=300)
+    assert proc.returncode != 0
+    assert f"cannot write {out / 'resume' / 'state.pt'}: File too large" in proc.stderr
+    assert "unexpected pos" not in proc.stderr.splitlines()[-1]
+    assert not (out / "model.pt").exists() and not list((out / "resume").glob(".*tmp-*"))
+
+
+@pytest.mark.parametrize("code,fix", [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "read-only"),
+                                      (errno.EDQUOT, "quota")])
+def test_write_errors_name_the_path_and_the_fix(tmp_path, code, fix):
+    err = write_error(tmp_path / "x.pt", OSError(code, "refused"))
+    assert str(tmp_path / "x.pt") in str(err) and fix in str(err) and err.errno == code
+    # h5py's wording of a full disk counts too
+    assert write_error(tmp_path / "m.h5", OSError(f"Can't write data (file write failed: errno = {code}, "))
+
+
+def test_a_read_only_folder_names_the_path(tmp_path, monkeypatch):
+    """Root ignores permissions, so the refusal is a fault hook here: the rename fails as on a
+    read-only file system."""
+    def refuse(src, dst):
+        raise OSError(errno.EROFS, "Read-only file system", str(dst))
+
+    monkeypatch.setattr("stages.seg.files.os.replace", refuse)
+    with pytest.raises(OSError, match=rf"cannot write {tmp_path / 'a.txt'}: Read-only file system.*writable folder"):
+        write_text(tmp_path / "a.txt", "x")
+    assert list(tmp_path.iterdir()) == []
+

@@ -1,0 +1,210 @@
+"""kill -9 of each stage kind at a random moment, then a re-run: valid outputs, no leftovers, and
+nothing of the killed job consumed. And the training job killed in its last window, between
+publishing the checkpoints and writing model.pt, which used to leave a resume that could never
+finish."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from stages.make_demo import CLASS_NAMES, make_demo
+from stages.seg.io import load_model
+from stages.seg.maskstore import MaskStore
+
+REPO = Path(__file__).resolve().parents[1]
+C = len(CLASS_NAMES)
+SIZE = 32
+# Logged once a stage has read its inputs and started the work a kill should interrupt.
+STARTED = {"train": "training set:", "label": "labeling", "score": "scoring", "evaluate": "evaluating"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faults") / "data"
+    make_demo(root, num_labeled=4, num_unlabeled=12, num_val=6, size=(SIZE, SIZE))
+    return root
+
+
+def train_cmd(demo: Path, out: Path, epochs: int = 4, checkpoints: int = 3) -> list[str]:
+    return ["stages.train", "--labeled", str(demo / "labeled.txt"), "--data-root", str(demo), "--num-classes", str(C),
+            "--out-dir", str(out), "--backbone", "resnet18", "--output-stride", "16", "--head-channels", "16",
+            "--crop-size", str(SIZE), "--batch-size", "2", "--min-labeled", "8", "--epochs", str(epochs),
+            "--checkpoints", str(checkpoints), "--device", "cpu", "--threads", "1",
+            "--resume-state", str(out / "resume" / "state.pt")]
+
+
+def run(cmd: list[str]) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", *cmd], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def kill_at_random_moment(cmd: list[str], started: str, log: Path, rng: random.Random, span: float) -> float:
+    """Start ``cmd``, wait until its log says ``started``, SIGKILL it ``0..span`` s later (or let
+    it finish first). Returns the delay used, for the assertion messages."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", *cmd], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while started not in log.read_text() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    delay = rng.uniform(0, span)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return delay
+
+
+def temporaries(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if ".tmp-" in p.name]
+
+
+def snakemake_cleanup(*outputs: Path) -> None:
+    """What Snakemake does with a failed job's declared outputs: delete them."""
+    for path in outputs:
+        if path.is_dir():
+            for child in sorted(path.rglob("*"), reverse=True):
+                child.unlink() if child.is_file() else child.rmdir()
+            path.rmdir()
+        elif path.exists():
+            path.unlink()
+
+
+@pytest.fixture(scope="module")
+def teacher(demo, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("teacher")
+    run(train_cmd(demo, out, epochs=2, checkpoints=2))
+    return out
+
+
+def test_training_killed_at_a_random_moment_resumes_or_restarts(demo, tmp_path):
+    rng = random.Random()
+    out = tmp_path / "teacher"
+    delay = kill_at_random_moment(train_cmd(demo, out), STARTED["train"], tmp_path / "killed.log", rng, 12)
+    snakemake_cleanup(out / "model.pt", out / "checkpoints", out / "train_log.tsv")
+    proc = run(train_cmd(demo, out))
+    assert "epoch 4/4 done" in proc.stderr, f"killed after {delay:.2f} s"
+    for path in (out / "checkpoints" / "checkpoint_1.pt", out / "checkpoints" / "checkpoint_2.pt", out / "model.pt"):
+        assert load_model(path)(torch.zeros(1, 3, SIZE, SIZE)).shape == (1, C, SIZE, SIZE)
+    assert temporaries(out) == [], f"killed after {delay:.2f} s"
+    assert not (out / "resume" / "state.pt").exists()
+
+
+def test_training_killed_between_publishing_checkpoints_and_writing_the_model(demo, tmp_path):
+    """The fault hook lives here: a wrapper that SIGKILLs its own process when model.pt is about
+    to be written, after the checkpoints were published."""
+    out = tmp_path / "teacher"
+    hook = tmp_path / "kill_before_model.py"
+    hook.write_text(
+        "import os, signal, sys\n"
+        "import stages.train as train\n"
+        "real = train.save_model\n"
+        "def save_model(path, *args, **kwargs):\n"
+        "    if str(path).endswith('model.pt'):\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    real(path, *args, **kwargs)\n"
+        "train.save_model = save_model\n"
+        "train.main(sys.argv[1:])\n"
+    )
+    cmd = train_cmd(demo, out)
+    proc = subprocess.run([sys.executable, str(hook), *cmd[1:]], cwd=REPO, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == -signal.SIGKILL
+    assert (out / "checkpoints" / "checkpoint_1.pt").exists() and not (out / "model.pt").exists()
+    snakemake_cleanup(out / "model.pt", out / "checkpoints", out / "train_log.tsv")
+    again = run(cmd)
+    assert "resuming from" in again.stderr and "after epoch 4/4" in again.stderr  # no epoch repeated
+    for j in (1, 2):
+        assert load_model(out / "checkpoints" / f"checkpoint_{j}.pt")
+    assert load_model(out / "model.pt") and temporaries(out) == []
+
+
+def test_a_resume_state_without_its_staged_checkpoints_starts_afresh(demo, tmp_path):
+    """Whatever removed them, a resume that cannot finish is not kept: never a permanent failure."""
+    out = tmp_path / "teacher"
+    kill_at_random_moment(train_cmd(demo, out), "epoch 3/4 done", tmp_path / "killed.log", random.Random(0), 0)
+    assert (out / "resume" / "state.pt").exists()
+    (out / "resume" / "checkpoint_1.pt").unlink()
+    proc = run(train_cmd(demo, out))
+    assert "the files it needs are gone" in proc.stderr and "starting afresh" in proc.stderr
+    assert "epoch 1/4 done" in proc.stderr and load_model(out / "checkpoints" / "checkpoint_1.pt")
+
+
+@pytest.mark.parametrize("stage", ["label", "score", "evaluate"])
+def test_inference_stage_killed_at_a_random_moment_reruns_cleanly(demo, teacher, tmp_path, stage):
+    rng = random.Random()
+    common = ["--data-root", str(demo), "--device", "cpu", "--threads", "1", "--batch-size", "1"]
+    if stage == "label":
+        outputs = [tmp_path / "pseudo_masks.h5"]
+        cmd = ["stages.label", "--model", str(teacher / "model.pt"), "--list", str(demo / "unlabeled.txt"),
+               "--out", str(outputs[0]), *common]
+    elif stage == "score":
+        outputs = [tmp_path / "stability_scores.tsv", tmp_path / "checkpoint_masks.h5"]
+        cmd = ["stages.score", "--checkpoints", str(teacher / "checkpoints" / "checkpoint_1.pt"),
+               str(teacher / "model.pt"), "--list", str(demo / "unlabeled.txt"), "--num-classes", str(C), "--tta",
+               "--scores", str(outputs[0]), "--masks", str(outputs[1]), *common]
+    else:
+        outputs = [tmp_path / "metrics.json"]
+        cmd = ["stages.evaluate", "--model", str(teacher / "model.pt"), "--list", str(demo / "val.txt"),
+               "--num-classes", str(C), "--out", str(outputs[0]), *common]
+    delay = kill_at_random_moment(cmd, STARTED[stage], tmp_path / "killed.log", rng, 1.5)
+    # An output either is complete or does not exist: nothing half-written under its name.
+    for path in outputs:
+        if path.exists() and path.suffix == ".h5":
+            assert len(list(MaskStore(path).ids())) == 12, f"killed after {delay:.2f} s"
+    snakemake_cleanup(*outputs)
+    run(cmd)
+    assert temporaries(tmp_path) == [], f"killed after {delay:.2f} s"
+    if stage == "label":
+        store = MaskStore(outputs[0])
+        assert len(list(store.ids())) == 12 and all(store[i].shape == (SIZE, SIZE) for i in store.ids())
+    elif stage == "score":
+        assert len(outputs[0].read_text().splitlines()) == 13 and len(list(MaskStore(outputs[1]).ids())) == 12
+    else:
+        assert 0 <= __import__("json").loads(outputs[0].read_text())["miou"] <= 1
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_resume_state(demo, tmp_path, monkeypatch, capsys):
+    """Fault hook in the test: the loss turns NaN in the third epoch."""
+    import stages.train as train
+
+    real = train.train_step
+    calls = {"n": 0}
+
+    def step(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return float("nan") if calls["n"] > 8 else loss  # 4 iterations per epoch
+
+    monkeypatch.setattr(train, "train_step", step)
+    out = tmp_path / "teacher"
+    with pytest.raises(SystemExit) as exit_:
+        train.main(train_cmd(demo, out)[1:])
+    assert exit_.value.code == 1
+    log = capsys.readouterr().err
+    assert "training diverged: the loss is nan at epoch 3 iteration 1" in log
+    assert "train.lr" in log and f"after epoch 2 is kept in {out / 'resume' / 'state.pt'}" in log
+    assert torch.load(out / "resume" / "state.pt", weights_only=True)["epoch"] == 2
+    assert not (out / "model.pt").exists()
+
+
+def test_out_of_gpu_memory_names_batch_size_and_crop(demo, tmp_path, monkeypatch):
+    """Fault hook in the test: the step raises the error a GPU would."""
+    import stages.train as train
+
+    def step(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train, "train_step", step)
+    with pytest.raises(MemoryError, match=r"out of GPU memory with batch size 2, crop 32: lower the batch size "
+                                          r"\(train.batch_size"):
+        train.main(train_cmd(demo, tmp_path / "teacher")[1:])
+
