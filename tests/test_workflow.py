@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from stages.seg.data import read_split_list
 from stages.seg.io import load_model
@@ -215,6 +216,58 @@ def test_third_round_adds_student3_to_the_plan(tiny_run):
     assert "results/tiny/stpp_student2/pseudo_masks_unlabeled.h5" in text  # student 2 relabels everything
     assert "results/tiny/stpp_student3/model.pt" in text
     assert "rule train_teacher" not in text  # the teacher is reused
+
+
+def ran_rules(proc: subprocess.CompletedProcess) -> set[str]:
+    """Rule names of the jobs a real run started, but the target rule 'all'."""
+    text = proc.stdout + proc.stderr
+    return {line.split()[1].rstrip(":") for line in text.splitlines()
+            if line.split()[:1] in (["rule"], ["localrule"], ["checkpoint"], ["localcheckpoint"])} - {"all"}
+
+
+def test_data_changes_rerun_exactly_the_jobs_that_read_them(tiny_run):
+    """Data files are tracked by content: the data check re-runs on a change and names a broken
+    file; only the jobs whose lists changed re-run after it; a touched file re-runs nothing."""
+    workdir, _ = tiny_run
+    args = ("--cores", "2", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir))
+    snakemake(*args)  # whatever an earlier test changed, complete again
+    demo = workdir / "resources" / "demo"
+    results = workdir / "results" / "tiny"
+    trained = {m: (results / m / "model.pt").stat().st_mtime_ns for m in ("teacher", "st_student")}
+
+    for path in demo.rglob("*.png"):
+        os.utime(path)
+    assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake("-n", *args))
+
+    val_mask = demo / (demo / "val.txt").read_text().split()[1]
+    array = np.array(Image.open(val_mask))
+    array[:4, :4] = (array[:4, :4] + 1) % 4  # re-annotated
+    Image.fromarray(array).save(val_mask)
+    assert ran_rules(snakemake(*args)) == {"check_data", "evaluate", "summarize"}
+
+    unlabeled_image = demo / (demo / "unlabeled.txt").read_text().split()[0]
+    original = unlabeled_image.read_bytes()
+    unlabeled_image.write_bytes(original[: len(original) // 2])  # truncated
+    for _ in range(2):  # and again unfixed: the failed check runs until the data passes
+        proc = snakemake(*args, check=False)
+        assert proc.returncode != 0 and ran_rules(proc) == {"check_data"}
+        log = (workdir / "logs" / "tiny" / "check_data.log").read_text()
+        assert f"image {unlabeled_image.relative_to(workdir)} (resources/demo/unlabeled.txt:1) is truncated" in log
+        assert not (results / "data_check").exists()
+
+    unlabeled_image.write_bytes(original)  # restored: the check passes, nothing else re-runs
+    assert ran_rules(snakemake(*args)) == {"check_data"}
+
+    image = np.array(Image.open(unlabeled_image))
+    Image.fromarray(255 - image).save(unlabeled_image)  # another unlabeled image
+    snakemake(*args, "results/tiny/data_check/manifest.tsv")  # the check alone; then the plan is decided
+    planned = planned_rules(snakemake("-n", *args))
+    assert {"label_shard", "score_stability", "train_student", "evaluate"} <= planned
+    assert "train_teacher" not in planned
+    unlabeled_image.write_bytes(original)
+    snakemake(*args, "results/tiny/data_check/manifest.tsv")
+    assert planned_rules(snakemake("-n", *args)) == set()
+    assert {m: (results / m / "model.pt").stat().st_mtime_ns for m in trained} == trained
 
 
 def test_labeling_with_best_on_validation_weights(tmp_path):
