@@ -65,7 +65,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from stages.seg.data import read_mask, read_split_list, write_split_list  # noqa: E402
-from stages.seg.io import write_json  # noqa: E402
+from stages.seg.files import write_json  # noqa: E402
 from stages.seg.maskstore import MaskStore  # noqa: E402
 from stages.seg.metrics import confusion_matrix, mean_iou, spearman  # noqa: E402
 

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .seg import cli
-from .seg.data import DataError, Sample, oversample, parse_split_list, read_image, read_mask
-from .seg.io import write_text
+from .seg.images import decode_image, decode_mask
+from .seg.splits import DataError, Sample, parse_split_list, repeats
+from .seg.files import write_text
 
 log = logging.getLogger("stpp")
 
@@ -83,9 +84,9 @@ def check_file(root: str, path: str, kind: str, origin: str, num_classes: int, i
     found = FileCheck(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
     try:
         if kind == "image":
-            found.height, found.width = read_image(full, origin, data).shape[-2:]
+            found.height, found.width = decode_image(full, origin, data).shape[:2]
         else:
-            found.height, found.width = read_mask(full, num_classes, ignore_labels, origin, data).shape
+            found.height, found.width = decode_mask(full, num_classes, ignore_labels, origin, data).shape
     except DataError as err:
         found.error = str(err)
     return found
@@ -160,7 +161,7 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
         digests[name] = digest.hexdigest()
 
     n = len(lists["labeled"])
-    epoch = len(oversample(lists["labeled"], args.min_labeled))
+    epoch = n * repeats(n, args.min_labeled) if n else 0  # the teacher's epoch (data.oversample)
     if n and epoch < args.batch_size:
         errors.append(f"the teacher's epoch has {epoch} images ({n} labeled, repeated to train.min_labeled "
                       f"{args.min_labeled}), fewer than one batch (train.batch_size {args.batch_size}): "

@@ -15,7 +15,8 @@ import logging
 from .seg import cli
 from .seg.data import EvalDataset, read_split_list
 from .seg.inference import accumulate_confusion
-from .seg.io import load_model, resolve_device, write_json
+from .seg.files import write_json
+from .seg.io import load_model, resolve_device
 from .seg.metrics import iou_per_class, mean_iou, pixel_accuracy
 
 log = logging.getLogger("stpp")

@@ -18,7 +18,8 @@ import numpy as np
 from .seg import cli
 from .seg.data import ImageDataset, read_split_list
 from .seg.inference import batches_by_size, predict
-from .seg.io import atomic_path, load_model, resolve_device
+from .seg.files import atomic_path
+from .seg.io import load_model, resolve_device
 from .seg.maskstore import MaskStoreWriter
 from .seg.metrics import stability_score
 

@@ -11,7 +11,7 @@ import json
 import logging
 
 from .seg import cli
-from .seg.io import write_text
+from .seg.files import write_text
 
 log = logging.getLogger("stpp")
 

@@ -45,8 +45,8 @@ from torch.utils.data import DataLoader
 from .seg import cli
 from .seg.data import DataError, EvalDataset, read_split_list, training_set
 from .seg.inference import accumulate_confusion
-from .seg.files import atomic_path, remove_stale_temporaries
-from .seg.io import load_torch, resolve_device, save_model, save_torch, write_text
+from .seg.files import atomic_path, load_torch, remove_stale_temporaries, save_torch, write_text
+from .seg.io import resolve_device, save_model
 from .seg.metrics import mean_iou
 from .seg.models import ARCHS, BACKBONES, build_model, default_head_lr_multiplier, param_groups, resolve_pretrained
 from .seg.transforms import IGNORE_INDEX, StrongAugment, WeakAugment

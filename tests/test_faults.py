@@ -34,7 +34,7 @@ def demo(tmp_path_factory) -> Path:
     return root
 
 
-def train_cmd(demo: Path, out: Path, epochs: int = 4, checkpoints: int = 3) -> list[str]:
+def train_cmd(demo: Path, out: Path, epochs: int = 3, checkpoints: int = 3) -> list[str]:
     return ["stages.train", "--labeled", str(demo / "labeled.txt"), "--data-root", str(demo), "--num-classes", str(C),
             "--out-dir", str(out), "--backbone", "resnet18", "--output-stride", "16", "--head-channels", "16",
             "--crop-size", str(SIZE), "--batch-size", "2", "--min-labeled", "8", "--epochs", str(epochs),
@@ -88,10 +88,10 @@ def teacher(demo, tmp_path_factory) -> Path:
 def test_training_killed_at_a_random_moment_resumes_or_restarts(demo, tmp_path):
     rng = random.Random()
     out = tmp_path / "teacher"
-    delay = kill_at_random_moment(train_cmd(demo, out), STARTED["train"], tmp_path / "killed.log", rng, 12)
+    delay = kill_at_random_moment(train_cmd(demo, out), STARTED["train"], tmp_path / "killed.log", rng, 8)
     snakemake_cleanup(out / "model.pt", out / "checkpoints", out / "train_log.tsv")
     proc = run(train_cmd(demo, out))
-    assert "epoch 4/4 done" in proc.stderr, f"killed after {delay:.2f} s"
+    assert "epoch 3/3 done" in proc.stderr, f"killed after {delay:.2f} s"
     for path in (out / "checkpoints" / "checkpoint_1.pt", out / "checkpoints" / "checkpoint_2.pt", out / "model.pt"):
         assert load_model(path)(torch.zeros(1, 3, SIZE, SIZE)).shape == (1, C, SIZE, SIZE)
     assert temporaries(out) == [], f"killed after {delay:.2f} s"
@@ -121,7 +121,7 @@ def test_training_killed_between_publishing_checkpoints_and_writing_the_model(de
     assert (out / "checkpoints" / "checkpoint_1.pt").exists() and not (out / "model.pt").exists()
     snakemake_cleanup(out / "model.pt", out / "checkpoints", out / "train_log.tsv")
     again = run(cmd)
-    assert "resuming from" in again.stderr and "after epoch 4/4" in again.stderr  # no epoch repeated
+    assert "resuming from" in again.stderr and "after epoch 3/3" in again.stderr  # no epoch repeated
     for j in (1, 2):
         assert load_model(out / "checkpoints" / f"checkpoint_{j}.pt")
     assert load_model(out / "model.pt") and temporaries(out) == []
@@ -130,12 +130,12 @@ def test_training_killed_between_publishing_checkpoints_and_writing_the_model(de
 def test_a_resume_state_without_its_staged_checkpoints_starts_afresh(demo, tmp_path):
     """Whatever removed them, a resume that cannot finish is not kept: never a permanent failure."""
     out = tmp_path / "teacher"
-    kill_at_random_moment(train_cmd(demo, out), "epoch 3/4 done", tmp_path / "killed.log", random.Random(0), 0)
+    kill_at_random_moment(train_cmd(demo, out), "epoch 2/3 done", tmp_path / "killed.log", random.Random(0), 0)
     assert (out / "resume" / "state.pt").exists()
     (out / "resume" / "checkpoint_1.pt").unlink()
     proc = run(train_cmd(demo, out))
     assert "the files it needs are gone" in proc.stderr and "starting afresh" in proc.stderr
-    assert "epoch 1/4 done" in proc.stderr and load_model(out / "checkpoints" / "checkpoint_1.pt")
+    assert "epoch 1/3 done" in proc.stderr and load_model(out / "checkpoints" / "checkpoint_1.pt")
 
 
 @pytest.mark.parametrize("stage", ["label", "score", "evaluate"])

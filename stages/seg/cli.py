@@ -1,4 +1,8 @@
-"""Command-line arguments that several stages share, declared once."""
+"""Command-line arguments that several stages share, declared once, and the run wrapper.
+
+Free of torch at import (torch is imported where a stage needs it), so that a stage without a
+model, such as the data check, starts in a fraction of a second.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,11 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-import torch
-
 from .files import CheckpointError
-from .inference import DEFAULT_TTA_SCALES
-from .io import set_num_threads, setup_logging
 from .splits import DataError
+
+# The paper's TTA scales (also the default of inference.tta_probabilities).
+DEFAULT_TTA_SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
 
 log = logging.getLogger("stpp")
 
@@ -55,6 +58,25 @@ def tta_settings(args: argparse.Namespace) -> dict:
     return {"scales": list(args.scales), "flip": bool(args.flip)}
 
 
+def setup_logging(verbose: bool = False) -> None:
+    """Timestamped progress lines on stderr; Snakemake rules redirect them to ``log:``."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def set_num_threads(threads: int | None) -> None:
+    """Respect the job's ``threads:`` so parallel Snakemake jobs do not oversubscribe cores."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def out_of_memory_advice(args: argparse.Namespace) -> str:
     """What to change when a GPU ran out of memory, from the command's own sizes."""
     sizes = [f"batch size {args.batch_size}"] if hasattr(args, "batch_size") else []
@@ -75,10 +97,13 @@ def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser, 
     set_num_threads(getattr(args, "threads", None))
     try:
         main(args)
-    except torch.OutOfMemoryError as err:
-        raise MemoryError(out_of_memory_advice(args)) from err
     except (DataError, CheckpointError, FloatingPointError) as err:
         if getattr(args, "verbose", False):
             raise
         log.error("%s", err)
         sys.exit(1)
+    except Exception as err:
+        torch = sys.modules.get("torch")  # imported by any stage that can run out of GPU memory
+        if torch is not None and isinstance(err, torch.OutOfMemoryError):
+            raise MemoryError(out_of_memory_advice(args)) from err
+        raise

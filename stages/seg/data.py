@@ -7,83 +7,35 @@ value, :data:`IGNORE_INDEX`. Every read error names the file and the list line i
 
 from __future__ import annotations
 
-import io
-import math
 import os
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset
 from torchvision import tv_tensors
 
+from .images import decode_image, decode_mask, where
 from .maskstore import MaskStore
-from .splits import DataError, Sample, parse_split_list, read_split_list, write_split_list  # noqa: F401
+from .splits import DataError, Sample, parse_split_list, read_split_list, repeats, write_split_list  # noqa: F401
 from .transforms import IGNORE_INDEX, StrongAugment, WeakAugment, to_training_pair
 
 
-MASK_MODES = ("L", "P", "I", "I;16")
-
-
-def _where(path, origin: str) -> str:
-    return f"{path} ({origin})" if origin else str(path)
-
-
-def _open(path: str | os.PathLike, what: str, origin: str, data: bytes | None):
-    """Open an image file, or its bytes already read, naming the file and list line on failure."""
-    try:
-        return Image.open(io.BytesIO(data) if data is not None else path)
-    except FileNotFoundError:
-        raise DataError(f"{what} not found: {_where(path, origin)}; check data.root and the split list") from None
-    except Exception as err:  # PIL's UnidentifiedImageError, OSError, ...
-        raise DataError(f"{what} {_where(path, origin)} cannot be read: {err}; replace the file or remove its "
-                        "line from the list") from None
-
-
-def _decode(img: Image.Image, path, what: str, origin: str, mode: str | None) -> np.ndarray:
-    # A full decode: a truncated or corrupt file fails here, not when a header looks fine.
-    try:
-        with img:
-            return np.asarray(img.convert(mode) if mode else img)
-    except Exception as err:
-        raise DataError(f"{what} {_where(path, origin)} is truncated or corrupt: {err}; replace the file or "
-                        "remove its line from the list") from None
-
-
 def read_image(path: str | os.PathLike, origin: str = "", data: bytes | None = None) -> torch.Tensor:
-    """RGB uint8 tensor (3, H, W). ``data``: the file's bytes when the caller has read them."""
-    arr = _decode(_open(path, "image", origin, data), path, "image", origin, "RGB")
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+    """RGB uint8 tensor (3, H, W); see :func:`.images.decode_image`."""
+    return torch.from_numpy(decode_image(path, origin, data).copy()).permute(2, 0, 1)
 
 
 def read_mask(path: str | os.PathLike, num_classes: int, ignore_labels: Sequence[int] = (), origin: str = "",
               data: bytes | None = None) -> torch.Tensor:
-    """uint8 tensor (H, W) of class indices, every ignore label mapped to 255."""
-    img = _open(path, "mask", origin, data)
-    if img.mode not in MASK_MODES:
-        img.close()
-        raise DataError(
-            f"mask {_where(path, origin)} has mode {img.mode}: masks must be single-channel class-index "
-            "PNGs (grayscale or palette); convert colour masks to class indices first"
-        )
-    arr = _decode(img, path, "mask", origin, None).astype(np.int64)
-    for label in ignore_labels:
-        arr[arr == label] = IGNORE_INDEX
-    bad = (arr >= num_classes) & (arr != IGNORE_INDEX)
-    if bad.any():
-        raise DataError(
-            f"mask {_where(path, origin)} has labels {sorted(np.unique(arr[bad]).tolist())} outside "
-            f"[0, {num_classes}): fix data.num_classes or add them to data.ignore_labels in the config"
-        )
-    return torch.from_numpy(arr.astype(np.uint8))
+    """uint8 tensor (H, W) of class indices, ignore labels as 255; see :func:`.images.decode_mask`."""
+    return torch.from_numpy(decode_mask(path, num_classes, ignore_labels, origin, data))
 
 
 def check_same_size(image: torch.Tensor, mask: torch.Tensor, sample: Sample, mask_path) -> None:
     if tuple(mask.shape[-2:]) != tuple(image.shape[-2:]):
         h, w = image.shape[-2:]
-        raise DataError(f"mask {_where(mask_path, sample.origin)} is {mask.shape[-1]}x{mask.shape[-2]} but its image "
+        raise DataError(f"mask {where(mask_path, sample.origin)} is {mask.shape[-1]}x{mask.shape[-2]} but its image "
                         f"{sample.image} is {w}x{h}; a mask must have its image's size")
 
 
@@ -169,9 +121,7 @@ class TrainDataset(Dataset):
 
 def oversample(samples: Sequence[Sample], target: int) -> list[Sample]:
     """Repeat ``samples`` ceil(target / len) times (the reference code's over-sampling)."""
-    if target <= len(samples):
-        return list(samples)
-    return list(samples) * math.ceil(target / len(samples))
+    return list(samples) * repeats(len(samples), target)
 
 
 def training_set(

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from .cli import DEFAULT_TTA_SCALES
 from .metrics import confusion_matrix
 from .transforms import normalize
 
 log = logging.getLogger("stpp")
 
-DEFAULT_TTA_SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
 
 
 @torch.inference_mode()

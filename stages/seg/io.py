@@ -1,23 +1,15 @@
-"""Model checkpoints, logging and device choice (file writes and torch files: :mod:`.files`)."""
+"""Model checkpoints and device choice (file writes and torch files: :mod:`.files`)."""
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import sys
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from .files import (  # noqa: F401  (re-exported: the stages import them from here)
-    CheckpointError, atomic_path, load_torch, remove_stale_temporaries, save_torch, write_json, write_text,
-)
+from .files import load_torch, save_torch
 from .models import build_model
-
-log = logging.getLogger("stpp")
-
 
 # A checkpoint is a plain dict of tensors and primitives so that it loads with
 # weights_only=True: the model's state dict plus what is needed to rebuild the model.
@@ -61,20 +53,3 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is visible; use 'auto' or 'cpu'")
     return device
-
-
-def setup_logging(verbose: bool = False) -> None:
-    """Timestamped progress lines on stderr; Snakemake rules redirect them to ``log:``."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
-
-
-def set_num_threads(threads: int | None) -> None:
-    """Respect the job's ``threads:`` so parallel Snakemake jobs do not oversubscribe cores."""
-    if threads:
-        torch.set_num_threads(threads)

@@ -19,7 +19,7 @@ from typing import Iterable, Iterator, Mapping
 import h5py
 import numpy as np
 
-from .io import atomic_path
+from .files import atomic_path
 
 
 def _key(image_id: str) -> str:

@@ -10,6 +10,7 @@ Free of torch, so that the Snakefile can read lists to name a data check's input
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,11 @@ def read_split_list(path: str | os.PathLike, need_masks: bool = False) -> list[S
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise DataError(problems[0] + more)
     return samples
+
+
+def repeats(n: int, target: int) -> int:
+    """How often over-sampling repeats a list of ``n`` to at least ``target`` (at least once)."""
+    return max(1, math.ceil(target / n))
 
 
 def write_split_list(path: str | os.PathLike, samples: Sequence[Sample]) -> None:

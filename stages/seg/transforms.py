@@ -32,6 +32,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from .images import IGNORE_INDEX  # noqa: F401  (the ignore value, with the transforms that keep it)
+
 __all__ = [
     "IGNORE_INDEX",
     "IMAGENET_MEAN",
@@ -45,7 +47,6 @@ __all__ = [
     "to_training_pair",
 ]
 
-IGNORE_INDEX = 255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
