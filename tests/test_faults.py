@@ -145,11 +145,11 @@ def test_inference_stage_killed_at_a_random_moment_reruns_cleanly(demo, teacher,
     if stage == "label":
         outputs = [tmp_path / "pseudo_masks.h5"]
         cmd = ["stages.label", "--model", str(teacher / "model.pt"), "--list", str(demo / "unlabeled.txt"),
-               "--out", str(outputs[0]), *common]
+               "--out", str(outputs[0]), "--scales", "0.75", "1.0", *common]
     elif stage == "score":
         outputs = [tmp_path / "stability_scores.tsv", tmp_path / "checkpoint_masks.h5"]
         cmd = ["stages.score", "--checkpoints", str(teacher / "checkpoints" / "checkpoint_1.pt"),
-               str(teacher / "model.pt"), "--list", str(demo / "unlabeled.txt"), "--num-classes", str(C), "--tta",
+               str(teacher / "model.pt"), "--list", str(demo / "unlabeled.txt"), "--num-classes", str(C),
                "--scores", str(outputs[0]), "--masks", str(outputs[1]), *common]
     else:
         outputs = [tmp_path / "metrics.json"]
