@@ -18,7 +18,7 @@ import math
 import random
 
 from .seg import cli
-from .seg.data import read_split_list, write_split_list
+from .seg.splits import read_split_list, write_split_list
 
 log = logging.getLogger("stpp")
 
