@@ -208,3 +208,31 @@ def test_out_of_gpu_memory_names_batch_size_and_crop(demo, tmp_path, monkeypatch
                                           r"\(train.batch_size"):
         train.main(train_cmd(demo, tmp_path / "teacher")[1:])
 
+
+
+def test_stale_temporaries_are_removed_but_a_live_writers_are_kept(tmp_path):
+    import socket
+
+    from stages.seg.files import remove_stale_temporaries
+
+    host = socket.gethostname()
+    output = tmp_path / "model.pt"
+    dead = tmp_path / f".model.pt.tmp-{host}-{2**22 + 12345}"  # above pid_max: never alive
+    elsewhere = tmp_path / ".model.pt.tmp-othernode-77"  # a node Snakemake no longer runs this job on
+    live = tmp_path / f".model.pt.tmp-{host}-{os.getppid()}"
+    other_output = tmp_path / f".best.pt.tmp-{host}-{2**22 + 1}"
+    for path in (dead, elsewhere, live, other_output):
+        path.write_bytes(b"partial")
+    remove_stale_temporaries(output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other_output.name])
+
+
+def test_the_resume_fingerprint_covers_the_data_digests(demo, tmp_path):
+    import stages.train as train
+
+    digest = tmp_path / "labeled.digest"
+    digest.write_text("a" * 64 + "\n")
+    args = train.build_parser().parse_args(train_cmd(demo, tmp_path / "out")[1:] + ["--data-digests", str(digest)])
+    before = train.fingerprint(args)
+    digest.write_text("b" * 64 + "\n")  # an image of the list changed
+    assert train.fingerprint(args) != before
