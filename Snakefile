@@ -18,12 +18,16 @@ if not workflow.overwrite_configfiles:
 validate(config, "config/config.schema.yaml")
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/teacher.smk"
 include: "rules/pseudo_labels.smk"
 include: "rules/students.smk"
 include: "rules/evaluate.smk"
+include: "rules/audit.smk"
 
 
 rule all:
@@ -31,6 +35,7 @@ rule all:
         summaries=expand("results/{experiment}/summary.tsv", experiment=EXPERIMENTS),
         # so that a data check that failed (and lost its outputs) runs again until the data passes
         data_checks=expand("results/{experiment}/data_check/manifest.tsv", experiment=EXPERIMENTS),
+        audits=audit_targets(),
     default_target: True
 
 

@@ -291,6 +291,7 @@ def record_settings(e: dict) -> dict:
     settings = json.loads(json.dumps(e))
     data = settings["data"]
     root = data.pop("root")
+    data.pop("palette", None)  # colours of exported masks and figures: not a setting of the result
     for key in ("labeled", "unlabeled", "val"):
         data[key] = list_digest(Path(root) / data[key])
     return settings

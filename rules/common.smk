@@ -26,6 +26,7 @@ wildcard_constraints:
     subset="unlabeled|unreliable",
     shard=r"\d+",
     shards=r"\d+",
+    selection="most_stable|least_stable|random",
 
 
 def _check_experiments():
@@ -209,6 +210,41 @@ def pseudo_inputs(wildcards):
 
 def pseudo_args(wildcards):
     return " ".join(f"--pseudo {shlex.join(pair)}" for pair in pseudo_sources(wildcards))
+
+
+def audit_inputs(wildcards):
+    """The pseudo-masks and ST++ outputs the audit measures, by the methods that run."""
+    r = f"results/{wildcards.experiment}"
+    inputs = {"teacher_masks": f"{r}/teacher/pseudo_masks_unlabeled.h5"}
+    if "ST++" in config["methods"]:
+        inputs.update(scores=f"{r}/teacher/stability_scores.tsv", reliable=f"{r}/stpp_split/reliable_ids.txt",
+                      unreliable=f"{r}/stpp_split/unreliable_ids.txt",
+                      relabeled=f"{r}/stpp_student1/pseudo_masks_unreliable.h5")
+    return inputs
+
+
+def contact_inputs(wildcards):
+    """What a contact sheet shows besides the images: the teacher's masks and, with ST++, the
+    checkpoints' masks, the scores that order the rows and student 1's relabels."""
+    r = f"results/{wildcards.experiment}"
+    inputs = {"teacher_masks": f"{r}/teacher/pseudo_masks_unlabeled.h5"}
+    if "ST++" in config["methods"]:
+        inputs.update(checkpoint_masks=f"{r}/teacher/checkpoint_masks.h5", scores=f"{r}/teacher/stability_scores.tsv",
+                      relabeled=f"{r}/stpp_student1/pseudo_masks_unreliable.h5")
+    return inputs
+
+
+def audit_targets():
+    """The audit, its figures and the charts of every experiment (the audit where pseudo-masks exist)."""
+    out = expand("results/{experiment}/audit/{figure}.png", experiment=EXPERIMENTS,
+                 figure=["training_curves", "summary"])
+    if {"ST", "ST++"} & set(config["methods"]):
+        selections = ["most_stable", "least_stable", "random"] if "ST++" in config["methods"] else ["random"]
+        out += expand("results/{experiment}/audit/{name}", experiment=EXPERIMENTS,
+                      name=["audit.json", *(f"contact_{s}.png" for s in selections)])
+    if "ST++" in config["methods"]:
+        out += expand("results/{experiment}/audit/stability_scores.png", experiment=EXPERIMENTS)
+    return out
 
 
 def class_names(wildcards):

@@ -34,7 +34,8 @@ rule summarize:
         metrics=summary_inputs,
         data=checked_digests("val"),
     output:
-        "results/{experiment}/summary.tsv",
+        report("results/{experiment}/summary.tsv", caption="../report/summary.rst", category="Results",
+               subcategory="{experiment}"),
     params:
         methods=summary_args,
     threads: resources_of("small")["threads"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -169,12 +170,28 @@ def test_end_to_end_artifacts(tiny_run):
     assert all(0 <= float(r["miou"]) <= 100 for r in rows)
     assert (results / "summary.tsv").read_text() in proc.stdout  # the table is printed at the end
 
+    audit = json.loads((results / "audit" / "audit.json").read_text())  # the demo's unlabeled masks are the truth
+    assert audit["images"] == len(unlabeled) and 0 <= audit["teacher"]["unreliable"]["miou"] <= 1
+    assert len((results / "audit" / "per_image.tsv").read_text().splitlines()) == 1 + len(unlabeled)
+    for figure in ("stability_scores", "contact_most_stable", "contact_least_stable", "contact_random",
+                   "training_curves", "summary"):
+        assert (results / "audit" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
     # logs/ and benchmarks/ mirror each other, one file per job
     logs = {p.relative_to(workdir / "logs").with_suffix("") for p in (workdir / "logs").rglob("*.log")}
     benchmarks = {p.relative_to(workdir / "benchmarks").with_suffix("")
                   for p in (workdir / "benchmarks").rglob("*.tsv")}
     assert logs == benchmarks and Path("tiny/teacher/train") in logs
     assert "epoch 3/3 done" in (workdir / "logs" / "tiny" / "teacher" / "train.log").read_text()
+
+
+def test_report_has_the_summary_the_audit_and_the_figures(tiny_run):
+    workdir, _ = tiny_run
+    snakemake("--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir), "--report", "report.html")
+    html = (workdir / "report.html").read_text()
+    for item in ("summary.tsv", "audit.json", "per_image.tsv", "stability_scores.png", "contact_most_stable.png",
+                 "training_curves.png", "summary.png", "the reliable and unreliable sets"):
+        assert item in html, item
 
 
 def test_second_run_does_nothing(tiny_run):
@@ -201,7 +218,8 @@ def test_changing_r_reruns_split_and_downstream_only(tiny_run):
     config = write_config(workdir, reliable_ratio=0.34)
     args = ("--configfile", str(config), "--directory", str(workdir))
     assert planned_rules(snakemake("-n", *args)) == {
-        "split_reliable", "train_student", "label_shard", "merge_label_shards", "evaluate", "summarize", "all"}
+        "split_reliable", "train_student", "label_shard", "merge_label_shards", "evaluate", "summarize", "audit",
+        "figure_scores", "figure_contact_sheet", "figure_training_curves", "figure_summary", "all"}
     snakemake("--cores", "2", *args)
     assert (teacher.stat().st_mtime_ns, st_student.stat().st_mtime_ns) == before
     reliable = (workdir / "results" / "tiny" / "stpp_split" / "reliable_ids.txt").read_text().splitlines()
@@ -243,7 +261,7 @@ def test_data_changes_rerun_exactly_the_jobs_that_read_them(tiny_run):
     array = np.array(Image.open(val_mask))
     array[:4, :4] = (array[:4, :4] + 1) % 4  # re-annotated
     Image.fromarray(array).save(val_mask)
-    assert ran_rules(snakemake(*args)) == {"check_data", "evaluate", "summarize"}
+    assert ran_rules(snakemake(*args)) == {"check_data", "evaluate", "summarize", "figure_summary"}
 
     unlabeled_image = demo / (demo / "unlabeled.txt").read_text().split()[0]
     original = unlabeled_image.read_bytes()

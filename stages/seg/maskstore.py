@@ -91,6 +91,9 @@ class MaskStore:
     def ids(self) -> Iterator[str]:
         return (_id(k) for k in self.file.keys())
 
+    def __contains__(self, image_id: str) -> bool:
+        return _key(image_id) in self.file
+
     def missing(self, ids: Iterable[str]) -> list[str]:
         keys = set(self.file.keys())
         return [i for i in ids if _key(i) not in keys]

@@ -1,0 +1,154 @@
+"""Measure the pseudo-masks against the unlabeled images' own masks (the audit; never training).
+
+    python -m stages.audit --list unlabeled.txt --data-root ROOT --num-classes C \\
+        --teacher-masks teacher/pseudo_masks_unlabeled.h5 [--scores stability_scores.tsv \\
+        --reliable reliable_ids.txt --unreliable unreliable_ids.txt \\
+        --relabeled stpp_student1/pseudo_masks_unreliable.h5] --out-json audit.json --out-tsv per_image.tsv
+
+``audit.json`` holds the mIoU and per-class IoU of the teacher's pseudo-masks on every
+unlabeled image and, with ST++'s outputs, on the reliable and the unreliable set; the
+unreliable set again as ST++ student 1 relabeled it, and the gain; and the Spearman correlation
+between stability score and per-image pseudo-mask mIoU (the paper's Figure 3 in numbers).
+``per_image.tsv`` has one row per unlabeled image: id, score, reliable (1/0), and the per-image
+mIoU of the teacher's and of student 1's mask. One confusion matrix per set, as evaluation
+does; a per-image mIoU is the nan-mean over the classes present in that image's mask or
+prediction. Without masks in the list the audit still writes both files and says, under
+``not_measured``, what it could not measure.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .seg import cli
+from .seg.files import atomic_path, write_json
+from .seg.images import decode_mask
+from .seg.maskstore import MaskStore
+from .seg.metrics import confusion_matrix, iou_per_class, mean_iou, spearman
+from .seg.splits import read_split_list
+
+log = logging.getLogger("stpp")
+
+PER_IMAGE_COLUMNS = ("id", "score", "reliable", "teacher_miou", "student1_miou")
+
+
+def build_parser():
+    p = cli.parser(__doc__.split("\n\n")[0])
+    p.add_argument("--list", required=True, help="the unlabeled split list (masks, where present, are the truth)")
+    p.add_argument("--teacher-masks", required=True, help="the teacher's pseudo_masks_unlabeled.h5")
+    p.add_argument("--scores", default=None, help="stability_scores.tsv (ST++)")
+    p.add_argument("--reliable", default=None, help="reliable_ids.txt (ST++)")
+    p.add_argument("--unreliable", default=None, help="unreliable_ids.txt (ST++)")
+    p.add_argument("--relabeled", default=None, help="student 1's pseudo_masks_unreliable.h5 (ST++)")
+    p.add_argument("--class-names", nargs="*", default=None, help="one name per class (default: 0..C-1)")
+    p.add_argument("--out-json", required=True, help="audit.json to write")
+    p.add_argument("--out-tsv", required=True, help="per_image.tsv to write")
+    cli.add_data_args(p)
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def read_scores(path: str) -> dict[str, float]:
+    with open(path, newline="") as f:
+        return {row["id"]: float(row["score"]) for row in csv.DictReader(f, delimiter="\t")}
+
+
+def quality(cm: np.ndarray, names: list[str]) -> dict:
+    """mIoU and per-class IoU (JSON: NaN as null) of one confusion matrix."""
+    iou = iou_per_class(cm)
+    miou = mean_iou(cm)
+    return {"miou": None if math.isnan(miou) else miou,
+            "iou": {n: (None if math.isnan(v) else float(v)) for n, v in zip(names, iou)},
+            "pixels": int(np.asarray(cm).sum())}
+
+
+def audit(args) -> None:
+    c = args.num_classes
+    names = args.class_names or [str(k) for k in range(c)]
+    if len(names) != c:
+        raise ValueError(f"--class-names has {len(names)} names for {c} classes")
+    samples = read_split_list(args.list)
+    teacher = MaskStore(args.teacher_masks)
+    scores = read_scores(args.scores) if args.scores else {}
+    reliable = {s.id for s in read_split_list(args.reliable)} if args.reliable else set()
+    unreliable = {s.id for s in read_split_list(args.unreliable)} if args.unreliable else set()
+    relabeled = MaskStore(args.relabeled) if args.relabeled else None
+    has_truth = all(s.mask for s in samples)
+    stpp = bool(args.reliable and args.unreliable)
+
+    zero = np.zeros((c, c), np.int64)
+    cms = {"teacher_all": zero.copy(), "teacher_reliable": zero.copy(), "teacher_unreliable": zero.copy(),
+           "student1_unreliable": zero.copy()}
+    rows = []
+    for n, s in enumerate(samples, start=1):
+        row = {"id": s.id, "score": f"{scores[s.id]:.6f}" if s.id in scores else "",
+               "reliable": ("1" if s.id in reliable else "0") if stpp else "", "teacher_miou": "", "student1_miou": ""}
+        if has_truth:
+            truth = decode_mask(Path(args.data_root) / s.mask, c, args.ignore_labels, s.origin)
+            cm = confusion_matrix(teacher[s.id], truth, c).numpy()
+            row["teacher_miou"] = f"{mean_iou(cm):.6f}"
+            cms["teacher_all"] += cm
+            if s.id in reliable:
+                cms["teacher_reliable"] += cm
+            elif s.id in unreliable:
+                cms["teacher_unreliable"] += cm
+                if relabeled is not None:
+                    cm1 = confusion_matrix(relabeled[s.id], truth, c).numpy()
+                    cms["student1_unreliable"] += cm1
+                    row["student1_miou"] = f"{mean_iou(cm1):.6f}"
+        rows.append(row)
+        if n % max(1, len(samples) // 10) == 0 or n == len(samples):
+            log.info("audited %d/%d images", n, len(samples))
+
+    not_measured = []
+    result: dict = {"list": str(args.list), "images": len(samples), "ground_truth": has_truth,
+                    "reliable_images": len(reliable), "unreliable_images": len(unreliable), "class_names": names}
+    if not has_truth:
+        missing = sum(1 for s in samples if not s.mask)
+        not_measured.append(f"pseudo-mask quality: {missing} of {len(samples)} lines of {args.list} have no mask; "
+                            "add '<image> <mask>' lines to measure it (the masks are never used for training)")
+    else:
+        result["teacher"] = {"all": quality(cms["teacher_all"], names)}
+        if stpp:
+            result["teacher"]["reliable"] = quality(cms["teacher_reliable"], names)
+            result["teacher"]["unreliable"] = quality(cms["teacher_unreliable"], names)
+        else:
+            not_measured.append("reliable vs unreliable quality: no ST++ split (ST++ is not among the methods)")
+        if relabeled is not None:
+            result["student1_relabel"] = {"unreliable": quality(cms["student1_unreliable"], names)}
+            before, after = result["teacher"]["unreliable"]["miou"], result["student1_relabel"]["unreliable"]["miou"]
+            result["relabel_gain"] = None if before is None or after is None else after - before
+        elif stpp:
+            not_measured.append("relabel gain: no student-1 relabeling of the unreliable images")
+    if has_truth and scores:
+        pairs = [(float(r["score"]), float(r["teacher_miou"])) for r in rows
+                 if r["score"] and math.isfinite(float(r["teacher_miou"]))]
+        rho = spearman([p[0] for p in pairs], [p[1] for p in pairs]) if pairs else float("nan")
+        result["spearman_score_vs_miou"] = None if math.isnan(rho) else rho
+    elif has_truth:
+        not_measured.append("Spearman(score, mIoU): no stability scores (ST++ is not among the methods)")
+    result["not_measured"] = not_measured
+
+    with atomic_path(args.out_tsv) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=PER_IMAGE_COLUMNS, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    write_json(args.out_json, result)
+    for subset, q in result.get("teacher", {}).items():
+        log.info("teacher pseudo-masks, %s images: mIoU %s", subset, q["miou"])
+    for what in not_measured:
+        log.info("not measured: %s", what)
+    log.info("wrote %s and %s", args.out_json, args.out_tsv)
+
+
+def main(argv=None) -> None:
+    cli.run(audit, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    main()
