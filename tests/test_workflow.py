@@ -220,10 +220,15 @@ def test_changing_r_reruns_split_and_downstream_only(tiny_run):
     assert planned_rules(snakemake("-n", *args)) == {
         "split_reliable", "train_student", "label_shard", "merge_label_shards", "evaluate", "summarize", "audit",
         "figure_scores", "figure_contact_sheet", "figure_training_curves", "figure_summary", "all"}
-    snakemake("--cores", "2", *args)
+    split = workdir / "results" / "tiny" / "stpp_split" / "reliable_ids.txt"
+    snakemake("--cores", "2", *args, str(split.relative_to(workdir)))  # the split alone: the students cost time
     assert (teacher.stat().st_mtime_ns, st_student.stat().st_mtime_ns) == before
-    reliable = (workdir / "results" / "tiny" / "stpp_split" / "reliable_ids.txt").read_text().splitlines()
-    assert len(reliable) == 2  # floor(6 * 0.34)
+    assert len(split.read_text().splitlines()) == 2  # floor(6 * 0.34)
+    # back to R = 0.5: the same reliable set again, so nothing after the split re-runs
+    snakemake("--cores", "2", "--configfile", str(write_config(workdir)), "--directory", str(workdir),
+              str(split.relative_to(workdir)))
+    assert planned_rules(snakemake("-n", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir))) \
+        == set()
 
 
 def test_third_round_adds_student3_to_the_plan(tiny_run):
