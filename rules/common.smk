@@ -212,26 +212,27 @@ def pseudo_args(wildcards):
     return " ".join(f"--pseudo {shlex.join(pair)}" for pair in pseudo_sources(wildcards))
 
 
-def audit_inputs(wildcards):
-    """The pseudo-masks and ST++ outputs the audit measures, by the methods that run."""
+def pseudo_label_artifacts(wildcards, *stpp_keys):
+    """The teacher's pseudo-masks and, when ST++ runs, the named ST++ outputs, as stage options."""
     r = f"results/{wildcards.experiment}"
+    stpp = {"scores": f"{r}/teacher/stability_scores.tsv", "reliable": f"{r}/stpp_split/reliable_ids.txt",
+            "unreliable": f"{r}/stpp_split/unreliable_ids.txt", "checkpoint_masks": f"{r}/teacher/checkpoint_masks.h5",
+            "relabeled": f"{r}/stpp_student1/pseudo_masks_unreliable.h5"}
     inputs = {"teacher_masks": f"{r}/teacher/pseudo_masks_unlabeled.h5"}
     if "ST++" in config["methods"]:
-        inputs.update(scores=f"{r}/teacher/stability_scores.tsv", reliable=f"{r}/stpp_split/reliable_ids.txt",
-                      unreliable=f"{r}/stpp_split/unreliable_ids.txt",
-                      relabeled=f"{r}/stpp_student1/pseudo_masks_unreliable.h5")
+        inputs.update({key: stpp[key] for key in stpp_keys})
     return inputs
+
+
+def audit_inputs(wildcards):
+    """What the audit measures: the pseudo-masks, and the scores, split and relabels of ST++."""
+    return pseudo_label_artifacts(wildcards, "scores", "reliable", "unreliable", "relabeled")
 
 
 def contact_inputs(wildcards):
     """What a contact sheet shows besides the images: the teacher's masks and, with ST++, the
     checkpoints' masks, the scores that order the rows and student 1's relabels."""
-    r = f"results/{wildcards.experiment}"
-    inputs = {"teacher_masks": f"{r}/teacher/pseudo_masks_unlabeled.h5"}
-    if "ST++" in config["methods"]:
-        inputs.update(checkpoint_masks=f"{r}/teacher/checkpoint_masks.h5", scores=f"{r}/teacher/stability_scores.tsv",
-                      relabeled=f"{r}/stpp_student1/pseudo_masks_unreliable.h5")
-    return inputs
+    return pseudo_label_artifacts(wildcards, "checkpoint_masks", "scores", "relabeled")
 
 
 def audit_targets():

@@ -31,6 +31,7 @@ from .seg.images import decode_mask
 from .seg.maskstore import MaskStore
 from .seg.metrics import confusion_matrix, iou_per_class, mean_iou, spearman
 from .seg.splits import read_split_list
+from .split import read_scores
 
 log = logging.getLogger("stpp")
 
@@ -51,11 +52,6 @@ def build_parser():
     cli.add_data_args(p)
     p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
-
-
-def read_scores(path: str) -> dict[str, float]:
-    with open(path, newline="") as f:
-        return {row["id"]: float(row["score"]) for row in csv.DictReader(f, delimiter="\t")}
 
 
 def quality(cm: np.ndarray, names: list[str]) -> dict:

@@ -38,6 +38,7 @@ from .seg.images import IGNORE_INDEX, decode_image, decode_mask  # noqa: E402
 from .seg.maskstore import MaskStore  # noqa: E402
 from .seg.palettes import palette  # noqa: E402
 from .seg.splits import read_split_list  # noqa: E402
+from .split import read_scores  # noqa: E402
 
 log = logging.getLogger("stpp")
 SELECTIONS = ("most_stable", "least_stable", "random")
@@ -56,7 +57,7 @@ def save(fig, path: str, dpi: int = 100) -> None:
 
 
 def scores_figure(args) -> None:
-    scores = sorted((float(r["score"]) for r in read_tsv(args.scores)), reverse=True)
+    scores = sorted(read_scores(args.scores).values(), reverse=True)
     cut = math.floor(len(scores) * args.ratio)
     per_image = [r for r in read_tsv(args.per_image) if r["teacher_miou"] and r["score"]] if args.per_image else []
     fig, axes = plt.subplots(1, 2 if per_image else 1, figsize=(11 if per_image else 5.5, 4), squeeze=False)
@@ -92,7 +93,7 @@ def colour(mask: np.ndarray, colours: list[tuple[int, int, int]]) -> np.ndarray:
 def contact_figure(args) -> None:
     samples = {s.id: s for s in read_split_list(args.list)}
     ids = list(samples)
-    scores = {r["id"]: float(r["score"]) for r in read_tsv(args.scores)} if args.scores else {}
+    scores = read_scores(args.scores) if args.scores else {}
     chosen = select_ids(ids, scores, args.select, args.rows)
     teacher = MaskStore(args.teacher_masks)
     checkpoints = MaskStore(args.checkpoint_masks) if args.checkpoint_masks else None
