@@ -91,7 +91,10 @@ def test_training_killed_at_a_random_moment_resumes_or_restarts(demo, tmp_path):
     delay = kill_at_random_moment(train_cmd(demo, out), STARTED["train"], tmp_path / "killed.log", rng, 8)
     snakemake_cleanup(out / "model.pt", out / "checkpoints", out / "train_log.tsv")
     proc = run(train_cmd(demo, out))
-    assert "epoch 3/3 done" in proc.stderr, f"killed after {delay:.2f} s"
+    # Killed after the last epoch's resume state was written, the re-run trains nothing and only
+    # publishes; otherwise it trains (from a resume or from scratch) through the last epoch.
+    finished = "epoch 3/3 done" in proc.stderr or "after epoch 3/3" in proc.stderr
+    assert finished, f"killed after {delay:.2f} s:\n{proc.stderr[-2000:]}"
     for path in (out / "checkpoints" / "checkpoint_1.pt", out / "checkpoints" / "checkpoint_2.pt", out / "model.pt"):
         assert load_model(path)(torch.zeros(1, 3, SIZE, SIZE)).shape == (1, C, SIZE, SIZE)
     assert temporaries(out) == [], f"killed after {delay:.2f} s"
