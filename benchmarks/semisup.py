@@ -15,10 +15,11 @@ outside the workflow:
 
 - every model (SupOnly = the teacher, ST, ST++ student 1, ST++ final) is evaluated on ``test.txt``
   (the workflow evaluates on ``val.txt``): ``results/<exp>/<model>/metrics_test.json``;
-- the teacher's pseudo-masks are compared with the unlabeled images' true masks (kept in the
-  lists for auditing only): mIoU on the reliable and on the unreliable half, the unreliable half
-  as ST++ student 1 relabeled it, and the Spearman correlation of the stability score with each
-  image's pseudo-mask mIoU;
+- the workflow's pseudo-mask audit (``results/<exp>/audit/audit.json``: the teacher's
+  pseudo-masks against the unlabeled images' true masks, kept in the lists for auditing only) is
+  read into the record: mIoU on all unlabeled images, on the reliable and on the unreliable half,
+  the unreliable half as ST++ student 1 relabeled it, and the Spearman correlation of the
+  stability score with each image's pseudo-mask mIoU;
 - each stage's wall time is read from Snakemake's ``benchmarks/`` files.
 
 Each experiment's figures go to a record, ``benchmarks/records/<experiment>.json`` (``--records``):
@@ -64,10 +65,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stages.seg.data import read_mask, read_split_list, write_split_list  # noqa: E402
+from stages.seg.data import read_split_list, write_split_list  # noqa: E402
 from stages.seg.files import write_json  # noqa: E402
-from stages.seg.maskstore import MaskStore  # noqa: E402
-from stages.seg.metrics import confusion_matrix, mean_iou, spearman  # noqa: E402
 
 RECORDS = REPO / "benchmarks" / "records"
 METHODS = (("SupOnly", "teacher"), ("ST", "st_student"), ("ST++ student 1", "stpp_student1"),
@@ -215,43 +214,23 @@ def evaluate_on_test(name: str, e: dict, workdir: Path, cores: int) -> None:
              "--threads", str(cores), "--out", str(out)], workdir)
 
 
-def pseudo_mask_audit(name: str, e: dict, workdir: Path) -> dict:
-    """Teacher pseudo-mask mIoU on all unlabeled images and, where ST++ ran, on the reliable and
-    unreliable halves, the unreliable half as student 1 relabeled it, and Spearman(score, image mIoU)."""
-    data, r = e["data"], workdir / "results" / name
-    c, ignore = data["num_classes"], data.get("ignore_labels", [])
-    if not (r / "teacher" / "pseudo_masks_unlabeled.h5").exists():  # SupOnly alone
+def pseudo_mask_audit(name: str, workdir: Path) -> dict:
+    """The workflow's own audit (``results/<exp>/audit/audit.json``, rule ``audit``) in a record's
+    terms: teacher pseudo-mask mIoU on all unlabeled images and, where ST++ ran, on the reliable and
+    unreliable halves, the unreliable half as student 1 relabeled it, and Spearman(score, image
+    mIoU). Fractions; None where the audit could not measure it; {} without an audit with ground truth."""
+    path = workdir / "results" / name / "audit" / "audit.json"
+    if not path.exists():  # SupOnly alone: no pseudo-masks, no audit
         return {}
-    store = MaskStore(r / "teacher" / "pseudo_masks_unlabeled.h5")
-    stpp = (r / "stpp_split" / "reliable_ids.txt").exists()
-    if stpp:
-        halves = {half: r / "stpp_split" / f"{half}_ids.txt" for half in ("reliable", "unreliable")}
-    else:  # ST alone: the teacher's masks, no split
-        halves = {"all": Path(data["root"]) / data["unlabeled"]}
-    relabeled = r / "stpp_student1" / "pseudo_masks_unreliable.h5"
-    relabeled = MaskStore(relabeled) if relabeled.exists() else None
-    per_image, cms = {}, {"relabeled": 0}
-    for half, path in halves.items():
-        cms[half] = 0
-        for s in read_split_list(path):
-            if not s.mask:
-                return {}
-            truth = read_mask(Path(data["root"]) / s.mask, c, ignore)
-            cm = confusion_matrix(store[s.id], truth, c).numpy()
-            cms[half] = cms[half] + cm
-            per_image[s.id] = mean_iou(cm)
-            if half == "unreliable" and relabeled is not None:
-                cms["relabeled"] = cms["relabeled"] + confusion_matrix(relabeled[s.id], truth, c).numpy()
-    nan = float("nan")
-    if not stpp:
-        return {"all": mean_iou(cms["all"]), "reliable": nan, "unreliable": nan, "relabeled": nan, "spearman": nan}
-    with open(r / "teacher" / "stability_scores.tsv", newline="") as f:
-        scores = {row["id"]: float(row["score"]) for row in csv.DictReader(f, delimiter="\t")}
-    ids = [i for i in per_image if math.isfinite(per_image[i])]
-    return {"reliable": mean_iou(cms["reliable"]), "unreliable": mean_iou(cms["unreliable"]),
-            "all": mean_iou(cms["reliable"] + cms["unreliable"]),
-            "relabeled": mean_iou(cms["relabeled"]) if relabeled is not None else nan,
-            "spearman": spearman([scores[i] for i in ids], [per_image[i] for i in ids])}
+    audit = json.loads(path.read_text())
+    if not audit["ground_truth"]:
+        return {}
+    teacher = audit["teacher"]
+    return {"all": teacher["all"]["miou"],
+            "reliable": teacher.get("reliable", {}).get("miou"),
+            "unreliable": teacher.get("unreliable", {}).get("miou"),
+            "relabeled": audit.get("student1_relabel", {}).get("unreliable", {}).get("miou"),
+            "spearman": audit.get("spearman_score_vs_miou")}
 
 
 def stage_minutes(name: str, workdir: Path) -> dict:
@@ -320,8 +299,9 @@ def make_record(name: str, e: dict, workdir: Path, methods: list[str]) -> dict:
             metrics = json.loads(path.read_text()) if path.exists() else {}
             record["miou"][split_name][method] = finite(100 * metrics["miou"]) if metrics else None
             record["iou"][split_name][method] = metrics.get("iou")
-    audit = pseudo_mask_audit(name, e, workdir)
-    record["pseudo_masks"] = {k: finite(v if k == "spearman" else 100 * v) for k, v in audit.items()} or None
+    audit = pseudo_mask_audit(name, workdir)
+    record["pseudo_masks"] = {k: None if v is None else finite(v if k == "spearman" else 100 * v)
+                              for k, v in audit.items()} or None
     record["stage_minutes"] = stage_minutes(name, workdir)
     return record
 

@@ -106,20 +106,24 @@ def test_pseudo_mask_audit_and_tables(root, tmp_path):
     (r / "teacher" / "stability_scores.tsv").write_text(
         "id\tscore\n" + "".join(f"{i}\t{v}\n" for i, v in scores.items()))
     e = toy_experiment(root)
-    st_alone = semisup.pseudo_mask_audit(name, e, work)  # no split yet: all unlabeled images, nothing else
-    assert st_alone["all"] == pytest.approx(24 / (24 + 32 + 32)) and math.isnan(st_alone["reliable"])
-    assert math.isnan(st_alone["spearman"])
+    assert semisup.pseudo_mask_audit(name, work) == {}  # SupOnly alone: no audit
+    run_audit(root, r)  # ST alone: no split yet, all unlabeled images, nothing else
+    st_alone = semisup.pseudo_mask_audit(name, work)
+    assert st_alone["all"] == pytest.approx(24 / (24 + 32 + 32)) and st_alone["reliable"] is None
+    assert st_alone["spearman"] is None
     write_split_list(r / "stpp_split" / "reliable_ids.txt", unlabeled[:3])
     write_split_list(r / "stpp_split" / "unreliable_ids.txt", unlabeled[3:])
-    audit = semisup.pseudo_mask_audit(name, e, work)
-    assert audit["reliable"] == 1.0 and audit["unreliable"] == 0.0 and math.isnan(audit["relabeled"])
+    run_audit(root, r, stpp=True)
+    audit = semisup.pseudo_mask_audit(name, work)
+    assert audit["reliable"] == 1.0 and audit["unreliable"] == 0.0 and audit["relabeled"] is None
     # score ranks 6..0 against quality ranks (5, 5, 5, 1.5, 1.5, 1.5, 1.5), centred: 21 / sqrt(28 x 21)
     assert audit["spearman"] == pytest.approx(21 / math.sqrt(28 * 21))
 
     with MaskStoreWriter(r / "stpp_student1" / "pseudo_masks_unreliable.h5") as store:
         for s in unlabeled[3:]:  # student 1 relabels the unreliable half correctly
             store.write(s.id, truth)
-    assert semisup.pseudo_mask_audit(name, e, work)["relabeled"] == 1.0
+    run_audit(root, r, stpp=True, relabeled=True)
+    assert semisup.pseudo_mask_audit(name, work)["relabeled"] == 1.0
 
     for (method, model), miou in zip(semisup.METHODS, (0.5, 0.6, 0.62, 0.65)):
         for fname in ("metrics.json", "metrics_test.json"):
@@ -137,6 +141,22 @@ def test_pseudo_mask_audit_and_tables(root, tmp_path):
     # all 7 images in one matrix: IoU = 24 / (24 + 32 + 32) for each class
     assert "| toy_1_8_seed0 | 27.3 | 100.0 | 0.0 | 100.0 | 0.87 |" in table
     assert "| toy_1_8_seed0 | 2.0 | 0.0 |" in table  # teacher minutes, then the label stage
+
+
+def run_audit(root: Path, r: Path, stpp: bool = False, relabeled: bool = False) -> None:
+    """The workflow's audit stage, as its rule runs it, on the toy run's artifacts."""
+    from stages import audit
+
+    args = ["--list", str(root / "splits/1_8/unlabeled.txt"), "--data-root", str(root), "--num-classes", "2",
+            "--teacher-masks", str(r / "teacher" / "pseudo_masks_unlabeled.h5"),
+            "--out-json", str(r / "audit" / "audit.json"), "--out-tsv", str(r / "audit" / "per_image.tsv")]
+    if stpp:
+        args += ["--scores", str(r / "teacher" / "stability_scores.tsv"),
+                 "--reliable", str(r / "stpp_split" / "reliable_ids.txt"),
+                 "--unreliable", str(r / "stpp_split" / "unreliable_ids.txt")]
+    if relabeled:
+        args += ["--relabeled", str(r / "stpp_student1" / "pseudo_masks_unreliable.h5")]
+    audit.main(args)
 
 
 TABLE_ARGS = Namespace(dataset="toy", splits=["1_8"], tag=None, config=None, set=[])
