@@ -160,6 +160,7 @@ def curves_figure(args) -> None:
     if not axes[2].lines:
         axes[2].text(0.5, 0.5, "not computed\n(train.val_every: 0)", ha="center", va="center",
                      transform=axes[2].transAxes)
+        axes[2].set(xticks=[], yticks=[])  # an empty panel: no 0..1 scale that reads as data
     save(fig, args.out)
 
 
