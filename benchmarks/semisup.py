@@ -73,7 +73,7 @@ METHODS = (("SupOnly", "teacher"), ("ST", "st_student"), ("ST++ student 1", "stp
            ("ST++ final", "stpp_student2"))
 # Stage wall times: (column, benchmark files under benchmarks/<exp>/) in pipeline order.
 STAGES = (("teacher", "teacher/train.tsv"), ("label", "teacher/label_unlabeled/*.tsv"),
-          ("score", "teacher/score_stability.tsv"), ("ST", "st_student/train.tsv"),
+          ("score", "teacher/score_stability/*.tsv"), ("ST", "st_student/train.tsv"),
           ("student 1", "stpp_student1/train.tsv"), ("relabel", "stpp_student1/label_unreliable/*.tsv"),
           ("student 2", "stpp_student2/train.tsv"), ("evaluate", "*/evaluate.tsv"))
 

@@ -19,9 +19,7 @@ rule audit:
         class_names=lambda wildcards: shlex.join(class_names(wildcards)),
     threads: resources_of("evaluate")["threads"]
     resources:
-        mem_mb=resources_of("evaluate")["mem_mb"],
-        runtime=resources_of("evaluate")["runtime"],
-        gpu=resources_of("evaluate")["gpu"],
+        **job_resources("evaluate"),
     log:
         "logs/{experiment}/audit/audit.log",
     benchmark:
@@ -45,9 +43,7 @@ rule figure_scores:
         ratio=lambda wildcards: exp(wildcards)["stpp"]["reliable_ratio"],
     threads: resources_of("small")["threads"]
     resources:
-        mem_mb=resources_of("small")["mem_mb"],
-        runtime=resources_of("small")["runtime"],
-        gpu=resources_of("small")["gpu"],
+        **job_resources("small"),
     log:
         "logs/{experiment}/audit/figure_scores.log",
     benchmark:
@@ -74,9 +70,7 @@ rule figure_contact_sheet:
         palette=lambda wildcards: exp(wildcards)["data"]["palette"],
     threads: resources_of("small")["threads"]
     resources:
-        mem_mb=resources_of("small")["mem_mb"],
-        runtime=resources_of("small")["runtime"],
-        gpu=resources_of("small")["gpu"],
+        **job_resources("small"),
     log:
         "logs/{experiment}/audit/contact_{selection}.log",
     benchmark:
@@ -101,9 +95,7 @@ rule figure_training_curves:
                                           for _, model in method_models()),
     threads: resources_of("small")["threads"]
     resources:
-        mem_mb=resources_of("small")["mem_mb"],
-        runtime=resources_of("small")["runtime"],
-        gpu=resources_of("small")["gpu"],
+        **job_resources("small"),
     log:
         "logs/{experiment}/audit/figure_training_curves.log",
     benchmark:
@@ -123,9 +115,7 @@ rule figure_summary:
                subcategory="{experiment}"),
     threads: resources_of("small")["threads"]
     resources:
-        mem_mb=resources_of("small")["mem_mb"],
-        runtime=resources_of("small")["runtime"],
-        gpu=resources_of("small")["gpu"],
+        **job_resources("small"),
     log:
         "logs/{experiment}/audit/figure_summary.log",
     benchmark:

@@ -97,6 +97,16 @@ def resources_of(kind):
     return config["resources"][kind]
 
 
+def job_resources(kind):
+    """A rule's resources from the config's ``resources: <kind>`` block: memory, GPUs (a GPU
+    model and CPUs per GPU where set; none asked for with gpu: 0) and a runtime that grows with
+    each attempt, so that a job retried after hitting its time limit gets more time."""
+    r = resources_of(kind)
+    out = {"mem_mb": r["mem_mb"], "runtime": lambda wildcards, attempt: r["runtime"] * attempt, "gpu": r["gpu"]}
+    out.update({key: r[key] for key in ("gpu_model", "cpus_per_gpu") if key in r})
+    return out
+
+
 def method_models():
     """Rows of the summary: (method name, trained model) in the configured order."""
     rows = []
@@ -153,6 +163,7 @@ def train_args(wildcards, threads, checkpoints=1):
             weight_decay=t["weight_decay"], poly_power=t["poly_power"], checkpoints=checkpoints, seed=t["seed"],
             amp=t["amp"], crop_size=t["crop_size"], base_size=t["base_size"], scale_range=t["scale_range"],
             strong=t["strong_augmentation"], min_labeled=t["min_labeled"], val=val, eval_every=t["val_every"] or None,
+            save_every_minutes=t["save_every_minutes"],
         ),
         runtime_args(threads, t["batch_size"], t["workers"]),
     ])
@@ -189,6 +200,13 @@ def label_shards(wildcards):
         f"results/{wildcards.experiment}/{wildcards.model}/pseudo_masks_{wildcards.subset}.shards/shard_{i}_of_{n}.h5"
         for i in range(n)
     ]
+
+
+def score_shards(wildcards, suffix):
+    """The scoring shards' files (``suffix`` .tsv or .h5), or their paths without a suffix."""
+    n = exp(wildcards)["label"]["shards"]
+    base = f"results/{wildcards.experiment}/teacher/stability_scores.shards"
+    return [f"{base}/shard_{i}_of_{n}{suffix}" for i in range(n)]
 
 
 def pseudo_sources(wildcards):

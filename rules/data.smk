@@ -14,9 +14,7 @@ checkpoint make_demo:
         demo=config["demo"],
     threads: resources_of("small")["threads"]
     resources:
-        mem_mb=resources_of("small")["mem_mb"],
-        runtime=resources_of("small")["runtime"],
-        gpu=resources_of("small")["gpu"],
+        **job_resources("small"),
     log:
         "logs/demo/make_demo.log",
     benchmark:
@@ -52,9 +50,7 @@ checkpoint check_data:
         out_dir=lambda wildcards, output: os.path.dirname(output.manifest),
     threads: resources_of("check")["threads"]
     resources:
-        mem_mb=resources_of("check")["mem_mb"],
-        runtime=resources_of("check")["runtime"],
-        gpu=resources_of("check")["gpu"],
+        **job_resources("check"),
     log:
         "logs/{experiment}/check_data.log",
     benchmark:

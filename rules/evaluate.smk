@@ -15,9 +15,7 @@ rule evaluate:
         runtime=lambda wildcards, threads: runtime_args(threads),
     threads: resources_of("evaluate")["threads"]
     resources:
-        mem_mb=resources_of("evaluate")["mem_mb"],
-        runtime=resources_of("evaluate")["runtime"],
-        gpu=resources_of("evaluate")["gpu"],
+        **job_resources("evaluate"),
     log:
         "logs/{experiment}/{model}/evaluate.log",
     benchmark:
@@ -40,9 +38,7 @@ rule summarize:
         methods=summary_args,
     threads: resources_of("small")["threads"]
     resources:
-        mem_mb=resources_of("small")["mem_mb"],
-        runtime=resources_of("small")["runtime"],
-        gpu=resources_of("small")["gpu"],
+        **job_resources("small"),
     log:
         "logs/{experiment}/summarize.log",
     benchmark:

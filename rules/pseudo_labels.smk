@@ -1,5 +1,6 @@
 # Stages 2-4 and 6: TTA pseudo-labels, stability scores, the reliable/unreliable split, and
-# relabeling with a student. One `label_shard` job per shard (config label.shards), merged.
+# relabeling with a student. One `label_shard` and one `score_shard` job per shard (config
+# label.shards), each kind merged into the files one job would have written.
 
 
 rule label_shard:
@@ -18,9 +19,7 @@ rule label_shard:
         runtime=lambda wildcards, threads: runtime_args(threads, exp(wildcards)["label"]["batch_size"]),
     threads: resources_of("label")["threads"]
     resources:
-        mem_mb=resources_of("label")["mem_mb"],
-        runtime=resources_of("label")["runtime"],
-        gpu=resources_of("label")["gpu"],
+        **job_resources("label"),
     log:
         "logs/{experiment}/{model}/label_{subset}/shard_{shard}_of_{shards}.log",
     benchmark:
@@ -41,9 +40,7 @@ rule merge_label_shards:
         "results/{experiment}/{model}/pseudo_masks_{subset}.h5",
     threads: resources_of("small")["threads"]
     resources:
-        mem_mb=resources_of("small")["mem_mb"],
-        runtime=resources_of("small")["runtime"],
-        gpu=resources_of("small")["gpu"],
+        **job_resources("small"),
     log:
         "logs/{experiment}/{model}/label_{subset}/merge.log",
     benchmark:
@@ -54,15 +51,16 @@ rule merge_label_shards:
         "python -m stages.merge_masks --out {output} {input.shards} > {log} 2>&1"
 
 
-rule score_stability:
+rule score_shard:
     input:
         checkpoints="results/{experiment}/teacher/checkpoints",
         model="results/{experiment}/teacher/model.pt",
         images=lambda wildcards: split_list(wildcards.experiment, "unlabeled"),
-        data=checked_digests("unlabeled"),
+        # a changed unlabeled image re-runs the merge (below), which needs the shards again
+        data=checked_digests("unlabeled", wait_only=True),
     output:
-        scores="results/{experiment}/teacher/stability_scores.tsv",
-        masks="results/{experiment}/teacher/checkpoint_masks.h5",
+        scores=temp("results/{experiment}/teacher/stability_scores.shards/shard_{shard}_of_{shards}.tsv"),
+        masks=temp("results/{experiment}/teacher/stability_scores.shards/shard_{shard}_of_{shards}.h5"),
     params:
         checkpoints=teacher_checkpoints,
         num_classes=lambda wildcards: exp(wildcards)["data"]["num_classes"],
@@ -71,18 +69,42 @@ rule score_stability:
         runtime=lambda wildcards, threads: runtime_args(threads, exp(wildcards)["label"]["batch_size"]),
     threads: resources_of("score")["threads"]
     resources:
-        mem_mb=resources_of("score")["mem_mb"],
-        runtime=resources_of("score")["runtime"],
-        gpu=resources_of("score")["gpu"],
+        **job_resources("score"),
     log:
-        "logs/{experiment}/teacher/score_stability.log",
+        "logs/{experiment}/teacher/score_stability/shard_{shard}_of_{shards}.log",
     benchmark:
-        "benchmarks/{experiment}/teacher/score_stability.tsv"
+        "benchmarks/{experiment}/teacher/score_stability/shard_{shard}_of_{shards}.tsv"
     conda:
         "../envs/stpp.yaml"
     shell:
         "python -m stages.score --checkpoints {params.checkpoints} --list {input.images} {params.data}"
         " --num-classes {params.num_classes} {params.tta} {params.runtime}"
+        " --shard {wildcards.shard} --num-shards {wildcards.shards}"
+        " --scores {output.scores} --masks {output.masks} > {log} 2>&1"
+
+
+rule merge_score_shards:
+    input:
+        scores=lambda wildcards: score_shards(wildcards, ".tsv"),
+        masks=lambda wildcards: score_shards(wildcards, ".h5"),
+        images=lambda wildcards: split_list(wildcards.experiment, "unlabeled"),
+        data=checked_digests("unlabeled"),
+    output:
+        scores="results/{experiment}/teacher/stability_scores.tsv",
+        masks="results/{experiment}/teacher/checkpoint_masks.h5",
+    params:
+        shards=lambda wildcards: score_shards(wildcards, ""),
+    threads: resources_of("small")["threads"]
+    resources:
+        **job_resources("small"),
+    log:
+        "logs/{experiment}/teacher/score_stability/merge.log",
+    benchmark:
+        "benchmarks/{experiment}/teacher/score_stability/merge.tsv"
+    conda:
+        "../envs/stpp.yaml"
+    shell:
+        "python -m stages.merge_scores --list {input.images} --shards {params.shards}"
         " --scores {output.scores} --masks {output.masks} > {log} 2>&1"
 
 
@@ -99,9 +121,7 @@ rule split_reliable:
         selection=lambda wildcards: _args(selection=exp(wildcards)["stpp"]["selection"], seed=exp(wildcards)["train"]["seed"]),
     threads: resources_of("small")["threads"]
     resources:
-        mem_mb=resources_of("small")["mem_mb"],
-        runtime=resources_of("small")["runtime"],
-        gpu=resources_of("small")["gpu"],
+        **job_resources("small"),
     log:
         "logs/{experiment}/stpp_split/split_reliable.log",
     benchmark:

@@ -16,9 +16,7 @@ rule train_teacher:
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
     threads: resources_of("train")["threads"]
     resources:
-        mem_mb=resources_of("train")["mem_mb"],
-        runtime=resources_of("train")["runtime"],
-        gpu=resources_of("train")["gpu"],
+        **job_resources("train"),
     log:
         "logs/{experiment}/teacher/train.log",
     benchmark:

@@ -27,8 +27,7 @@ def build_parser():
     p.add_argument("--model", required=True, help="model checkpoint (model.pt)")
     p.add_argument("--list", required=True, help="split list of the images to label")
     p.add_argument("--out", required=True, help="HDF5 mask store to write")
-    p.add_argument("--shard", type=int, default=0, help="which shard of the list, 0-based")
-    p.add_argument("--num-shards", type=int, default=1)
+    cli.add_shard_args(p)
     p.add_argument("--num-classes", type=int, default=None, help="refuse a model for another number of classes")
     cli.add_data_args(p, labels=False)
     cli.add_tta_args(p, default_on=True)
@@ -37,11 +36,9 @@ def build_parser():
 
 
 def label(args) -> None:
-    if not 0 <= args.shard < args.num_shards:
-        raise ValueError(f"--shard must be in [0, {args.num_shards}), got {args.shard}")
+    samples = cli.shard_of(read_split_list(args.list), args)
     device = resolve_device(args.device)
     model = load_model(args.model, device, args.num_classes)
-    samples = read_split_list(args.list)[args.shard :: args.num_shards]
     tta = cli.tta_settings(args)
     log.info("labeling %d images of %s (shard %d/%d) with %s, TTA %s", len(samples), args.list, args.shard,
              args.num_shards, args.model, tta)

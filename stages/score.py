@@ -1,12 +1,15 @@
 """Score the stability of every unlabeled image over the teacher's K checkpoints (stage 3).
 
     python -m stages.score --checkpoints checkpoint_1.pt checkpoint_2.pt model.pt --list unlabeled.txt \\
-        --num-classes C --scores stability_scores.tsv --masks checkpoint_masks.h5 [--tta]
+        --num-classes C --scores stability_scores.tsv --masks checkpoint_masks.h5 [--tta] \\
+        [--shard i --num-shards n]
 
 Each checkpoint predicts every image (no TTA by default, as the reference code; ``--tta`` as
 the paper says). The score is s = sum over j < K of meanIoU(M_j, M_K), the nan-mean over classes
 present in either mask. Writes ``stability_scores.tsv`` (id, score, miou_1..miou_{K-1}) in list
 order and, for auditing, the predicted masks in an HDF5 store: one (K, H, W) uint8 dataset per id.
+``--shard i --num-shards n`` scores every n-th image from the i-th (as ``stages.label`` shards);
+``stages.merge_scores`` joins the shards into the files one job would have written.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def build_parser():
     p.add_argument("--num-classes", type=int, required=True)
     cli.add_data_args(p, labels=False)
     cli.add_tta_args(p, default_on=False)
+    cli.add_shard_args(p)
     cli.add_runtime_args(p)
     return p
 
@@ -42,14 +46,16 @@ def build_parser():
 def score(args) -> None:
     if len(args.checkpoints) < 2:
         raise ValueError("--checkpoints needs at least 2 files (the teacher's K >= 2)")
+    samples = cli.shard_of(read_split_list(args.list), args)
     device = resolve_device(args.device)
     models = [load_model(path, device, args.num_classes) for path in args.checkpoints]
-    samples = read_split_list(args.list)
     tta = cli.tta_settings(args)
     k = len(models)
-    log.info("scoring %d images of %s with %d checkpoints, TTA %s", len(samples), args.list, k, tta)
+    log.info("scoring %d images of %s (shard %d/%d) with %d checkpoints, TTA %s", len(samples), args.list,
+             args.shard, args.num_shards, k, tta)
     header = "\t".join(["id", "score", *(f"miou_{j}" for j in range(1, k))])
-    attrs = {"checkpoints": list(map(str, args.checkpoints)), "tta_scales": tta["scales"], "tta_flip": tta["flip"]}
+    attrs = {"checkpoints": list(map(str, args.checkpoints)), "tta_scales": tta["scales"], "tta_flip": tta["flip"],
+             "shard": args.shard, "num_shards": args.num_shards}
     with atomic_path(args.scores) as tmp, open(tmp, "w") as tsv, MaskStoreWriter(args.masks, attrs) as store:
         tsv.write(header + "\n")
         for ids, images, _ in batches_by_size(ImageDataset(args.data_root, samples), args.batch_size, args.workers,

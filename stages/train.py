@@ -14,16 +14,20 @@ Recipe (docs/method.md): cross-entropy with ignore index 255; SGD, momentum 0.9,
 1e-4; backbone lr = ``--lr`` x batch / 16, head lr x ``--head-lr-multiplier``; poly decay every
 iteration. Labeled images get weak augmentation, pseudo-labeled ones weak + strong.
 
-Resume: with ``--resume-state`` the full training state is written atomically after every
-epoch. A re-run with the same inputs and settings continues from it; other inputs or settings
+Resume: with ``--resume-state`` the full training state (model, optimizer, scaler, RNG, epoch
+and iteration) is written atomically after every epoch, every ``--save-every-minutes`` within
+one, and at once on SIGTERM or SIGUSR1 (preemption, SLURM's time-limit warning), after which the
+job exits with code 75 (``seg.preemption``). A re-run with the same inputs and settings continues from it; other inputs or settings
 start afresh. Checkpoints and ``best.pt`` are kept beside the resume state until training
 ends: Snakemake deletes a failed job's declared outputs, and the resumed run still needs the
 checkpoints of epochs it will not repeat. At the end they are hard-linked (or copied) into
 ``--out-dir``, ``model.pt`` is written, and only then are the resume state and the staged
 files removed, so a kill at any moment leaves a state that the next run resumes or restarts
 from; a resume state whose staged checkpoints are gone is ignored, with a warning. A loss that
-is NaN or infinite stops training with an error and keeps the last epoch's resume state. Each epoch's data order and augmentation come from generators seeded by
-(seed, epoch), so a resumed run on CPU ends with the same weights as an uninterrupted one.
+is NaN or infinite stops training with an error and keeps the last epoch's resume state. Each epoch's data order comes from a generator seeded by (seed, epoch) and each
+sample's augmentation from a seed of (epoch seed, index), so a run resumed at any iteration, or
+run with any number of DataLoader workers, ends on CPU with the same weights as an uninterrupted
+one.
 """
 
 from __future__ import annotations
@@ -43,11 +47,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .seg import cli
-from .seg.data import DataError, EvalDataset, read_split_list, training_set
+from .seg.data import DataError, EvalDataset, SeededSamples, epoch_batches, read_split_list, training_set
 from .seg.inference import accumulate_confusion
 from .seg.files import atomic_path, load_torch, remove_stale_temporaries, save_torch, write_text
 from .seg.io import resolve_device, save_model
 from .seg.metrics import mean_iou
+from .seg.preemption import Preempted, StopRequests, ignore_stop_signals
 from .seg.models import ARCHS, BACKBONES, build_model, default_head_lr_multiplier, param_groups, resolve_pretrained
 from .seg.transforms import IGNORE_INDEX, StrongAugment, WeakAugment
 
@@ -55,7 +60,7 @@ log = logging.getLogger("stpp")
 
 LOG_COLUMNS = ("epoch", "iterations", "loss", "lr", "seconds", "images_per_s", "val_miou")
 # Settings that change neither the result nor the data order: a job may resume across them.
-NOT_FINGERPRINTED = {"out_dir", "resume_state", "device", "threads", "verbose"}
+NOT_FINGERPRINTED = {"out_dir", "resume_state", "save_every_minutes", "device", "threads", "workers", "verbose"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the data check's <list>.digest files of these lists: their content (the images' and "
                         "masks' hashes) joins the resume fingerprint")
     p.add_argument("--out-dir", required=True, help="where model.pt, checkpoints and train_log.tsv go")
-    p.add_argument("--resume-state", default=None, help="resume file, written every epoch (none: no resume)")
+    p.add_argument("--resume-state", default=None,
+                   help="resume file, written every epoch, every --save-every-minutes and on SIGTERM/SIGUSR1 "
+                        "(none: no resume)")
+    p.add_argument("--save-every-minutes", type=float, default=10.0,
+                   help="also write the resume state mid-epoch this often (0: at epoch ends only)")
     m = p.add_argument_group("model")
     m.add_argument("--arch", choices=ARCHS, default="deeplabv3plus")
     m.add_argument("--backbone", choices=BACKBONES, default="resnet50")
@@ -167,12 +176,12 @@ def train(args: argparse.Namespace) -> None:
 
     labeled = read_split_list(args.labeled, need_masks=True)
     pseudo = [(read_split_list(lst), store) for lst, store in args.pseudo]
-    dataset = training_set(
+    dataset = SeededSamples(training_set(
         args.data_root, labeled, pseudo,
         WeakAugment(args.crop_size, args.base_size, tuple(args.scale_range)),
         StrongAugment() if args.strong else None,
         args.num_classes, args.ignore_labels, args.min_labeled,
-    )
+    ))
     iters_per_epoch = len(dataset) // args.batch_size
     if iters_per_epoch == 0:
         raise DataError(f"{len(dataset)} training images are fewer than one batch of {args.batch_size}: lower "
@@ -202,7 +211,8 @@ def train(args: argparse.Namespace) -> None:
     outputs = [out_dir / "model.pt", out_dir / "train_log.tsv", out_dir / "best.pt", *staged.values(),
                *(out_dir / "checkpoints" / f"checkpoint_{j}.pt" for j in range(1, args.checkpoints))]
     remove_stale_temporaries(*outputs, *([resume_path] if resume_path else []))
-    start_epoch, rows, best_miou = 0, [], -1.0
+    start_epoch, start_iteration, rows, best_miou = 0, 0, [], -1.0
+    carried = {"loss_sum": 0.0, "seconds": 0.0}  # the interrupted epoch's running figures
     if resume_path and resume_path.exists():
         state = load_torch(resume_path, "resume state")
         # The staged files of the epochs already done must still be there (nothing else removes
@@ -221,59 +231,106 @@ def train(args: argparse.Namespace) -> None:
             if device.type == "cuda" and state.get("rng_cuda") is not None:
                 torch.cuda.set_rng_state_all(state["rng_cuda"])
             start_epoch, rows, best_miou = state["epoch"], json.loads(state["rows"]), state["best_miou"]
-            log.info("resuming from %s after epoch %d/%d", resume_path, start_epoch, args.epochs)
+            start_iteration = state.get("iteration", 0)
+            carried = {"loss_sum": state.get("loss_sum", 0.0), "seconds": state.get("epoch_seconds", 0.0)}
+            if start_iteration:
+                log.info("resuming from %s at epoch %d/%d iteration %d/%d", resume_path, start_epoch + 1,
+                         args.epochs, start_iteration, iters_per_epoch)
+            else:
+                log.info("resuming from %s after epoch %d/%d", resume_path, start_epoch, args.epochs)
         else:
             log.info("ignoring %s: it was made by other inputs or settings; starting afresh", resume_path)
 
-    for epoch in range(start_epoch, args.epochs):
-        # Per-epoch seeds make the epoch reproducible wherever training (re)starts.
-        epoch_seed = args.seed * 1_000_003 + epoch
-        torch.manual_seed(epoch_seed)
-        generator = torch.Generator().manual_seed(epoch_seed)
-        loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                            generator=generator, num_workers=args.workers, pin_memory=device.type == "cuda")
-        model.train()
-        t0, loss_sum, lr = time.time(), 0.0, base_lr
-        for i, (images, masks) in enumerate(loader):
-            iteration = epoch * iters_per_epoch + i
-            for group in optimizer.param_groups:
-                group["lr"] = poly_lr(group["base_lr"], iteration, total_iters, args.poly_power)
-            lr = optimizer.param_groups[0]["lr"]
-            loss = train_step(model, optimizer, scaler, images, masks, device, amp_dtype)
-            if not math.isfinite(loss):
-                kept = f"the resume state after epoch {epoch} is kept in {resume_path}" if resume_path and epoch else \
-                    "no epoch had finished"
-                raise FloatingPointError(
-                    f"training diverged: the loss is {loss} at epoch {epoch + 1} iteration {i + 1}; {kept}. Lower "
-                    f"train.lr (now {args.lr}){', or use amp: bf16 or none' if args.amp == 'fp16' else ''} and re-run")
-            loss_sum += loss
-            if (i + 1) % max(1, iters_per_epoch // 5) == 0 or i + 1 == iters_per_epoch:
-                log.info("epoch %d/%d iteration %d/%d loss %.4f lr %.2e", epoch + 1, args.epochs, i + 1,
-                         iters_per_epoch, loss_sum / (i + 1), lr)
-        seconds = time.time() - t0
-        row = {"epoch": epoch + 1, "iterations": (epoch + 1) * iters_per_epoch,
-               "loss": round(loss_sum / iters_per_epoch, 6), "lr": f"{lr:.6g}", "seconds": round(seconds, 3),
-               "images_per_s": round(iters_per_epoch * args.batch_size / seconds, 3), "val_miou": ""}
-        if val_set is not None and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
-            cm = accumulate_confusion(model.eval(), val_set, args.num_classes, 1, args.workers, device)
-            row["val_miou"] = round(mean_iou(cm), 6)
-            log.info("epoch %d validation mIoU %.4f", epoch + 1, row["val_miou"])
-            if row["val_miou"] > best_miou:
-                best_miou = row["val_miou"]
-                save_model(staged["best"], model, spec, epoch=epoch + 1, val_miou=best_miou)
-        rows.append(row)
-        log.info("epoch %d/%d done: loss %.4f, %.1f s, %.2f images/s", epoch + 1, args.epochs, row["loss"],
-                 seconds, row["images_per_s"])
-        j = ckpt_at.get(epoch + 1)
-        if j is not None and j < args.checkpoints:
-            save_model(staged[j], model, spec, epoch=epoch + 1)
-        _write_log(out_dir / "train_log.tsv", rows)
-        if resume_path:
-            save_torch({"fingerprint": fp, "epoch": epoch + 1, "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                        "rng_cpu": torch.get_rng_state(),
-                        "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-                        "rows": json.dumps(rows), "best_miou": best_miou}, resume_path)
+    saved_at = (start_epoch, start_iteration) if resume_path and (start_epoch or start_iteration) else None
+
+    def kept() -> str:
+        """Where training would continue from, for the messages."""
+        if saved_at is None:
+            return "no resume state was written"
+        epochs_done, iteration = saved_at
+        when = f"at epoch {epochs_done + 1} iteration {iteration}" if iteration else f"after epoch {epochs_done}"
+        return f"the resume state {when} is kept in {resume_path}"
+
+    def save_state(epochs_done: int, iteration: int, loss_sum: float, seconds: float) -> None:
+        """The whole training state; ``iteration`` batches of epoch ``epochs_done + 1`` are done."""
+        nonlocal saved_at
+        save_torch({"fingerprint": fp, "epoch": epochs_done, "iteration": iteration, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                    "rng_cpu": torch.get_rng_state(),
+                    "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                    "rows": json.dumps(rows), "best_miou": best_miou, "loss_sum": loss_sum,
+                    "epoch_seconds": seconds}, resume_path)
+        saved_at = (epochs_done, iteration)
+
+    def preempted(signal_name: str, epochs_done: int, iteration: int, loss_sum: float, seconds: float) -> Preempted:
+        if not resume_path:
+            return Preempted(f"stopped by {signal_name}; without --resume-state a re-run starts afresh")
+        if saved_at != (epochs_done, iteration):
+            save_state(epochs_done, iteration, loss_sum, seconds)
+        return Preempted(f"stopped by {signal_name}: {kept()}; a re-run (Snakemake's retry) continues from it")
+
+    save_every, last_save = 60 * args.save_every_minutes, time.time()
+    with StopRequests() as stop:
+        for epoch in range(start_epoch, args.epochs):
+            # Per-epoch seeds make the epoch reproducible wherever training (re)starts; each
+            # sample's augmentation has its own seed (SeededSamples), so a run resumed mid-epoch
+            # skips the batches done and continues with the model's RNG as it was saved.
+            epoch_seed = args.seed * 1_000_003 + epoch
+            skip = start_iteration if epoch == start_epoch else 0
+            if not skip:
+                torch.manual_seed(epoch_seed)
+            dataset.set_epoch_seed(epoch_seed)
+            loader = DataLoader(dataset, batch_sampler=epoch_batches(len(dataset), args.batch_size, epoch_seed)[skip:],
+                                num_workers=args.workers, pin_memory=device.type == "cuda",
+                                generator=torch.Generator().manual_seed(epoch_seed),  # not the model's RNG
+                                worker_init_fn=ignore_stop_signals if args.workers else None)
+            model.train()
+            t0, lr = time.time(), base_lr
+            loss_sum, prior_seconds = (carried["loss_sum"], carried["seconds"]) if skip else (0.0, 0.0)
+            for i, (images, masks) in enumerate(loader, start=skip):
+                if stop.received:
+                    raise preempted(stop.received, epoch, i, loss_sum, prior_seconds + time.time() - t0)
+                iteration = epoch * iters_per_epoch + i
+                for group in optimizer.param_groups:
+                    group["lr"] = poly_lr(group["base_lr"], iteration, total_iters, args.poly_power)
+                lr = optimizer.param_groups[0]["lr"]
+                loss = train_step(model, optimizer, scaler, images, masks, device, amp_dtype)
+                if not math.isfinite(loss):
+                    raise FloatingPointError(
+                        f"training diverged: the loss is {loss} at epoch {epoch + 1} iteration {i + 1}; {kept()}. "
+                        f"Lower train.lr (now {args.lr}){', or use amp: bf16 or none' if args.amp == 'fp16' else ''} "
+                        "and re-run")
+                loss_sum += loss
+                if (i + 1) % max(1, iters_per_epoch // 5) == 0 or i + 1 == iters_per_epoch:
+                    log.info("epoch %d/%d iteration %d/%d loss %.4f lr %.2e", epoch + 1, args.epochs, i + 1,
+                             iters_per_epoch, loss_sum / (i + 1), lr)
+                if resume_path and save_every and time.time() - last_save >= save_every and i + 1 < iters_per_epoch:
+                    save_state(epoch, i + 1, loss_sum, prior_seconds + time.time() - t0)
+                    last_save = time.time()
+                    log.info("wrote the resume state at epoch %d iteration %d", epoch + 1, i + 1)
+            seconds = prior_seconds + time.time() - t0
+            row = {"epoch": epoch + 1, "iterations": (epoch + 1) * iters_per_epoch,
+                   "loss": round(loss_sum / iters_per_epoch, 6), "lr": f"{lr:.6g}", "seconds": round(seconds, 3),
+                   "images_per_s": round(iters_per_epoch * args.batch_size / seconds, 3), "val_miou": ""}
+            if val_set is not None and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
+                cm = accumulate_confusion(model.eval(), val_set, args.num_classes, 1, args.workers, device)
+                row["val_miou"] = round(mean_iou(cm), 6)
+                log.info("epoch %d validation mIoU %.4f", epoch + 1, row["val_miou"])
+                if row["val_miou"] > best_miou:
+                    best_miou = row["val_miou"]
+                    save_model(staged["best"], model, spec, epoch=epoch + 1, val_miou=best_miou)
+            rows.append(row)
+            log.info("epoch %d/%d done: loss %.4f, %.1f s, %.2f images/s", epoch + 1, args.epochs, row["loss"],
+                     seconds, row["images_per_s"])
+            j = ckpt_at.get(epoch + 1)
+            if j is not None and j < args.checkpoints:
+                save_model(staged[j], model, spec, epoch=epoch + 1)
+            _write_log(out_dir / "train_log.tsv", rows)
+            if resume_path:
+                save_state(epoch + 1, 0, 0.0, 0.0)
+                last_save = time.time()
+            if stop.received:
+                raise preempted(stop.received, epoch + 1, 0, 0.0, 0.0)
 
     published = [(staged[j], out_dir / "checkpoints" / f"checkpoint_{j}.pt") for j in range(1, args.checkpoints)]
     if val_set is not None:

@@ -130,6 +130,90 @@ def test_training_killed_between_publishing_checkpoints_and_writing_the_model(de
     assert load_model(out / "model.pt") and temporaries(out) == []
 
 
+def signal_itself(tmp_path: Path, sig: signal.Signals, at_step: int) -> Path:
+    """The fault hook: a wrapper of stages.train that sends ``sig`` to its own process when
+    training step ``at_step`` (1-based, over the whole run) begins."""
+    hook = tmp_path / f"signal_at_{at_step}.py"
+    hook.write_text(
+        "import os, sys\n"
+        "import stages.train as train\n"
+        "real, calls = train.train_step, [0]\n"
+        "def train_step(*args, **kwargs):\n"
+        "    calls[0] += 1\n"
+        f"    if calls[0] == {at_step}:\n"
+        f"        os.kill(os.getpid(), {int(sig)})\n"
+        "    return real(*args, **kwargs)\n"
+        "train.train_step = train_step\n"
+        "train.main(sys.argv[1:])\n"
+    )
+    return hook
+
+
+def run_hook(hook: Path, cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(hook), *cmd[1:]], cwd=REPO, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    sa, sb = load_model(a).state_dict(), load_model(b).state_dict()
+    different = [k for k in sa if not torch.equal(sa[k], sb[k])]
+    assert sa.keys() == sb.keys() and not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(demo, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("uninterrupted") / "teacher"
+    run(train_cmd(demo, out))  # no DataLoader worker
+    return out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_a_stop_signal_mid_epoch_saves_at_once_and_the_retry_ends_with_the_same_weights(
+        demo, uninterrupted, tmp_path, sig):
+    """Preemption (SIGTERM) or SLURM's time-limit warning (SIGUSR1) in epoch 2 of 3 (4 iterations
+    each): the state after iteration 2 is saved, the job exits 75, the re-run continues from there.
+    With a DataLoader worker here and none in the uninterrupted run: the same weights either way."""
+    out = tmp_path / "teacher"
+    cmd = train_cmd(demo, out) + ["--workers", "1"]
+    stopped = run_hook(signal_itself(tmp_path, sig, at_step=6), cmd)  # arrives during epoch 2's step 2
+    assert stopped.returncode == 75, stopped.stderr[-3000:]
+    assert f"stopped by {sig.name}: the resume state at epoch 2 iteration 2 is kept in" in stopped.stderr
+    state = torch.load(out / "resume" / "state.pt", weights_only=True)
+    assert (state["epoch"], state["iteration"]) == (1, 2)
+    snakemake_cleanup(out / "model.pt", out / "checkpoints", out / "train_log.tsv")
+    again = run(cmd)
+    assert "at epoch 2/3 iteration 2/4" in again.stderr and "epoch 1/3 done" not in again.stderr
+    for name in ("model.pt", "checkpoints/checkpoint_1.pt", "checkpoints/checkpoint_2.pt"):
+        assert_same_weights(out / name, uninterrupted / name)
+    assert not (out / "resume" / "state.pt").exists() and temporaries(out) == []
+
+
+def test_a_kill_9_loses_at_most_the_iterations_since_the_last_timed_save(demo, uninterrupted, tmp_path):
+    """``--save-every-minutes`` tiny: the state is written after every iteration, so a kill -9 in
+    epoch 2's iteration 3 loses that iteration alone; the re-run ends with the same weights."""
+    out = tmp_path / "teacher"
+    cmd = train_cmd(demo, out) + ["--save-every-minutes", "1e-6"]
+    killed = run_hook(signal_itself(tmp_path, signal.SIGKILL, at_step=7), cmd)
+    assert killed.returncode == -signal.SIGKILL
+    assert "wrote the resume state at epoch 2 iteration 2" in killed.stderr
+    state = torch.load(out / "resume" / "state.pt", weights_only=True)
+    assert (state["epoch"], state["iteration"]) == (1, 2)
+    snakemake_cleanup(out / "model.pt", out / "checkpoints", out / "train_log.tsv")
+    again = run(cmd)
+    assert "at epoch 2/3 iteration 2/4" in again.stderr
+    assert_same_weights(out / "model.pt", uninterrupted / "model.pt")
+
+
+def test_a_stop_signal_without_a_resume_state_says_a_rerun_starts_afresh(demo, tmp_path):
+    out = tmp_path / "teacher"
+    cmd = [c for c in train_cmd(demo, out)]
+    at = cmd.index("--resume-state")
+    del cmd[at:at + 2]
+    stopped = run_hook(signal_itself(tmp_path, signal.SIGTERM, at_step=2), cmd)
+    assert stopped.returncode == 75
+    assert "stopped by SIGTERM; without --resume-state a re-run starts afresh" in stopped.stderr
+
+
 def test_a_resume_state_without_its_staged_checkpoints_starts_afresh(demo, tmp_path):
     """Whatever removed them, a resume that cannot finish is not kept: never a permanent failure."""
     out = tmp_path / "teacher"

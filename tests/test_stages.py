@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stages import benchmark, evaluate, label, merge_masks, score, split, summarize, train
+from stages import benchmark, evaluate, label, merge_masks, merge_scores, score, split, summarize, train
 from stages.make_demo import CLASS_NAMES, make_demo
 from stages.seg.data import read_image
 from stages.seg.inference import predict
@@ -177,6 +177,31 @@ def test_score(demo, teacher, scored):
         # no TTA by default; the last mask is the final model's
         assert np.array_equal(per_ckpt[2], predict(final, read_image(demo / r["id"])[None])[0].numpy())
     assert json.loads(store.attrs["tta_scales"]) is None
+
+
+def test_sharded_scoring_merges_to_the_unsharded_files(demo, teacher, scored, tmp_path):
+    """label.shards: 3 splits the K-checkpoint predictions into 3 jobs: a byte-equal TSV, equal masks."""
+    shards = []
+    for i in range(3):
+        shard = tmp_path / f"shard_{i}_of_3"
+        score.main(["--checkpoints", *(str(teacher / c) for c in CHECKPOINTS), "--list", str(demo / "unlabeled.txt"),
+                    "--data-root", str(demo), "--num-classes", str(C), "--scores", f"{shard}.tsv",
+                    "--masks", f"{shard}.h5", "--device", "cpu", "--batch-size", "4", "--shard", str(i),
+                    "--num-shards", "3"])
+        shards.append(str(shard))
+    tsv, masks = tmp_path / "stability_scores.tsv", tmp_path / "checkpoint_masks.h5"
+    merge_scores.main(["--list", str(demo / "unlabeled.txt"), "--scores", str(tsv), "--masks", str(masks),
+                       "--shards", *shards])
+    assert tsv.read_bytes() == scored[0].read_bytes()
+    merged, whole = MaskStore(masks), MaskStore(scored[1])
+    assert sorted(merged.ids()) == sorted(whole.ids())
+    assert all(np.array_equal(merged[i], whole[i]) for i in whole.ids())
+    assert dict(merged.attrs) == {k: v for k, v in whole.attrs.items() if k not in ("shard", "num_shards")}
+
+    with pytest.raises(SystemExit):  # a shard left out is named, not silently missing
+        merge_scores.main(["--list", str(demo / "unlabeled.txt"), "--scores", str(tmp_path / "x.tsv"),
+                           "--masks", str(tmp_path / "x.h5"), "--shards", *shards[:2]])
+    assert not (tmp_path / "x.tsv").exists()
 
 
 def test_split_partitions_the_unlabeled_list(demo, scored, reliable_split):

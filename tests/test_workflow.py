@@ -56,7 +56,7 @@ def test_dry_run_real_data_configs(name):
         pytest.skip(f"../shared/data/{name} is not beside the repo")
     # --forceall: plan every job even where an earlier run left results in this checkout
     rules = planned_rules(snakemake("-n", "--forceall", "--configfile", f"config/{name}.yaml", "--directory", str(REPO)))
-    assert {"train_teacher", "score_stability", "split_reliable", "train_student", "summarize"} <= rules
+    assert {"train_teacher", "score_shard", "merge_score_shards", "split_reliable", "train_student", "summarize"} <= rules
     assert "make_demo" not in rules  # --configfile replaces the demo, not extends it
 
 
@@ -206,8 +206,8 @@ def test_forcerun_and_until_plan_only_what_they_should(tiny_run):
     args = ("-n", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir))
     forced = planned_rules(snakemake(*args, "--forcerun", "split_reliable"))
     assert "train_teacher" not in forced and {"split_reliable", "train_student", "summarize"} <= forced
-    assert planned_rules(snakemake(*args, "--forcerun", "train_teacher", "--until", "score_stability")) == {
-        "train_teacher", "score_stability"}
+    assert planned_rules(snakemake(*args, "--forcerun", "train_teacher", "--until", "merge_score_shards")) == {
+        "train_teacher", "score_shard", "merge_score_shards"}
 
 
 def test_changing_r_reruns_split_and_downstream_only(tiny_run):
@@ -285,7 +285,7 @@ def test_data_changes_rerun_exactly_the_jobs_that_read_them(tiny_run):
     Image.fromarray(255 - image).save(unlabeled_image)  # another unlabeled image
     snakemake(*args, "results/tiny/data_check/manifest.tsv")  # the check alone; then the plan is decided
     planned = planned_rules(snakemake("-n", *args))
-    assert {"label_shard", "score_stability", "train_student", "evaluate"} <= planned
+    assert {"label_shard", "score_shard", "merge_score_shards", "train_student", "evaluate"} <= planned
     assert "train_teacher" not in planned
     unlabeled_image.write_bytes(original)
     snakemake(*args, "results/tiny/data_check/manifest.tsv")

@@ -12,6 +12,7 @@ import sys
 from typing import Callable, Sequence
 
 from .files import CheckpointError
+from .preemption import EXIT_PREEMPTED, Preempted
 from .splits import DataError
 
 # The paper's TTA scales (also the default of inference.tta_probabilities).
@@ -40,6 +41,19 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def add_shard_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shard", type=int, default=0, help="which shard of the list, 0-based")
+    p.add_argument("--num-shards", type=int, default=1, help="every n-th image from the --shard-th")
+
+
+def shard_of(samples: Sequence, args: argparse.Namespace) -> list:
+    """The samples of shard ``--shard`` of ``--num-shards``: every n-th one from the i-th, so that
+    each shard gets images from the whole list."""
+    if not 0 <= args.shard < args.num_shards:
+        raise ValueError(f"--shard must be in [0, {args.num_shards}), got {args.shard}")
+    return list(samples)[args.shard :: args.num_shards]
 
 
 def add_tta_args(p: argparse.ArgumentParser, default_on: bool) -> None:
@@ -97,6 +111,9 @@ def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser, 
     set_num_threads(getattr(args, "threads", None))
     try:
         main(args)
+    except Preempted as err:  # not an error: the job saved its state and a re-run continues
+        log.warning("%s", err)
+        sys.exit(EXIT_PREEMPTED)
     except (DataError, CheckpointError, FloatingPointError) as err:
         if getattr(args, "verbose", False):
             raise

@@ -119,6 +119,35 @@ class TrainDataset(Dataset):
         return to_training_pair(image, mask)
 
 
+class SeededSamples(Dataset):
+    """A training set whose every sample draws its augmentation from a seed of its own, made of
+    the epoch's seed and the sample's index: the same pixels whatever the DataLoader workers, the
+    iteration a run resumed from, or the process that loads it. The caller's RNG is left as it was
+    (the model's dropout draws from it)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset, self.epoch_seed = dataset, 0
+
+    def set_epoch_seed(self, seed: int) -> None:
+        self.epoch_seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.epoch_seed * 1_000_003 + i) % 2**63)
+            return self.dataset[i]
+
+
+def epoch_batches(size: int, batch_size: int, seed: int) -> list[list[int]]:
+    """The epoch's batches of dataset indices: a permutation drawn from ``seed``, cut into full
+    batches (the last partial one dropped, as ``drop_last``)."""
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
+    iterations = size // batch_size
+    return order[: iterations * batch_size].view(iterations, batch_size).tolist()
+
+
 def oversample(samples: Sequence[Sample], target: int) -> list[Sample]:
     """Repeat ``samples`` ceil(target / len) times (the reference code's over-sampling)."""
     return list(samples) * repeats(len(samples), target)
