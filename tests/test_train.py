@@ -209,3 +209,43 @@ def test_a_bad_device_names_the_setting(name):
     with pytest.raises(ValueError, match=rf"device '{name}' is not one of auto, cpu, cuda, cuda:N \(--device, device in the config\)"):
         resolve_device(name)
     assert resolve_device("cpu").type == "cpu" and resolve_device("auto").type in ("cpu", "cuda")
+
+
+def test_jobs_on_a_workstation_claim_different_gpus(tmp_path):
+    """`snakemake --resources gpu=2` runs two GPU jobs at once; each claims its own device, held
+    until its process ends (processes here; the claim is a file lock)."""
+    import subprocess
+    import sys
+
+    claim = ("import sys, time; from stages.seg.io import claim_gpu; "
+             f"print(claim_gpu(2, {str(tmp_path)!r}), flush=True); time.sleep(float(sys.argv[1]))")
+    holders = [subprocess.Popen([sys.executable, "-c", claim, "30"], stdout=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    try:
+        got = sorted(int(p.stdout.readline()) for p in holders)
+        third = subprocess.run([sys.executable, "-c", claim, "0"], capture_output=True, text=True)
+    finally:
+        for p in holders:
+            p.kill()
+            p.wait()
+    assert got == [0, 1]
+    assert third.stdout.strip() == "0" and "all 2 GPUs are claimed" in third.stderr
+    again = subprocess.run([sys.executable, "-c", claim, "0"], capture_output=True, text=True)
+    assert again.stdout.strip() == "0" and not again.stderr  # the holders' locks went with them
+
+
+def test_cuda_is_pinned_only_where_the_scheduler_did_not(monkeypatch, tmp_path):
+    """The CUDA branch of resolve_device, run on CPU with torch.cuda faked: 3 GPUs visible."""
+    from stages.seg import io
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setenv("STPP_GPU_LOCK_DIR", str(tmp_path))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(io, "_claimed", [])
+    assert [io.resolve_device("auto"), io.resolve_device("cuda")] == [torch.device("cuda", 0), torch.device("cuda", 1)]
+    assert io.resolve_device("cuda:2") == torch.device("cuda", 2)  # asked for: as it is
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")  # SLURM gave this job its GPU
+    assert io.resolve_device("auto") == torch.device("cuda")
+    for handle in io._claimed:
+        handle.close()
