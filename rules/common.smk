@@ -163,10 +163,28 @@ def train_args(wildcards, threads, checkpoints=1):
             weight_decay=t["weight_decay"], poly_power=t["poly_power"], checkpoints=checkpoints, seed=t["seed"],
             amp=t["amp"], crop_size=t["crop_size"], base_size=t["base_size"], scale_range=t["scale_range"],
             strong=t["strong_augmentation"], min_labeled=t["min_labeled"], val=val, eval_every=t["val_every"] or None,
-            save_every_minutes=t["save_every_minutes"],
+            save_every_minutes=t["save_every_minutes"], sync_bn=t["sync_bn"] if t["gpus"] > 1 else None,
         ),
-        runtime_args(threads, t["batch_size"], t["workers"]),
+        # with several processes (train.gpus), the job's threads are shared among them
+        runtime_args(max(1, threads // t["gpus"]), t["batch_size"], t["workers"]),
     ])
+
+
+def trainer(wildcards):
+    """The training command: one process, or train.gpus processes under torchrun (DDP)."""
+    gpus = exp(wildcards)["train"]["gpus"]
+    if gpus == 1:
+        return "python -m stages.train"
+    return f"python -m torch.distributed.run --standalone --nproc-per-node {gpus} --module stages.train"
+
+
+def train_resources():
+    """A training job's resources: as job_resources("train"), with train.gpus GPUs where that
+    experiment trains on several."""
+    out = job_resources("train")
+    base = out["gpu"]
+    out["gpu"] = lambda wildcards: exp(wildcards)["train"]["gpus"] if exp(wildcards)["train"]["gpus"] > 1 else base
+    return out
 
 
 def tta_args(wildcards, tta=True):

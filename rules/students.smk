@@ -12,12 +12,13 @@ rule train_student:
         model="results/{experiment}/{student}/model.pt",
         log_tsv="results/{experiment}/{student}/train_log.tsv",
     params:
+        trainer=trainer,
         args=lambda wildcards, threads: train_args(wildcards, threads),
         pseudo=pseudo_args,
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
     threads: resources_of("train")["threads"]
     resources:
-        **job_resources("train"),
+        **train_resources(),
     log:
         "logs/{experiment}/{student}/train.log",
     benchmark:
@@ -25,6 +26,6 @@ rule train_student:
     conda:
         "../envs/stpp.yaml"
     shell:
-        "python -m stages.train --labeled {input.labeled} {params.pseudo} {params.args}"
+        "{params.trainer} --labeled {input.labeled} {params.pseudo} {params.args}"
         " --data-digests {input.data} --out-dir {params.out_dir}"
         " --resume-state {params.out_dir}/resume/state.pt > {log} 2>&1"

@@ -12,11 +12,12 @@ rule train_teacher:
         checkpoints=directory("results/{experiment}/teacher/checkpoints"),
         log_tsv="results/{experiment}/teacher/train_log.tsv",
     params:
+        trainer=trainer,
         args=lambda wildcards, threads: train_args(wildcards, threads, exp(wildcards)["stpp"]["checkpoints"]),
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
     threads: resources_of("train")["threads"]
     resources:
-        **job_resources("train"),
+        **train_resources(),
     log:
         "logs/{experiment}/teacher/train.log",
     benchmark:
@@ -24,6 +25,6 @@ rule train_teacher:
     conda:
         "../envs/stpp.yaml"
     shell:
-        "python -m stages.train --labeled {input.labeled} {params.args} --data-digests {input.data}"
+        "{params.trainer} --labeled {input.labeled} {params.args} --data-digests {input.data}"
         " --out-dir {params.out_dir}"
         " --resume-state {params.out_dir}/resume/state.pt > {log} 2>&1"

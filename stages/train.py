@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .seg import cli
+from .seg import cli, distributed
 from .seg.data import DataError, EvalDataset, SeededSamples, epoch_batches, read_split_list, training_set
 from .seg.inference import accumulate_confusion
 from .seg.files import atomic_path, load_torch, remove_stale_temporaries, save_torch, write_text
@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--scale-range", type=float, nargs=2, default=(0.5, 2.0))
     a.add_argument("--strong", action=argparse.BooleanOptionalAction, default=True,
                    help="strong augmentation on pseudo-labeled images (--no-strong: the ablation)")
+    m.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=True,
+                   help="with several processes (torchrun), batch norm statistics over the global batch")
     a.add_argument("--min-labeled", type=int, default=200,
                    help="without pseudo-labels, repeat the labeled list to at least this many images per epoch")
     v = p.add_argument_group("validation (optional)")
@@ -153,8 +155,12 @@ def _file_digest(path: str) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"  # stores and weights are large: their size and time stand for them
 
 
-def fingerprint(args: argparse.Namespace) -> str:
+STATE_FORMAT = 2  # resume states of format 1 (one RNG state, no iteration) are not resumed
+
+
+def fingerprint(args: argparse.Namespace, world_size: int = 1) -> str:
     settings = {k: v for k, v in sorted(vars(args).items()) if k not in NOT_FINGERPRINTED}
+    settings.update(world_size=world_size, state_format=STATE_FORMAT)
     files = [args.labeled, *(f for pair in args.pseudo for f in pair), *args.data_digests]
     files += [f for f in (resolve_pretrained(args.backbone, args.pretrained), args.val) if f]
     blob = json.dumps({"settings": settings, "files": {f: _file_digest(f) for f in files}}, sort_keys=True, default=str)
@@ -168,7 +174,16 @@ def _write_log(path: Path, rows: list[dict]) -> None:
 
 
 def train(args: argparse.Namespace) -> None:
-    device = resolve_device(args.device)
+    world, device = distributed.start(resolve_device(args.device))
+    if not world.main:  # one log: rank 0's
+        log.setLevel(logging.WARNING)
+    try:
+        _train(args, world, device)
+    finally:
+        distributed.stop(world)
+
+
+def _train(args: argparse.Namespace, world: distributed.World, device: torch.device) -> None:
     out_dir = Path(args.out_dir)
     spec = {"arch": args.arch, "backbone": args.backbone, "num_classes": args.num_classes,
             "output_stride": args.output_stride, "head_channels": args.head_channels}
@@ -186,31 +201,43 @@ def train(args: argparse.Namespace) -> None:
     if iters_per_epoch == 0:
         raise DataError(f"{len(dataset)} training images are fewer than one batch of {args.batch_size}: lower "
                         "--batch-size (train.batch_size) or raise --min-labeled (train.min_labeled)")
+    if args.batch_size % world.size:
+        raise DataError(f"the batch of {args.batch_size} (train.batch_size) does not split over {world.size} "
+                        "processes (train.gpus): make it a multiple")
     total_iters = args.epochs * iters_per_epoch
-    log.info("training set: %d labeled (%d after over-sampling) + %d pseudo-labeled; %d iterations/epoch on %s",
+    log.info("training set: %d labeled (%d after over-sampling) + %d pseudo-labeled; %d iterations/epoch on %s%s",
              len(labeled), len(dataset) - sum(len(s) for s, _ in pseudo), sum(len(s) for s, _ in pseudo),
-             iters_per_epoch, device)
+             iters_per_epoch, device, f" and {world.size - 1} more processes" if world.size > 1 else "")
 
     torch.manual_seed(args.seed)
-    model = build_model(pretrained=args.pretrained, **spec).to(device)
+    net = build_model(pretrained=args.pretrained, **spec).to(device)  # the weights that are saved
+    model = net
+    if world.size > 1:
+        if args.sync_bn and device.type == "cuda":
+            net = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        elif args.sync_bn:
+            log.warning("SyncBatchNorm needs CUDA: on %s each process keeps its own batch norm statistics", device)
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
+                                                          else None)
     head_mult = args.head_lr_multiplier
     if head_mult is None:
         head_mult = default_head_lr_multiplier(args.arch)
     base_lr = args.lr * args.batch_size / 16
-    optimizer = torch.optim.SGD(param_groups(model, base_lr, head_mult), lr=base_lr,
+    optimizer = torch.optim.SGD(param_groups(net, base_lr, head_mult), lr=base_lr,
                                 momentum=args.momentum, weight_decay=args.weight_decay)
     amp_dtype, scaler = mixed_precision(args.amp, device)
     val_set = (EvalDataset(args.data_root, read_split_list(args.val, need_masks=True), args.num_classes,
                            args.ignore_labels) if args.val else None)
 
-    fp = fingerprint(args)
+    fp = fingerprint(args, world.size)
     resume_path = Path(args.resume_state) if args.resume_state else None
     staging = resume_path.parent if resume_path else out_dir / "checkpoints"
     staged = {j: staging / f"checkpoint_{j}.pt" for j in range(1, args.checkpoints)}
     staged["best"] = staging / "best.pt"
     outputs = [out_dir / "model.pt", out_dir / "train_log.tsv", out_dir / "best.pt", *staged.values(),
                *(out_dir / "checkpoints" / f"checkpoint_{j}.pt" for j in range(1, args.checkpoints))]
-    remove_stale_temporaries(*outputs, *([resume_path] if resume_path else []))
+    if world.main:
+        remove_stale_temporaries(*outputs, *([resume_path] if resume_path else []))
     start_epoch, start_iteration, rows, best_miou = 0, 0, [], -1.0
     carried = {"loss_sum": 0.0, "seconds": 0.0}  # the interrupted epoch's running figures
     if resume_path and resume_path.exists():
@@ -224,12 +251,12 @@ def train(args: argparse.Namespace) -> None:
         if state.get("fingerprint") == fp and lost:
             log.warning("ignoring %s: the files it needs are gone (%s); starting afresh", resume_path, ", ".join(lost))
         elif state.get("fingerprint") == fp:
-            model.load_state_dict(state["model"])
+            net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
-            torch.set_rng_state(state["rng_cpu"])
+            torch.set_rng_state(state["rng_cpu"][world.rank])
             if device.type == "cuda" and state.get("rng_cuda") is not None:
-                torch.cuda.set_rng_state_all(state["rng_cuda"])
+                torch.cuda.set_rng_state(state["rng_cuda"][world.rank], device)
             start_epoch, rows, best_miou = state["epoch"], json.loads(state["rows"]), state["best_miou"]
             start_iteration = state.get("iteration", 0)
             carried = {"loss_sum": state.get("loss_sum", 0.0), "seconds": state.get("epoch_seconds", 0.0)}
@@ -252,14 +279,17 @@ def train(args: argparse.Namespace) -> None:
         return f"the resume state {when} is kept in {resume_path}"
 
     def save_state(epochs_done: int, iteration: int, loss_sum: float, seconds: float) -> None:
-        """The whole training state; ``iteration`` batches of epoch ``epochs_done + 1`` are done."""
+        """The whole training state; ``iteration`` batches of epoch ``epochs_done + 1`` are done.
+        Called by every process (each one's RNG state is gathered); rank 0 writes it."""
         nonlocal saved_at
-        save_torch({"fingerprint": fp, "epoch": epochs_done, "iteration": iteration, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                    "rng_cpu": torch.get_rng_state(),
-                    "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-                    "rows": json.dumps(rows), "best_miou": best_miou, "loss_sum": loss_sum,
-                    "epoch_seconds": seconds}, resume_path)
+        rng_cpu = world.gather(torch.get_rng_state())
+        rng_cuda = world.gather(torch.cuda.get_rng_state(device)) if device.type == "cuda" else None
+        if world.main:
+            save_torch({"fingerprint": fp, "epoch": epochs_done, "iteration": iteration, "model": net.state_dict(),
+                        "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                        "rng_cpu": rng_cpu, "rng_cuda": rng_cuda, "rows": json.dumps(rows),
+                        "best_miou": best_miou, "loss_sum": loss_sum, "epoch_seconds": seconds}, resume_path)
+        world.barrier()
         saved_at = (epochs_done, iteration)
 
     def preempted(signal_name: str, epochs_done: int, iteration: int, loss_sum: float, seconds: float) -> Preempted:
@@ -275,12 +305,14 @@ def train(args: argparse.Namespace) -> None:
             # Per-epoch seeds make the epoch reproducible wherever training (re)starts; each
             # sample's augmentation has its own seed (SeededSamples), so a run resumed mid-epoch
             # skips the batches done and continues with the model's RNG as it was saved.
+            # With several processes each takes its share of every global batch.
             epoch_seed = args.seed * 1_000_003 + epoch
             skip = start_iteration if epoch == start_epoch else 0
             if not skip:
-                torch.manual_seed(epoch_seed)
+                torch.manual_seed(epoch_seed + 7919 * world.rank)  # each process's own dropout
             dataset.set_epoch_seed(epoch_seed)
-            loader = DataLoader(dataset, batch_sampler=epoch_batches(len(dataset), args.batch_size, epoch_seed)[skip:],
+            batches = [world.share(b) for b in epoch_batches(len(dataset), args.batch_size, epoch_seed)]
+            loader = DataLoader(dataset, batch_sampler=batches[skip:],
                                 num_workers=args.workers, pin_memory=device.type == "cuda",
                                 generator=torch.Generator().manual_seed(epoch_seed),  # not the model's RNG
                                 worker_init_fn=ignore_stop_signals if args.workers else None)
@@ -288,13 +320,11 @@ def train(args: argparse.Namespace) -> None:
             t0, lr = time.time(), base_lr
             loss_sum, prior_seconds = (carried["loss_sum"], carried["seconds"]) if skip else (0.0, 0.0)
             for i, (images, masks) in enumerate(loader, start=skip):
-                if stop.received:
-                    raise preempted(stop.received, epoch, i, loss_sum, prior_seconds + time.time() - t0)
                 iteration = epoch * iters_per_epoch + i
                 for group in optimizer.param_groups:
                     group["lr"] = poly_lr(group["base_lr"], iteration, total_iters, args.poly_power)
                 lr = optimizer.param_groups[0]["lr"]
-                loss = train_step(model, optimizer, scaler, images, masks, device, amp_dtype)
+                loss = world.mean(train_step(model, optimizer, scaler, images, masks, device, amp_dtype))
                 if not math.isfinite(loss):
                     raise FloatingPointError(
                         f"training diverged: the loss is {loss} at epoch {epoch + 1} iteration {i + 1}; {kept()}. "
@@ -304,7 +334,15 @@ def train(args: argparse.Namespace) -> None:
                 if (i + 1) % max(1, iters_per_epoch // 5) == 0 or i + 1 == iters_per_epoch:
                     log.info("epoch %d/%d iteration %d/%d loss %.4f lr %.2e", epoch + 1, args.epochs, i + 1,
                              iters_per_epoch, loss_sum / (i + 1), lr)
-                if resume_path and save_every and time.time() - last_save >= save_every and i + 1 < iters_per_epoch:
+                if i + 1 == iters_per_epoch:  # the epoch's end saves and checks for a stop signal
+                    break
+                # Every process must take the same decision: a stop signal may reach one alone.
+                stopping, timed = world.flags(stop.received is not None,
+                                              bool(save_every) and time.time() - last_save >= save_every)
+                if stopping:
+                    raise preempted(stop.received or "a stop signal", epoch, i + 1, loss_sum,
+                                    prior_seconds + time.time() - t0)
+                if resume_path and timed:
                     save_state(epoch, i + 1, loss_sum, prior_seconds + time.time() - t0)
                     last_save = time.time()
                     log.info("wrote the resume state at epoch %d iteration %d", epoch + 1, i + 1)
@@ -312,32 +350,37 @@ def train(args: argparse.Namespace) -> None:
             row = {"epoch": epoch + 1, "iterations": (epoch + 1) * iters_per_epoch,
                    "loss": round(loss_sum / iters_per_epoch, 6), "lr": f"{lr:.6g}", "seconds": round(seconds, 3),
                    "images_per_s": round(iters_per_epoch * args.batch_size / seconds, 3), "val_miou": ""}
-            if val_set is not None and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
-                cm = accumulate_confusion(model.eval(), val_set, args.num_classes, 1, args.workers, device)
+            if world.main and val_set is not None and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
+                cm = accumulate_confusion(net.eval(), val_set, args.num_classes, 1, args.workers, device)
                 row["val_miou"] = round(mean_iou(cm), 6)
                 log.info("epoch %d validation mIoU %.4f", epoch + 1, row["val_miou"])
                 if row["val_miou"] > best_miou:
                     best_miou = row["val_miou"]
-                    save_model(staged["best"], model, spec, epoch=epoch + 1, val_miou=best_miou)
+                    save_model(staged["best"], net, spec, epoch=epoch + 1, val_miou=best_miou)
             rows.append(row)
             log.info("epoch %d/%d done: loss %.4f, %.1f s, %.2f images/s", epoch + 1, args.epochs, row["loss"],
                      seconds, row["images_per_s"])
             j = ckpt_at.get(epoch + 1)
-            if j is not None and j < args.checkpoints:
-                save_model(staged[j], model, spec, epoch=epoch + 1)
-            _write_log(out_dir / "train_log.tsv", rows)
+            if world.main and j is not None and j < args.checkpoints:
+                save_model(staged[j], net, spec, epoch=epoch + 1)
+            if world.main:
+                _write_log(out_dir / "train_log.tsv", rows)
             if resume_path:
                 save_state(epoch + 1, 0, 0.0, 0.0)
                 last_save = time.time()
-            if stop.received:
-                raise preempted(stop.received, epoch + 1, 0, 0.0, 0.0)
+            if world.any(stop.received is not None):
+                raise preempted(stop.received or "a stop signal", epoch + 1, 0, 0.0, 0.0)
+
+    world.barrier()
+    if not world.main:
+        return
 
     published = [(staged[j], out_dir / "checkpoints" / f"checkpoint_{j}.pt") for j in range(1, args.checkpoints)]
     if val_set is not None:
         published.append((staged["best"], out_dir / "best.pt"))
     for src, dst in published:
         _publish(src, dst)
-    save_model(out_dir / "model.pt", model, spec, epoch=args.epochs)
+    save_model(out_dir / "model.pt", net, spec, epoch=args.epochs)
     log.info("wrote %s", out_dir / "model.pt")
     # Finished: the outputs are the state now. The resume state goes first, its staged files after.
     for path in [*([resume_path] if resume_path else []), *(src for src, dst in published if src != dst)]:

@@ -62,7 +62,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is visible; use 'auto' or 'cpu'")
-    if name == "cuda" and "CUDA_VISIBLE_DEVICES" not in os.environ and torch.cuda.device_count() > 1:
+    if (name == "cuda" and "CUDA_VISIBLE_DEVICES" not in os.environ and "LOCAL_RANK" not in os.environ
+            and torch.cuda.device_count() > 1):  # torchrun's processes use cuda:LOCAL_RANK
         device = torch.device("cuda", claim_gpu(torch.cuda.device_count()))
     return device
 
