@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shutil
 import subprocess
 import sys
@@ -76,10 +75,9 @@ def run_seed(seed: int, args) -> dict:
         timing.write_text(f"{time.monotonic() - start:.1f}\n")
     with open(summary, newline="") as f:
         miou = {row["method"]: float(row["miou"]) for row in csv.DictReader(f, delimiter="\t")}
-    experiment = json.loads(json.dumps(config["experiments"][name]))
-    experiment["data"]["root"] = str(folder / experiment["data"]["root"])
-    audit = pseudo_mask_audit(name, experiment, folder)
-    return {"seed": seed, "miou": miou, "pseudo": {k: v if k == "spearman" else 100 * v for k, v in audit.items()},
+    audit = pseudo_mask_audit(name, folder)  # the run's own audit/audit.json
+    pseudo = {k: float("nan") if v is None else v if k == "spearman" else 100 * v for k, v in audit.items()}
+    return {"seed": seed, "miou": miou, "pseudo": pseudo,
             "wall": float(timing.read_text()) if timing.exists() else float("nan")}
 
 
