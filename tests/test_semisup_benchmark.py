@@ -226,3 +226,25 @@ def test_reuse_teacher_links_the_untagged_teacher_and_refuses_teacher_settings(t
         semisup.reuse_teacher(Namespace(tag="lr", set=["train.lr=0.1"]), {"toy_1_8_seed0_lr": {}}, work)
     with pytest.raises(SystemExit, match="no teacher"):
         semisup.reuse_teacher(Namespace(tag="r75", set=[]), {"toy_1_8_seed5_r75": {}}, work)
+
+
+def test_demo_benchmark_reads_a_finished_seed_and_its_audit(tmp_path):
+    """benchmarks/demo.py on a seed folder whose run is done: no run, the summary and the audit
+    read back (it called pseudo_mask_audit with an old signature once)."""
+    import sys
+
+    sys.modules["semisup"] = semisup  # demo.py imports it by name, as from benchmarks/
+    spec = importlib.util.spec_from_file_location("demo_benchmark", REPO / "benchmarks" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    results = tmp_path / "seed0" / "results" / "demo"
+    (results / "audit").mkdir(parents=True)
+    (results / "summary.tsv").write_text("method\tmiou\nSupOnly\t40.0\nST\t45.0\n")
+    (results / "audit" / "audit.json").write_text(json.dumps(
+        {"ground_truth": True, "teacher": {"all": {"miou": 0.5}, "reliable": {"miou": 0.6},
+                                           "unreliable": {"miou": 0.4}}, "spearman_score_vs_miou": 0.3}))
+    (tmp_path / "seed0" / "wall_seconds.txt").write_text("12.5\n")
+    row = demo.run_seed(0, Namespace(workdir=str(tmp_path), force=False, set=[], cores=1))
+    assert row["miou"] == {"SupOnly": 40.0, "ST": 45.0} and row["wall"] == 12.5
+    assert row["pseudo"]["all"] == 50.0 and row["pseudo"]["spearman"] == 0.3
+    assert math.isnan(row["pseudo"]["relabeled"])  # not measured: no student-1 relabels
