@@ -109,21 +109,27 @@ def contact_figure(args) -> None:
     columns.append("ground truth")
     fig, axes = plt.subplots(len(chosen), len(columns), figsize=(2.2 * len(columns), 2.0 * len(chosen) + 0.8),
                              squeeze=False)
-    blank = np.full((8, 8, 3), 255, np.uint8)
     for row, image_id in enumerate(chosen):
         s = samples[image_id]
-        cells = [decode_image(Path(args.data_root) / s.image, s.origin), colour(teacher[image_id], colours)]
+        mask = teacher[image_id]
+        # An empty cell has the image's shape (the rows stay aligned) and says why it is empty.
+        empty = (np.full((*mask.shape, 3), 240, np.uint8), )
+        cells = [decode_image(Path(args.data_root) / s.image, s.origin), colour(mask, colours)]
         if checkpoints is not None:
             cells += [colour(m, colours) for m in checkpoints[image_id]]
         if relabeled is not None:
-            cells.append(colour(relabeled[image_id], colours) if image_id in relabeled else blank)
+            cells.append(colour(relabeled[image_id], colours) if image_id in relabeled else
+                         (*empty, "reliable:\nnot relabeled"))
         if s.mask:
             truth = decode_mask(Path(args.data_root) / s.mask, args.num_classes, args.ignore_labels, s.origin)
             cells.append(colour(truth, colours))
         else:
-            cells.append(blank)
+            cells.append((*empty, "no mask\nin the list"))
         for col, cell in enumerate(cells):
             ax = axes[row][col]
+            if isinstance(cell, tuple):
+                cell, note = cell
+                ax.text(0.5, 0.5, note, ha="center", va="center", fontsize=8, color="0.35", transform=ax.transAxes)
             ax.imshow(cell, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
