@@ -96,9 +96,18 @@ def test_a_stop_signal_to_one_process_stops_both_and_the_rerun_resumes_to_the_sa
 
 
 def test_a_batch_that_does_not_split_over_the_processes_names_the_keys(demo, tmp_path):
-    proc = torchrun(demo, tmp_path / "teacher", ["--module", "stages.train"], "--batch-size", "3")
-    assert proc.returncode != 0
-    assert "does not split over 2 processes (train.gpus): make it a multiple" in proc.stderr
+    """Checked before any process talks to another: run in this process with a world of 3."""
+    from stages import train
+    from stages.seg.data import DataError
+    from stages.seg.distributed import World
+
+    args = train.build_parser().parse_args([
+        "--labeled", str(demo / "labeled.txt"), "--data-root", str(demo), "--num-classes", str(C),
+        "--out-dir", str(tmp_path), "--backbone", "resnet18", "--crop-size", "32", "--batch-size", "4",
+        "--min-labeled", "8", "--device", "cpu"])
+    with pytest.raises(DataError, match=r"the batch of 4 \(train.batch_size\) does not split over 3 processes "
+                                        r"\(train.gpus\): make it a multiple"):
+        train._train(args, World(rank=0, size=3), torch.device("cpu"))
 
 
 def test_the_workflow_trains_with_train_gpus_2_under_torchrun(tmp_path):
