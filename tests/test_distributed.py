@@ -17,6 +17,7 @@ import torch
 
 from stages.make_demo import CLASS_NAMES, make_demo
 from stages.seg.io import load_model
+from test_train import assert_same_weights
 
 REPO = Path(__file__).resolve().parents[1]
 C = len(CLASS_NAMES)
@@ -90,8 +91,7 @@ def test_a_stop_signal_to_one_process_stops_both_and_the_rerun_resumes_to_the_sa
     assert again.returncode == 0, again.stderr[-3000:]
     assert "at epoch 2/3 iteration 1/2" in again.stderr
     for name in ("model.pt", "checkpoints/checkpoint_1.pt", "checkpoints/checkpoint_2.pt"):
-        a, b = load_model(out / name).state_dict(), load_model(uninterrupted / name).state_dict()
-        assert all(torch.equal(a[k], b[k]) for k in a), name
+        assert_same_weights(out / name, uninterrupted / name)
     assert not (out / "resume" / "state.pt").exists()
 
 

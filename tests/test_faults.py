@@ -19,6 +19,7 @@ import torch
 from stages.make_demo import CLASS_NAMES, make_demo
 from stages.seg.io import load_model
 from stages.seg.maskstore import MaskStore
+from test_train import assert_same_weights
 
 REPO = Path(__file__).resolve().parents[1]
 C = len(CLASS_NAMES)
@@ -152,12 +153,6 @@ def signal_itself(tmp_path: Path, sig: signal.Signals, at_step: int) -> Path:
 def run_hook(hook: Path, cmd: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(hook), *cmd[1:]], cwd=REPO, capture_output=True, text=True,
                           timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
-
-
-def assert_same_weights(a: Path, b: Path) -> None:
-    sa, sb = load_model(a).state_dict(), load_model(b).state_dict()
-    different = [k for k in sa if not torch.equal(sa[k], sb[k])]
-    assert sa.keys() == sb.keys() and not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
 
 
 @pytest.fixture(scope="module")
