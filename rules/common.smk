@@ -212,19 +212,21 @@ def labeling_list(wildcards):
     return split_list(wildcards.experiment, "unlabeled")
 
 
-def label_shards(wildcards):
+def shard_files(wildcards, folder, suffix):
+    """``folder``'s shard files shard_<i>_of_<n><suffix>, one per label.shards (no suffix: their
+    paths without one)."""
     n = exp(wildcards)["label"]["shards"]
-    return [
-        f"results/{wildcards.experiment}/{wildcards.model}/pseudo_masks_{wildcards.subset}.shards/shard_{i}_of_{n}.h5"
-        for i in range(n)
-    ]
+    return [f"{folder}/shard_{i}_of_{n}{suffix}" for i in range(n)]
+
+
+def label_shards(wildcards):
+    return shard_files(wildcards, f"results/{wildcards.experiment}/{wildcards.model}/"
+                                  f"pseudo_masks_{wildcards.subset}.shards", ".h5")
 
 
 def score_shards(wildcards, suffix):
     """The scoring shards' files (``suffix`` .tsv or .h5), or their paths without a suffix."""
-    n = exp(wildcards)["label"]["shards"]
-    base = f"results/{wildcards.experiment}/teacher/stability_scores.shards"
-    return [f"{base}/shard_{i}_of_{n}{suffix}" for i in range(n)]
+    return shard_files(wildcards, f"results/{wildcards.experiment}/teacher/stability_scores.shards", suffix)
 
 
 def pseudo_sources(wildcards):
