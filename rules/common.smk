@@ -146,8 +146,17 @@ def data_args(wildcards, labels=True):
     return _args(data_root=data["root"], num_classes=data["num_classes"], ignore_labels=data["ignore_labels"])
 
 
-def runtime_args(threads, batch_size=None, workers=0):
-    return _args(device=config["device"], threads=threads, batch_size=batch_size, workers=workers)
+def runtime_args(threads, batch_size=None, workers=0, training=False):
+    """Device, threads, batch and the config's speed switches (those of training or of inference)."""
+    s = config["speed"]
+    channels_last = {True: "on", False: "off"}.get(s["channels_last"], s["channels_last"])  # YAML true / false
+    switches = dict(channels_last=channels_last, cudnn_benchmark=s["cudnn_benchmark"],
+                    prefetch_factor=s["prefetch_factor"])
+    if training:
+        switches.update(compile=s["compile"])
+    else:
+        switches.update(fold_batch_norm=s["fold_batch_norm"], amp=s["inference_amp"])
+    return _args(device=config["device"], threads=threads, batch_size=batch_size, workers=workers, **switches)
 
 
 def train_args(wildcards, threads, checkpoints=1):
@@ -166,7 +175,7 @@ def train_args(wildcards, threads, checkpoints=1):
             save_every_minutes=t["save_every_minutes"], sync_bn=t["sync_bn"] if t["gpus"] > 1 else None,
         ),
         # with several processes (train.gpus), the job's threads are shared among them
-        runtime_args(max(1, threads // t["gpus"]), t["batch_size"], t["workers"]),
+        runtime_args(max(1, threads // t["gpus"]), t["batch_size"], t["workers"], training=True),
     ])
 
 
@@ -189,7 +198,7 @@ def train_resources():
 
 def tta_args(wildcards, tta=True):
     label = exp(wildcards)["label"]
-    return _args(tta=tta, scales=label["scales"], flip=label["flip"])
+    return _args(tta=tta, scales=label["scales"], flip=label["flip"], resize_logits=label["resize_logits"])
 
 
 def teacher_checkpoints(wildcards):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from .seg import cli
+from .seg import cli, speed
 from .seg.data import EvalDataset, read_split_list
 from .seg.inference import accumulate_confusion
 from .seg.files import write_json
@@ -32,6 +32,7 @@ def build_parser():
     p.add_argument("--stride", type=int, default=None, help="sliding-window stride (default: 2/3 of the window)")
     cli.add_data_args(p)
     cli.add_runtime_args(p)
+    cli.add_speed_args(p, training=False)
     p.set_defaults(batch_size=1)
     return p
 
@@ -52,12 +53,12 @@ def evaluate(args) -> None:
     if len(names) != args.num_classes:
         raise ValueError(f"--class-names has {len(names)} names for {args.num_classes} classes")
     device = resolve_device(args.device)
-    model = load_model(args.model, device, args.num_classes)
+    model = speed.for_inference(load_model(args.model, device, args.num_classes), device, args)
     dataset = EvalDataset(args.data_root, read_split_list(args.list, need_masks=True), args.num_classes,
                           args.ignore_labels)
     log.info("evaluating %s on %d images of %s", args.model, len(dataset), args.list)
     cm = accumulate_confusion(model, dataset, args.num_classes, args.batch_size, args.workers, device,
-                              args.window, args.stride)
+                              args.window, args.stride, speed.amp_dtype(args.amp, device), args.prefetch_factor)
     metrics = {"model": str(args.model), "list": str(args.list), **metrics_from_confusion(cm, names)}
     write_json(args.out, metrics)
     log.info("mIoU %.4f, pixel accuracy %.4f -> %s", metrics["miou"], metrics["pixel_accuracy"], args.out)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from .seg import cli
+from .seg import cli, speed
 from .seg.data import ImageDataset, read_split_list
 from .seg.inference import batches_by_size, predict
 from .seg.io import load_model, resolve_device
@@ -32,22 +32,24 @@ def build_parser():
     cli.add_data_args(p, labels=False)
     cli.add_tta_args(p, default_on=True)
     cli.add_runtime_args(p)
+    cli.add_speed_args(p, training=False)
     return p
 
 
 def label(args) -> None:
     samples = cli.shard_of(read_split_list(args.list), args)
     device = resolve_device(args.device)
-    model = load_model(args.model, device, args.num_classes)
+    model = speed.for_inference(load_model(args.model, device, args.num_classes), device, args)
+    amp = speed.amp_dtype(args.amp, device)
     tta = cli.tta_settings(args)
     log.info("labeling %d images of %s (shard %d/%d) with %s, TTA %s", len(samples), args.list, args.shard,
              args.num_shards, args.model, tta)
     attrs = {"model": str(args.model), "list": str(args.list), "tta_scales": tta["scales"], "tta_flip": tta["flip"],
-             "shard": args.shard, "num_shards": args.num_shards}
+             "tta_resize_logits": tta["resize_logits"], "shard": args.shard, "num_shards": args.num_shards}
     with MaskStoreWriter(args.out, attrs) as store:
         for ids, images, _ in batches_by_size(ImageDataset(args.data_root, samples), args.batch_size, args.workers,
-                                              device, "labeled"):
-            for image_id, mask in zip(ids, predict(model, images, **tta).cpu().numpy()):
+                                              device, "labeled", args.prefetch_factor):
+            for image_id, mask in zip(ids, predict(model, images, **tta, amp_dtype=amp).cpu().numpy()):
                 store.write(image_id, mask)
     log.info("wrote %s", args.out)
 

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .seg import cli, distributed
+from .seg import cli, distributed, speed
 from .seg.data import DataError, EvalDataset, SeededSamples, epoch_batches, read_split_list, training_set
 from .seg.inference import accumulate_confusion
 from .seg.files import atomic_path, load_torch, remove_stale_temporaries, save_torch, write_text
@@ -58,9 +58,13 @@ from .seg.transforms import IGNORE_INDEX, StrongAugment, WeakAugment
 
 log = logging.getLogger("stpp")
 
-LOG_COLUMNS = ("epoch", "iterations", "loss", "lr", "seconds", "images_per_s", "val_miou")
-# Settings that change neither the result nor the data order: a job may resume across them.
-NOT_FINGERPRINTED = {"out_dir", "resume_state", "save_every_minutes", "device", "threads", "workers", "verbose"}
+# data_wait_share: the part of the epoch's time the training loop waited for the DataLoader.
+LOG_COLUMNS = ("epoch", "iterations", "loss", "lr", "seconds", "images_per_s", "data_wait_share", "val_miou")
+# Settings that change neither the data order nor the method: a job may resume across them.
+# (channels_last changes the memory order in which dropout draws its mask: a run resumed with
+# another setting is as valid, not bit-identical.)
+NOT_FINGERPRINTED = {"out_dir", "resume_state", "save_every_minutes", "device", "threads", "workers", "verbose",
+                     "channels_last", "cudnn_benchmark", "prefetch_factor", "compile"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--val", default=None, help="validation split list: evaluate every --eval-every epochs, keep best.pt")
     v.add_argument("--eval-every", type=int, default=1)
     cli.add_runtime_args(p)
+    cli.add_speed_args(p, training=True)
     return p
 
 
@@ -129,9 +134,7 @@ def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
 
 def mixed_precision(amp: str, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
     """Autocast dtype (None: float32) and grad scaler for ``--amp``; mixed precision is CUDA only."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if device.type == "cuda" else None
-    if amp != "none" and dtype is None:
-        log.warning("--amp %s needs CUDA; training in float32 on %s", amp, device)
+    dtype = speed.amp_dtype(amp, device)
     return dtype, torch.amp.GradScaler("cuda", enabled=dtype is torch.float16)
 
 
@@ -211,6 +214,9 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
 
     torch.manual_seed(args.seed)
     net = build_model(pretrained=args.pretrained, **spec).to(device)  # the weights that are saved
+    speed.configure_backends(device, args.cudnn_benchmark)
+    if speed.channels_last_wanted(args.channels_last, device, args.backbone, training=True):
+        net.use_channels_last()
     model = net
     if world.size > 1:
         if args.sync_bn and device.type == "cuda":
@@ -219,6 +225,9 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
             log.warning("SyncBatchNorm needs CUDA: on %s each process keeps its own batch norm statistics", device)
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
                                                           else None)
+    if args.compile:  # shares its parameters with net, whose state is saved
+        log.info("torch.compile: the first iteration compiles the model")
+        model = torch.compile(model)
     head_mult = args.head_lr_multiplier
     if head_mult is None:
         head_mult = default_head_lr_multiplier(args.arch)
@@ -239,7 +248,7 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
     if world.main:
         remove_stale_temporaries(*outputs, *([resume_path] if resume_path else []))
     start_epoch, start_iteration, rows, best_miou = 0, 0, [], -1.0
-    carried = {"loss_sum": 0.0, "seconds": 0.0}  # the interrupted epoch's running figures
+    carried = {"loss_sum": 0.0, "seconds": 0.0, "data_wait": 0.0}  # the interrupted epoch's running figures
     if resume_path and resume_path.exists():
         state = load_torch(resume_path, "resume state")
         # The staged files of the epochs already done must still be there (nothing else removes
@@ -259,7 +268,8 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
                 torch.cuda.set_rng_state(state["rng_cuda"][world.rank], device)
             start_epoch, rows, best_miou = state["epoch"], json.loads(state["rows"]), state["best_miou"]
             start_iteration = state.get("iteration", 0)
-            carried = {"loss_sum": state.get("loss_sum", 0.0), "seconds": state.get("epoch_seconds", 0.0)}
+            carried = {"loss_sum": state.get("loss_sum", 0.0), "seconds": state.get("epoch_seconds", 0.0),
+                       "data_wait": state.get("data_wait", 0.0)}
             if start_iteration:
                 log.info("resuming from %s at epoch %d/%d iteration %d/%d", resume_path, start_epoch + 1,
                          args.epochs, start_iteration, iters_per_epoch)
@@ -278,7 +288,7 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
         when = f"at epoch {epochs_done + 1} iteration {iteration}" if iteration else f"after epoch {epochs_done}"
         return f"the resume state {when} is kept in {resume_path}"
 
-    def save_state(epochs_done: int, iteration: int, loss_sum: float, seconds: float) -> None:
+    def save_state(epochs_done: int, iteration: int, loss_sum: float, seconds: float, data_wait: float) -> None:
         """The whole training state; ``iteration`` batches of epoch ``epochs_done + 1`` are done.
         Called by every process (each one's RNG state is gathered); rank 0 writes it."""
         nonlocal saved_at
@@ -288,15 +298,17 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
             save_torch({"fingerprint": fp, "epoch": epochs_done, "iteration": iteration, "model": net.state_dict(),
                         "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                         "rng_cpu": rng_cpu, "rng_cuda": rng_cuda, "rows": json.dumps(rows),
-                        "best_miou": best_miou, "loss_sum": loss_sum, "epoch_seconds": seconds}, resume_path)
+                        "best_miou": best_miou, "loss_sum": loss_sum, "epoch_seconds": seconds,
+                        "data_wait": data_wait}, resume_path)
         world.barrier()
         saved_at = (epochs_done, iteration)
 
-    def preempted(signal_name: str, epochs_done: int, iteration: int, loss_sum: float, seconds: float) -> Preempted:
+    def preempted(signal_name: str, epochs_done: int, iteration: int, loss_sum: float, seconds: float,
+                  data_wait: float) -> Preempted:
         if not resume_path:
             return Preempted(f"stopped by {signal_name}; without --resume-state a re-run starts afresh")
         if saved_at != (epochs_done, iteration):
-            save_state(epochs_done, iteration, loss_sum, seconds)
+            save_state(epochs_done, iteration, loss_sum, seconds, data_wait)
         return Preempted(f"stopped by {signal_name}: {kept()}; a re-run (Snakemake's retry) continues from it")
 
     save_every, last_save = 60 * args.save_every_minutes, time.time()
@@ -314,12 +326,16 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
             batches = [world.share(b) for b in epoch_batches(len(dataset), args.batch_size, epoch_seed)]
             loader = DataLoader(dataset, batch_sampler=batches[skip:],
                                 num_workers=args.workers, pin_memory=device.type == "cuda",
+                                prefetch_factor=args.prefetch_factor if args.workers else None,
                                 generator=torch.Generator().manual_seed(epoch_seed),  # not the model's RNG
                                 worker_init_fn=ignore_stop_signals if args.workers else None)
             model.train()
             t0, lr = time.time(), base_lr
-            loss_sum, prior_seconds = (carried["loss_sum"], carried["seconds"]) if skip else (0.0, 0.0)
+            loss_sum, prior_seconds, data_wait = ((carried["loss_sum"], carried["seconds"], carried["data_wait"])
+                                                  if skip else (0.0, 0.0, 0.0))
+            ready = time.time()
             for i, (images, masks) in enumerate(loader, start=skip):
+                data_wait += time.time() - ready
                 iteration = epoch * iters_per_epoch + i
                 for group in optimizer.param_groups:
                     group["lr"] = poly_lr(group["base_lr"], iteration, total_iters, args.poly_power)
@@ -341,15 +357,17 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
                                               bool(save_every) and time.time() - last_save >= save_every)
                 if stopping:
                     raise preempted(stop.received or "a stop signal", epoch, i + 1, loss_sum,
-                                    prior_seconds + time.time() - t0)
+                                    prior_seconds + time.time() - t0, data_wait)
                 if resume_path and timed:
-                    save_state(epoch, i + 1, loss_sum, prior_seconds + time.time() - t0)
+                    save_state(epoch, i + 1, loss_sum, prior_seconds + time.time() - t0, data_wait)
                     last_save = time.time()
                     log.info("wrote the resume state at epoch %d iteration %d", epoch + 1, i + 1)
+                ready = time.time()
             seconds = prior_seconds + time.time() - t0
             row = {"epoch": epoch + 1, "iterations": (epoch + 1) * iters_per_epoch,
                    "loss": round(loss_sum / iters_per_epoch, 6), "lr": f"{lr:.6g}", "seconds": round(seconds, 3),
-                   "images_per_s": round(iters_per_epoch * args.batch_size / seconds, 3), "val_miou": ""}
+                   "images_per_s": round(iters_per_epoch * args.batch_size / seconds, 3),
+                   "data_wait_share": round(data_wait / seconds, 4), "val_miou": ""}
             if world.main and val_set is not None and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
                 cm = accumulate_confusion(net.eval(), val_set, args.num_classes, 1, args.workers, device)
                 row["val_miou"] = round(mean_iou(cm), 6)
@@ -358,18 +376,18 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
                     best_miou = row["val_miou"]
                     save_model(staged["best"], net, spec, epoch=epoch + 1, val_miou=best_miou)
             rows.append(row)
-            log.info("epoch %d/%d done: loss %.4f, %.1f s, %.2f images/s", epoch + 1, args.epochs, row["loss"],
-                     seconds, row["images_per_s"])
+            log.info("epoch %d/%d done: loss %.4f, %.1f s, %.2f images/s, %.0f%% of the time waiting for data",
+                     epoch + 1, args.epochs, row["loss"], seconds, row["images_per_s"], 100 * row["data_wait_share"])
             j = ckpt_at.get(epoch + 1)
             if world.main and j is not None and j < args.checkpoints:
                 save_model(staged[j], net, spec, epoch=epoch + 1)
             if world.main:
                 _write_log(out_dir / "train_log.tsv", rows)
             if resume_path:
-                save_state(epoch + 1, 0, 0.0, 0.0)
+                save_state(epoch + 1, 0, 0.0, 0.0, 0.0)
                 last_save = time.time()
             if world.any(stop.received is not None):
-                raise preempted(stop.received or "a stop signal", epoch + 1, 0, 0.0, 0.0)
+                raise preempted(stop.received or "a stop signal", epoch + 1, 0, 0.0, 0.0, 0.0)
 
     world.barrier()
     if not world.main:

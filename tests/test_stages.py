@@ -16,11 +16,12 @@ import pytest
 import torch
 from PIL import Image
 
-from stages import benchmark, evaluate, label, merge_masks, merge_scores, score, split, summarize, train
+from stages import evaluate, label, merge_masks, merge_scores, score, split, summarize, train
 from stages.make_demo import CLASS_NAMES, make_demo
 from stages.seg.data import read_image
 from stages.seg.inference import predict
 from stages.seg.io import load_model
+from stages.seg import speed
 from stages.seg.maskstore import MaskStore
 from stages.seg.metrics import stability_score
 
@@ -118,7 +119,9 @@ def test_teacher_outputs(teacher):
     # training went on between the checkpoints
     assert not same_weights(models[0], models[1]) and not same_weights(models[1], models[2])
     rows = read_tsv(teacher / "train_log.tsv")
-    assert list(rows[0]) == ["epoch", "iterations", "loss", "lr", "seconds", "images_per_s", "val_miou"]
+    assert list(rows[0]) == ["epoch", "iterations", "loss", "lr", "seconds", "images_per_s", "data_wait_share",
+                             "val_miou"]
+    assert all(0 <= float(r["data_wait_share"]) < 1 for r in rows)
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert [r["iterations"] for r in rows] == ["4", "8", "12"]  # 4 labeled x 2 = 8 images / batch 2
     assert all(math.isfinite(float(r["loss"])) and r["val_miou"] == "" for r in rows)
@@ -128,7 +131,9 @@ def test_label_writes_every_unlabeled_id(demo, teacher, pseudo_store):
     store = MaskStore(pseudo_store)
     ids = image_ids(demo, "unlabeled")
     assert sorted(store.ids()) == sorted(ids)
-    model = load_model(teacher / "model.pt")
+    # the model as labeling prepares it, with the default speed switches
+    model = speed.for_inference(load_model(teacher / "model.pt"), torch.device("cpu"),
+                                label.build_parser().parse_args(["--model", "m", "--list", "l", "--out", "o"]))
     scales = [float(s) for s in TTA_SCALES]
     for image_id in ids:
         mask = store[image_id]
@@ -140,6 +145,15 @@ def test_label_writes_every_unlabeled_id(demo, teacher, pseudo_store):
     assert attrs["model"] == str(teacher / "model.pt")
     assert json.loads(attrs["tta_scales"]) == scales and bool(attrs["tta_flip"])
     store.close()
+
+
+def test_speed_switches_leave_the_pseudo_masks_as_they_were(demo, teacher, pseudo_store, tmp_path):
+    plain = run_label(demo, teacher / "model.pt", tmp_path / "plain.h5", "--scales", *TTA_SCALES, "--flip",
+                      "--no-fold-batch-norm", "--channels-last", "off")
+    a, b = MaskStore(plain), MaskStore(pseudo_store)
+    same = [np.mean(a[i] == b[i]) for i in a.ids()]
+    a.close(), b.close()
+    assert np.mean(same) > 0.999  # the same function up to float rounding
 
 
 def test_label_shards_merge_to_the_unsharded_store(demo, teacher, pseudo_store, tmp_path):
@@ -295,16 +309,6 @@ def test_student_and_summary(demo, teacher, pseudo_store, reliable_split, work, 
         assert [r[c] for c in CLASS_NAMES] == [
             "nan" if m["iou"][c] is None else f"{100 * m['iou'][c]:.2f}" for c in CLASS_NAMES]
     assert capsys.readouterr().out == out.read_text()
-
-
-def test_benchmark_prints_its_figures(demo, capsys):
-    benchmark.main(["--list", str(demo / "labeled.txt"), "--data-root", str(demo), "--num-classes", str(C),
-                    "--crop-size", "32", "--batch-size", "2", "--train-iterations", "2", "--warmup", "1",
-                    "--label-images", "2", "--scales", "1.0", "--device", "cpu"])
-    out = capsys.readouterr().out
-    assert "train: 2 iterations" in out and "images/s" in out
-    assert "label (plain): 2 images" in out and "label (TTA [1.0] flip True): 2 images" in out
-    assert "peak resident memory" in out
 
 
 @pytest.mark.parametrize("stage", ["evaluate", "label", "score"])

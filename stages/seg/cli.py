@@ -43,6 +43,24 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true", help="debug logging")
 
 
+def add_speed_args(p: argparse.ArgumentParser, training: bool) -> None:
+    """The switches of ``seg.speed`` (config ``speed:``): none changes the method."""
+    s = p.add_argument_group("speed (seg.speed)")
+    s.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                   help="NHWC memory format; auto: where it was measured faster")
+    s.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
+                   help="let cuDNN pick the fastest convolution algorithm per input shape (CUDA only)")
+    s.add_argument("--prefetch-factor", type=int, default=2, help="batches each DataLoader worker loads ahead")
+    if training:
+        s.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                       help="torch.compile the model (minutes of compiling before the first step)")
+    else:
+        s.add_argument("--fold-batch-norm", action=argparse.BooleanOptionalAction, default=True,
+                       help="fold batch norms into the convolutions before them")
+        s.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
+                       help="mixed-precision inference (CUDA only)")
+
+
 def add_shard_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", type=int, default=0, help="which shard of the list, 0-based")
     p.add_argument("--num-shards", type=int, default=1, help="every n-th image from the --shard-th")
@@ -63,13 +81,17 @@ def add_tta_args(p: argparse.ArgumentParser, default_on: bool) -> None:
     )
     p.add_argument("--scales", type=float, nargs="+", default=list(DEFAULT_TTA_SCALES), help="TTA input scales")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help="TTA horizontal flip")
+    p.add_argument("--resize-logits", action=argparse.BooleanOptionalAction, default=False,
+                   help="resize each pass's class scores from the model's output resolution straight to the "
+                        "image's size, softmax there (one resize a pass, faster); default: the paper's softmax at "
+                        "the scaled size, then a resize back")
 
 
 def tta_settings(args: argparse.Namespace) -> dict:
     """The TTA actually applied, for mask-store attributes and ``predict``."""
     if not args.tta:
-        return {"scales": None, "flip": False}
-    return {"scales": list(args.scales), "flip": bool(args.flip)}
+        return {"scales": None, "flip": False, "resize_logits": False}
+    return {"scales": list(args.scales), "flip": bool(args.flip), "resize_logits": bool(args.resize_logits)}
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .cli import DEFAULT_TTA_SCALES
 from .metrics import confusion_matrix
+from .models import ALIGN_CORNERS
 from .transforms import normalize
 
 log = logging.getLogger("stpp")
@@ -20,12 +21,17 @@ log = logging.getLogger("stpp")
 
 @torch.inference_mode()
 def tta_probabilities(
-    model: torch.nn.Module, images: torch.Tensor, scales: Sequence[float] = DEFAULT_TTA_SCALES, flip: bool = True
+    model: torch.nn.Module, images: torch.Tensor, scales: Sequence[float] = DEFAULT_TTA_SCALES, flip: bool = True,
+    resize_logits: bool = False,
 ) -> torch.Tensor:
     """Sum of softmax maps over scales (x flip), each resized back to the input size.
 
     ``images`` are normalised floats (N, 3, H, W). The input is resized bilinearly for each
-    scale; a flipped pass is flipped back before it is added (docs/method.md, stage 2).
+    scale; a flipped pass is flipped back before it is added (docs/method.md, stage 2): the
+    paper's softmax at the scaled size, resized back. ``resize_logits`` instead takes the
+    model's class scores at its output resolution (``SegModel.logits``) straight to (H, W) and
+    takes the softmax there: one resize a pass instead of two, the same at scale 1, not exactly
+    the paper's elsewhere.
     """
     h, w = images.shape[-2:]
     total = None
@@ -34,7 +40,10 @@ def tta_probabilities(
         x = images if size == (h, w) else F.interpolate(images, size, mode="bilinear", align_corners=False)
         for flipped in (False, True) if flip else (False,):
             xi = x.flip(-1) if flipped else x
-            probs = model(xi).softmax(1)
+            if resize_logits:
+                probs = F.interpolate(model.logits(xi), (h, w), mode="bilinear", align_corners=ALIGN_CORNERS).softmax(1)
+            else:
+                probs = model(xi).softmax(1)
             if flipped:
                 probs = probs.flip(-1)
             if probs.shape[-2:] != (h, w):
@@ -63,7 +72,8 @@ def sliding_window_logits(model: torch.nn.Module, images: torch.Tensor, window: 
         for l in lefts:
             logits = model(x[..., t : t + window, l : l + window])
             if out is None:
-                out = torch.zeros((n, logits.shape[1], H, W), device=images.device, dtype=logits.dtype)
+                out = torch.zeros((n, logits.shape[1], H, W), device=images.device,  # float32 sums under autocast too
+                                  dtype=torch.promote_types(logits.dtype, torch.float32))
             out[..., t : t + window, l : l + window] += logits
             count[..., t : t + window, l : l + window] += 1
     return (out / count)[..., :h, :w]
@@ -76,34 +86,44 @@ def predict(
     flip: bool = False,
     window: int | None = None,
     stride: int | None = None,
+    resize_logits: bool = False,
+    amp_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Hard masks (N, H, W) uint8 for uint8 images: plain, TTA (``scales``) or sliding window."""
+    """Hard masks (N, H, W) uint8 for uint8 images: plain, TTA (``scales``) or sliding window.
+    ``amp_dtype``: autocast (bf16 / fp16 on CUDA, ``seg.speed.amp_dtype``); None is float32."""
     x = normalize(images_uint8)
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(x.device.type, dtype=amp_dtype or torch.float32,
+                                                enabled=amp_dtype is not None):
         if window:
             scores = sliding_window_logits(model, x, window, stride or max(1, window * 2 // 3))
         elif scales is not None:
-            scores = tta_probabilities(model, x, scales, flip)
+            scores = tta_probabilities(model, x, scales, flip, resize_logits)
         else:
             scores = model(x)
     return scores.argmax(1).to(torch.uint8)
 
 
 def batches_by_size(
-    dataset: Dataset, batch_size: int, num_workers: int = 0, device: torch.device | str = "cpu", what: str = "images"
+    dataset: Dataset, batch_size: int, num_workers: int = 0, device: torch.device | str = "cpu", what: str = "images",
+    prefetch_factor: int = 2,
 ) -> Iterator[tuple[list[str], torch.Tensor, list]]:
     """Yield ``(ids, uint8 images on device, extras)``, grouping consecutive images of one size.
 
-    Images stream from a DataLoader (decoding in workers); only one batch is held at a time.
-    ``extras`` collects any further fields of each item (ground-truth masks for evaluation).
-    Logs progress about every 10% of the list.
+    Images stream from a DataLoader (decoding in ``num_workers`` processes, ``prefetch_factor``
+    images ahead each, while the model computes); only one batch is held at a time. On CUDA a
+    batch is copied from pinned memory without blocking. ``extras`` collects any further fields
+    of each item (ground-truth masks for evaluation). Logs progress about every 10% of the list.
     """
-    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers)
+    device = torch.device(device)
+    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers,
+                        prefetch_factor=prefetch_factor if num_workers else None)
     total, done, start = len(dataset), 0, time.time()
     every = max(1, total // 10)
     for group in _same_size_groups(loader, batch_size):
         ids = [item[0] for item in group]
-        images = torch.stack([item[1] for item in group]).to(device)
+        images = torch.stack([item[1] for item in group])
+        images = (images.pin_memory().to(device, non_blocking=True) if device.type == "cuda"
+                  else images.to(device))
         extras = [item[2] if len(item) == 3 else tuple(item[2:]) for item in group]
         before, done = done, done + len(group)
         if done // every != before // every or done == total:
@@ -132,10 +152,12 @@ def accumulate_confusion(
     device: torch.device | str = "cpu",
     window: int | None = None,
     stride: int | None = None,
+    amp_dtype: torch.dtype | None = None,
+    prefetch_factor: int = 2,
 ) -> torch.Tensor:
     """One confusion matrix over a whole evaluation set of ``(id, image, mask)`` items."""
     cm = torch.zeros((num_classes, num_classes), dtype=torch.int64)
-    for _, images, masks in batches_by_size(dataset, batch_size, num_workers, device, "evaluated"):
-        pred = predict(model, images, window=window, stride=stride).cpu()
+    for _, images, masks in batches_by_size(dataset, batch_size, num_workers, device, "evaluated", prefetch_factor):
+        pred = predict(model, images, window=window, stride=stride, amp_dtype=amp_dtype).cpu()
         cm += confusion_matrix(pred, torch.stack(masks), num_classes)
     return cm

@@ -264,9 +264,21 @@ class SegModel(nn.Module):
         self.backbone = backbone
         self.head = head
         self.arch = arch
+        self.channels_last = False
+
+    def use_channels_last(self, flag: bool = True) -> "SegModel":
+        """Weights and inputs in channels-last memory format (NHWC; ``seg.speed`` says when it pays)."""
+        self.channels_last = bool(flag)
+        return self.to(memory_format=torch.channels_last if flag else torch.contiguous_format)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores at the head's own resolution (a stride of 4 or 8 of the input)."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.head(self.backbone(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _resize(self.head(self.backbone(x)), x.shape[-2:])
+        return _resize(self.logits(x), x.shape[-2:])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,495 @@
+"""Performance: every stage against a plain PyTorch baseline, the speed switches, the backbones,
+labeling memory, and Snakemake at Pascal VOC's scale. Prints the figures; writes them as JSON.
+
+    python benchmarks/performance.py [--parts ratios switches backbones memory dag] \\
+        [--data-root ../shared/data/camvid] [--out benchmarks/performance.json]
+
+Every measurement runs a stage as the workflow runs it (``python -m stages.<name>``, a process of
+its own, on the CamVid settings of ``config/camvid.yaml``: DeepLabV3+ on the ImageNet
+EfficientNet-Lite0, output stride 16, head 128, crops 160, batch 8), and each baseline is a plain
+script written for the comparison, run the same way (subcommands ``plain-train``,
+``naive-label`` and ``naive-evaluate`` of this file). Wall times include starting Python and
+loading the model, for stage and baseline alike; peak memory is the process tree's peak
+resident set.
+
+- ``ratios``: training images/s of ``stages.train`` (its ``train_log.tsv``, epochs after the
+  first) against a plain loop (PIL decoding, the same augmentation, model, optimizer, batch and
+  workers) and the share of the epoch spent waiting for data; TTA labeling (10 passes) against
+  a naive loop labeling one image at a time and writing PNGs; the stability score's own cost
+  against the K predictions it needs (``stages.score``'s log); evaluation against the same
+  naive loop without TTA.
+- ``switches``: each speed switch of ``config speed:`` (and the label batch size, workers,
+  TTA's ``resize_logits``) on and off, on this CPU.
+- ``backbones``: EfficientNet-Lite0 and ResNet-18 side by side (train and TTA images/s, peak memory).
+- ``memory``: labeling's peak memory for N and 4N images (it should not grow with N).
+- ``dag``: ``snakemake -n`` and a no-op re-run on lists of Pascal VOC's size (10,582 images,
+  1,464 of them labeled; tiny generated images), timed after a real run of the whole workflow on
+  them (minutes; a tiny model).
+
+Speed is measured here, never in tests. No GPU was used for any figure this prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# config/camvid.yaml
+CAMVID = dict(num_classes=11, ignore=11, arch="deeplabv3plus", output_stride=16, head_channels=128, crop=160,
+              batch=8, lr=0.01, label_batch=8)
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+TTA_SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# running and measuring
+# ---------------------------------------------------------------------------------------------
+def measured(cmd: list[str], log: Path | None = None, cwd: Path | None = None) -> tuple[float, float]:
+    """Run ``cmd``; (wall seconds, peak resident MB of it and its children). Output to ``log``."""
+    out = open(log, "w") if log else subprocess.DEVNULL
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if log:
+        out.close()
+    if proc.returncode:
+        tail = log.read_text()[-2000:] if log else ""
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{tail}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def stage(name: str, *args) -> list[str]:
+    return [sys.executable, "-m", f"stages.{name}", *map(str, args)]
+
+
+def this(*args) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), *map(str, args)]
+
+
+def first_lines(src: Path, n: int, out: Path) -> Path:
+    out.write_text("".join(src.read_text().splitlines(keepends=True)[:n]))
+    return out
+
+
+def model_file(work: Path, backbone: str) -> Path:
+    """A model.pt as training writes it (ImageNet trunk for Lite0; speed does not depend on weights)."""
+    from stages.seg.io import save_model
+    from stages.seg.models import build_model
+
+    path = work / f"{backbone}.pt"
+    if not path.exists():
+        spec = dict(arch=CAMVID["arch"], backbone=backbone, num_classes=CAMVID["num_classes"],
+                    output_stride=CAMVID["output_stride"], head_channels=CAMVID["head_channels"])
+        pretrained = "imagenet" if backbone == "efficientnet_lite0" else None
+        save_model(path, build_model(pretrained=pretrained, **spec), spec)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------------------------
+def train_common(a, backbone: str, workers: int) -> list:
+    return ["--data-root", a.data_root, "--labeled", Path(a.data_root) / a.labeled, "--num-classes", CAMVID["num_classes"],
+            "--ignore-labels", CAMVID["ignore"], "--arch", CAMVID["arch"], "--backbone", backbone,
+            "--output-stride", CAMVID["output_stride"], "--head-channels", CAMVID["head_channels"],
+            *(["--pretrained", "imagenet"] if backbone == "efficientnet_lite0" else []),
+            "--crop-size", CAMVID["crop"], "--batch-size", CAMVID["batch"], "--lr", CAMVID["lr"],
+            "--epochs", a.train_epochs, "--min-labeled", a.train_images, "--workers", workers,
+            "--threads", a.threads]
+
+
+def train_pipeline(a, work: Path, name: str, backbone="efficientnet_lite0", workers=1, *switches) -> dict:
+    out = work / name
+    _, peak = measured(stage("train", *train_common(a, backbone, workers), "--out-dir", out, "--device", "cpu", *switches), work / f"{name}.log")
+    rows = [line.split("\t") for line in (out / "train_log.tsv").read_text().splitlines()]
+    cols = {c: i for i, c in enumerate(rows[0])}
+    later = rows[2:]  # epoch 1 warms up (allocator, caches)
+    return {"images_per_s": float(np.mean([float(r[cols["images_per_s"]]) for r in later])),
+            "data_wait_share": float(np.mean([float(r[cols["data_wait_share"]]) for r in later])), "peak_mb": peak}
+
+
+def train_plain(a, work: Path, name: str, backbone="efficientnet_lite0", workers=1) -> dict:
+    out = work / f"{name}.json"
+    _, peak = measured(this("plain-train", *train_common(a, backbone, workers), "--out", out), work / f"{name}.log")
+    result = json.loads(out.read_text())
+    return {"images_per_s": float(np.mean(result["images_per_s"][1:])), "peak_mb": peak}
+
+
+class PlainPairs:
+    """The baseline's data: PIL decoding and the weak augmentation written out plainly."""
+
+    def __init__(self, root: Path, lines: list[str], crop: int, ignore: int, repeat: int):
+        self.root, self.crop, self.ignore = root, crop, ignore
+        self.pairs = [line.split() for line in lines] * repeat
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        import torch
+        from PIL import Image
+
+        image = Image.open(self.root / self.pairs[i][0]).convert("RGB")
+        mask = Image.open(self.root / self.pairs[i][1])
+        w, h = image.size
+        long_side = int(torch.randint(int(0.5 * max(w, h)), int(2.0 * max(w, h)) + 1, ()))
+        ow, oh = (long_side, int(h * long_side / w + 0.5)) if w >= h else (int(w * long_side / h + 0.5), long_side)
+        image, mask = image.resize((ow, oh), Image.BILINEAR), mask.resize((ow, oh), Image.NEAREST)
+        img, msk = np.asarray(image, dtype=np.float32) / 255.0, np.asarray(mask).astype(np.int64)
+        msk[msk == self.ignore] = 255
+        ph, pw = max(self.crop - oh, 0), max(self.crop - ow, 0)
+        img = np.pad(img, ((0, ph), (0, pw), (0, 0)))
+        msk = np.pad(msk, ((0, ph), (0, pw)), constant_values=255)
+        y = int(torch.randint(0, img.shape[0] - self.crop + 1, ()))
+        x = int(torch.randint(0, img.shape[1] - self.crop + 1, ()))
+        img, msk = img[y:y + self.crop, x:x + self.crop], msk[y:y + self.crop, x:x + self.crop]
+        if torch.rand(()) < 0.5:
+            img, msk = img[:, ::-1], msk[:, ::-1]
+        img = (img - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+        return torch.from_numpy(img.transpose(2, 0, 1).copy()), torch.from_numpy(msk.copy())
+
+
+def plain_train(argv) -> None:
+    """The baseline training loop: as torchvision's references/segmentation would write it."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    from stages.seg.models import build_model, param_groups
+
+    p = argparse.ArgumentParser()
+    for k in ("data-root", "labeled", "arch", "backbone", "pretrained", "out"):
+        p.add_argument(f"--{k}", default=None)
+    for k in ("num-classes", "ignore-labels", "output-stride", "head-channels", "crop-size", "batch-size",
+              "epochs", "min-labeled", "workers", "threads"):
+        p.add_argument(f"--{k}", type=int)
+    p.add_argument("--lr", type=float)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    lines = Path(a.labeled).read_text().split("\n")
+    lines = [line for line in lines if line.strip()]
+    data = PlainPairs(Path(a.data_root), lines, a.crop_size, a.ignore_labels, -(-a.min_labeled // len(lines)))
+    model = build_model(a.arch, a.backbone, a.num_classes, a.output_stride,
+                        pretrained=a.pretrained,
+                        head_channels=a.head_channels).train()
+    lr = a.lr * a.batch_size / 16
+    opt = torch.optim.SGD(param_groups(model, lr, 10.0), lr=lr, momentum=0.9, weight_decay=1e-4)
+    speeds = []
+    for _ in range(a.epochs):
+        t0, n = time.time(), 0
+        for images, masks in DataLoader(data, a.batch_size, shuffle=True, drop_last=True, num_workers=a.workers):
+            loss = F.cross_entropy(model(images), masks, ignore_index=255)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            n += len(images)
+        speeds.append(n / (time.time() - t0))
+    Path(a.out).write_text(json.dumps({"images_per_s": speeds}))
+
+
+# ---------------------------------------------------------------------------------------------
+# labeling, scoring, evaluation
+# ---------------------------------------------------------------------------------------------
+def label_pipeline(a, work: Path, name: str, model: Path, images: Path, *options) -> dict:
+    n = len(images.read_text().splitlines())
+    seconds, peak = measured(stage("label", "--model", model, "--list", images, "--data-root", a.data_root,
+                                   "--out", work / f"{name}.h5", "--device", "cpu", "--threads", a.threads,
+                                   "--batch-size", CAMVID["label_batch"], *options), work / f"{name}.log")
+    return {"images_per_s": n / seconds, "seconds": seconds, "peak_mb": peak, "images": n}
+
+
+def naive_label(argv) -> None:
+    """One image at a time: decode, 10 passes (the paper's scales x flip, softmax at the scaled
+    size, resized back, summed), argmax, one PNG per image (as the reference code writes them)."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from stages.seg.io import load_model
+
+    model_path, lst, root, out, threads, tta = argv
+    torch.set_num_threads(int(threads))
+    model = load_model(model_path)
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        for line in Path(lst).read_text().splitlines():
+            name = line.split()[0]
+            img = torch.from_numpy(np.asarray(Image.open(Path(root) / name).convert("RGB")).copy())
+            x = (img.permute(2, 0, 1)[None].float() / 255 - mean) / std
+            h, w = x.shape[-2:]
+            total = 0
+            for s in TTA_SCALES if tta == "tta" else (1.0,):
+                xs = F.interpolate(x, (round(h * s), round(w * s)), mode="bilinear", align_corners=False)
+                for flip in (False, True) if tta == "tta" else (False,):
+                    p = model(xs.flip(-1) if flip else xs).softmax(1)
+                    p = p.flip(-1) if flip else p
+                    total = total + F.interpolate(p, (h, w), mode="bilinear", align_corners=False)
+            Image.fromarray(total.argmax(1)[0].byte().numpy()).save(Path(out) / Path(name).name)
+
+
+def label_naive(a, work: Path, name: str, model: Path, images: Path) -> dict:
+    n = len(images.read_text().splitlines())
+    seconds, peak = measured(this("naive-label", model, images, a.data_root, work / name, a.threads, "tta"),
+                             work / f"{name}.log")
+    return {"images_per_s": n / seconds, "seconds": seconds, "peak_mb": peak, "images": n}
+
+
+def score_overhead(a, work: Path, model: Path, images: Path) -> dict:
+    log = work / "score.log"
+    seconds, peak = measured(stage("score", "--checkpoints", model, model, model, "--list", images, "--data-root",
+                                   a.data_root, "--num-classes", CAMVID["num_classes"], "--scores",
+                                   work / "scores.tsv", "--masks", work / "score_masks.h5", "--device", "cpu",
+                                   "--threads", a.threads, "--batch-size", CAMVID["label_batch"]), log)
+    m = re.search(r"predictions took ([\d.]+) s; the scores and the mask store ([\d.]+) s", log.read_text())
+    predicting, scoring = float(m.group(1)), float(m.group(2))
+    return {"predict_seconds": predicting, "score_seconds": scoring, "overhead": scoring / predicting,
+            "wall_seconds": seconds, "peak_mb": peak}
+
+
+def naive_evaluate(argv) -> None:
+    """One image at a time: decode image and mask, one pass, argmax, a confusion matrix by bincount."""
+    import torch
+    from PIL import Image
+
+    from stages.seg.io import load_model
+
+    model_path, lst, root, threads, classes, ignore, out = argv
+    torch.set_num_threads(int(threads))
+    c = int(classes)
+    model = load_model(model_path)
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    cm = np.zeros((c, c), np.int64)
+    with torch.no_grad():
+        for line in Path(lst).read_text().splitlines():
+            image, mask = line.split()
+            img = torch.from_numpy(np.asarray(Image.open(Path(root) / image).convert("RGB")).copy())
+            pred = model((img.permute(2, 0, 1)[None].float() / 255 - mean) / std).argmax(1)[0].numpy()
+            gt = np.asarray(Image.open(Path(root) / mask)).astype(np.int64)
+            keep = (gt < c) & (gt != int(ignore))
+            cm += np.bincount(c * gt[keep] + pred[keep], minlength=c * c).reshape(c, c)
+    Path(out).write_text(json.dumps({"miou": float(np.nanmean(np.diag(cm) / (cm.sum(0) + cm.sum(1) - np.diag(cm))))}))
+
+
+def evaluate_pair(a, work: Path, model: Path, images: Path) -> dict:
+    n = len(images.read_text().splitlines())
+    s_pipe, peak = measured(stage("evaluate", "--model", model, "--list", images, "--data-root", a.data_root,
+                                  "--num-classes", CAMVID["num_classes"], "--ignore-labels", CAMVID["ignore"],
+                                  "--out", work / "metrics.json", "--device", "cpu", "--threads", a.threads),
+                            work / "evaluate.log")
+    s_naive, _ = measured(this("naive-evaluate", model, images, a.data_root, a.threads, CAMVID["num_classes"],
+                               CAMVID["ignore"], work / "naive_metrics.json"), work / "naive_evaluate.log")
+    same = abs(json.loads((work / "metrics.json").read_text())["miou"]
+               - json.loads((work / "naive_metrics.json").read_text())["miou"])
+    return {"stage_images_per_s": n / s_pipe, "naive_images_per_s": n / s_naive, "ratio": s_naive / s_pipe,
+            "miou_difference": same, "images": n, "peak_mb": peak}
+
+
+# ---------------------------------------------------------------------------------------------
+# the parts
+# ---------------------------------------------------------------------------------------------
+def part_ratios(a, work: Path) -> dict:
+    model = model_file(work, "efficientnet_lite0")
+    unl = first_lines(Path(a.data_root) / a.unlabeled, a.label_images, work / "label_images.txt")
+    out = {}
+    pipe = train_pipeline(a, work, "train_stage")
+    plain = train_plain(a, work, "train_plain")
+    out["train"] = {"stage": pipe, "plain": plain, "ratio": pipe["images_per_s"] / plain["images_per_s"]}
+    print(f"train: stages.train {pipe['images_per_s']:.2f} images/s (waiting for data "
+          f"{100 * pipe['data_wait_share']:.0f}% of the time), plain loop {plain['images_per_s']:.2f} images/s: "
+          f"{out['train']['ratio']:.2f}x", flush=True)
+    stage_l = label_pipeline(a, work, "label_stage", model, unl)
+    naive = label_naive(a, work, "label_naive", model, unl)
+    out["label"] = {"stage": stage_l, "naive": naive, "ratio": naive["seconds"] / stage_l["seconds"]}
+    print(f"TTA labeling ({stage_l['images']} images, 10 passes): stages.label {stage_l['images_per_s']:.2f} images/s,"
+          f" naive loop {naive['images_per_s']:.2f} images/s: {out['label']['ratio']:.2f}x", flush=True)
+    s = score_overhead(a, work, model, first_lines(unl, a.label_images, work / "score_images.txt"))
+    out["score"] = s
+    print(f"stability scoring: the 3 predictions {s['predict_seconds']:.1f} s, the scores and mask store "
+          f"{s['score_seconds']:.2f} s more: {100 * s['overhead']:.1f}%", flush=True)
+    val = first_lines(Path(a.data_root) / a.val, a.eval_images, work / "eval_images.txt")
+    e = evaluate_pair(a, work, model, val)
+    out["evaluate"] = e
+    print(f"evaluation ({e['images']} images): stages.evaluate {e['stage_images_per_s']:.2f} images/s, naive loop "
+          f"{e['naive_images_per_s']:.2f} images/s: {e['ratio']:.2f}x (mIoU differs by {e['miou_difference']:.1e})",
+          flush=True)
+    return out
+
+
+def part_switches(a, work: Path) -> dict:
+    model = model_file(work, "efficientnet_lite0")
+    unl = first_lines(Path(a.data_root) / a.unlabeled, a.label_images, work / "label_images.txt")
+    out = {"label": {}, "train": {}}
+    variants = {
+        "defaults (channels_last auto = on, fold_batch_norm, batch 8)": [],
+        "channels_last off": ["--channels-last", "off"],
+        "fold_batch_norm off": ["--no-fold-batch-norm"],
+        "both off": ["--channels-last", "off", "--no-fold-batch-norm"],
+        "batch 1": ["--batch-size", 1],
+        "workers 1": ["--workers", 1],
+        "resize_logits (not the paper's TTA)": ["--resize-logits"],
+    }
+    for name, options in variants.items():
+        r = label_pipeline(a, work, "label_" + re.sub(r"\W+", "_", name), model, unl, *options)
+        out["label"][name] = r
+        print(f"TTA labeling, {name}: {r['images_per_s']:.2f} images/s, peak {r['peak_mb']:.0f} MB", flush=True)
+    for name, backbone, workers, options in (
+        ("Lite0, defaults (channels_last auto = on, workers 1)", "efficientnet_lite0", 1, []),
+        ("Lite0, channels_last off", "efficientnet_lite0", 1, ["--channels-last", "off"]),
+        ("Lite0, workers 0", "efficientnet_lite0", 0, []),
+        ("Lite0, workers 2", "efficientnet_lite0", 2, []),
+        ("ResNet-18, defaults (channels_last auto = off)", "resnet18", 1, []),
+        ("ResNet-18, channels_last on", "resnet18", 1, ["--channels-last", "on"]),
+    ):
+        r = train_pipeline(a, work, "train_" + re.sub(r"\W+", "_", name), backbone, workers, *options)
+        out["train"][name] = r
+        print(f"training, {name}: {r['images_per_s']:.2f} images/s, waiting for data "
+              f"{100 * r['data_wait_share']:.0f}%, peak {r['peak_mb']:.0f} MB", flush=True)
+    return out
+
+
+def part_backbones(a, work: Path) -> dict:
+    unl = first_lines(Path(a.data_root) / a.unlabeled, a.label_images, work / "label_images.txt")
+    out = {}
+    for backbone in ("efficientnet_lite0", "resnet18"):
+        t = train_pipeline(a, work, f"backbone_train_{backbone}", backbone)
+        lab = label_pipeline(a, work, f"backbone_label_{backbone}", model_file(work, backbone), unl)
+        out[backbone] = {"train": t, "label": lab}
+        print(f"{backbone}: training {t['images_per_s']:.2f} images/s (peak {t['peak_mb']:.0f} MB), TTA labeling "
+              f"{lab['images_per_s']:.2f} images/s (peak {lab['peak_mb']:.0f} MB)", flush=True)
+    return out
+
+
+def part_memory(a, work: Path) -> dict:
+    model = model_file(work, "efficientnet_lite0")
+    out = {}
+    for n in (a.memory_images, 4 * a.memory_images):
+        lst = first_lines(Path(a.data_root) / a.unlabeled, n, work / f"memory_{n}.txt")
+        n = len(lst.read_text().splitlines())
+        r = label_pipeline(a, work, f"memory_{n}", model, lst, "--no-tta")
+        out[n] = r
+        print(f"labeling {n} images (one pass each): peak {r['peak_mb']:.0f} MB", flush=True)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Snakemake at Pascal's scale
+# ---------------------------------------------------------------------------------------------
+DAG_CONFIG = """\
+experiments:
+  pascal_scale:
+    data: {{root: {root}, labeled: labeled.txt, unlabeled: unlabeled.txt, val: val.txt, num_classes: 4}}
+    model: {{backbone: resnet18, output_stride: 16, head_channels: 8}}
+    train: {{epochs: 2, batch_size: 64, crop_size: 8, min_labeled: 64, workers: 0}}
+    stpp: {{checkpoints: 2}}
+    label: {{scales: [1.0], flip: false, batch_size: 256}}
+device: cpu
+"""
+
+
+def stub_data(root: Path, labeled: int, unlabeled: int, val: int, size: int = 8) -> None:
+    """Tiny random images and masks, as many as Pascal VOC's lists name."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    (root / "mask").mkdir(exist_ok=True)
+    lists = {"labeled": [], "unlabeled": [], "val": []}
+    for i, key in enumerate(["labeled"] * labeled + ["unlabeled"] * unlabeled + ["val"] * val):
+        name = f"{i:06d}.png"
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / "img" / name)
+        Image.fromarray(rng.integers(0, 4, (size, size), dtype=np.uint8)).save(root / "mask" / name)
+        lists[key].append(f"img/{name} mask/{name}\n")
+    for key, lines in lists.items():
+        (root / f"{key}.txt").write_text("".join(lines))
+
+
+def snakemake(work: Path, *extra) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--snakefile", ROOT / "Snakefile", "--directory", work,
+            "--configfile", work / "config.yaml", "--cores", "2", *extra]
+
+
+def part_dag(a, work: Path) -> dict:
+    work = work / "dag"
+    data = work / "data"
+    if not (data / "val.txt").exists():
+        stub_data(data, a.dag_labeled, a.dag_total - a.dag_labeled, a.dag_val)
+    (work / "config.yaml").write_text(DAG_CONFIG.format(root=data))
+    out = {"images": a.dag_total, "labeled": a.dag_labeled, "val": a.dag_val}
+    out["dry_run_fresh_s"], _ = measured(snakemake(work, "-n", "--quiet"), work / "dry_fresh.log")
+    out["full_run_s"], out["full_run_peak_mb"] = measured(snakemake(work), work / "run.log")
+    out["dry_run_done_s"], _ = measured(snakemake(work, "-n", "--quiet"), work / "dry_done.log")
+    out["noop_run_s"], _ = measured(snakemake(work), work / "noop.log")
+    if "Nothing to be done" not in (work / "noop.log").read_text():
+        raise RuntimeError(f"the re-run was not a no-op: {work / 'noop.log'}")
+    print(f"Snakemake with {a.dag_total} images ({a.dag_total - a.dag_labeled} unlabeled): -n before any job "
+          f"{out['dry_run_fresh_s']:.1f} s, -n with everything done {out['dry_run_done_s']:.1f} s, no-op re-run "
+          f"{out['noop_run_s']:.1f} s (the whole run on {8}x{8} images took {out['full_run_s'] / 60:.1f} min)",
+          flush=True)
+    return out
+
+
+PARTS = {"ratios": part_ratios, "switches": part_switches, "backbones": part_backbones, "memory": part_memory,
+         "dag": part_dag}
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    helpers = {"plain-train": plain_train, "naive-label": naive_label, "naive-evaluate": naive_evaluate}
+    if argv and argv[0] in helpers:
+        return helpers[argv[0]](argv[1:])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
+    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "camvid"))
+    p.add_argument("--labeled", default="splits/1_8/labeled.txt")
+    p.add_argument("--unlabeled", default="splits/1_8/unlabeled.txt")
+    p.add_argument("--val", default="val.txt")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--train-epochs", type=int, default=3, help="epochs per training run; the first is not counted")
+    p.add_argument("--train-images", type=int, default=96, help="images per training epoch")
+    p.add_argument("--label-images", type=int, default=24)
+    p.add_argument("--eval-images", type=int, default=48)
+    p.add_argument("--memory-images", type=int, default=60)
+    p.add_argument("--dag-total", type=int, default=10582)
+    p.add_argument("--dag-labeled", type=int, default=1464)
+    p.add_argument("--dag-val", type=int, default=1449)
+    p.add_argument("--workdir", default=None, help="scratch (default: a temporary folder, removed)")
+    p.add_argument("--out", default=None, help="JSON file for the figures")
+    a = p.parse_args(argv)
+    a.data_root = str(Path(a.data_root).resolve())
+
+    from semisup import machine
+
+    work = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="stpp-performance-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"{date.today()}, {machine()}, torch threads {a.threads}, data {a.data_root}", flush=True)
+    figures = {"date": str(date.today()), "machine": machine(), "threads": a.threads, "data_root": a.data_root}
+    try:
+        for name in a.parts:
+            figures[name] = PARTS[name](a, work)
+            if a.out:
+                Path(a.out).write_text(json.dumps(figures, indent=1) + "\n")
+    finally:
+        if not a.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
