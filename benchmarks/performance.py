@@ -211,7 +211,7 @@ def label_pipeline(a, work: Path, name: str, model: Path, images: Path, *options
     n = len(images.read_text().splitlines())
     seconds, peak = measured(stage("label", "--model", model, "--list", images, "--data-root", a.data_root,
                                    "--out", work / f"{name}.h5", "--device", "cpu", "--threads", a.threads,
-                                   "--batch-size", CAMVID["label_batch"], *options), work / f"{name}.log")
+                                   "--batch-size", a.label_batch, *options), work / f"{name}.log")
     return {"images_per_s": n / seconds, "seconds": seconds, "peak_mb": peak, "images": n}
 
 
@@ -245,6 +245,21 @@ def naive_label(argv) -> None:
             Image.fromarray(total.argmax(1)[0].byte().numpy()).save(Path(out) / Path(name).name)
 
 
+def label_sharded(a, work: Path, name: str, model: Path, images: Path, shards: int) -> dict:
+    """``label.shards`` jobs at once, one thread each (the workflow on a machine of ``shards`` cores)."""
+    n = len(images.read_text().splitlines())
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(stage("label", "--model", model, "--list", images, "--data-root", a.data_root,
+                                    "--out", work / f"{name}_{i}.h5", "--device", "cpu", "--threads", 1,
+                                    "--batch-size", a.label_batch, "--shard", i, "--num-shards", shards),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}) for i in range(shards)]
+    if any(proc.wait() for proc in procs):
+        raise RuntimeError(f"a labeling shard of {name} failed")
+    seconds = time.perf_counter() - t0
+    return {"images_per_s": n / seconds, "seconds": seconds, "images": n}
+
+
 def label_naive(a, work: Path, name: str, model: Path, images: Path) -> dict:
     n = len(images.read_text().splitlines())
     seconds, peak = measured(this("naive-label", model, images, a.data_root, work / name, a.threads, "tta"),
@@ -252,12 +267,12 @@ def label_naive(a, work: Path, name: str, model: Path, images: Path) -> dict:
     return {"images_per_s": n / seconds, "seconds": seconds, "peak_mb": peak, "images": n}
 
 
-def score_overhead(a, work: Path, model: Path, images: Path) -> dict:
+def score_overhead(a, work: Path, model: Path, images: Path, num_classes: int = CAMVID["num_classes"]) -> dict:
     log = work / "score.log"
     seconds, peak = measured(stage("score", "--checkpoints", model, model, model, "--list", images, "--data-root",
-                                   a.data_root, "--num-classes", CAMVID["num_classes"], "--scores",
+                                   a.data_root, "--num-classes", num_classes, "--scores",
                                    work / "scores.tsv", "--masks", work / "score_masks.h5", "--device", "cpu",
-                                   "--threads", a.threads, "--batch-size", CAMVID["label_batch"]), log)
+                                   "--threads", a.threads, "--batch-size", a.label_batch), log)
     m = re.search(r"predictions took ([\d.]+) s; the scores and the mask store ([\d.]+) s", log.read_text())
     predicting, scoring = float(m.group(1)), float(m.group(2))
     return {"predict_seconds": predicting, "score_seconds": scoring, "overhead": scoring / predicting,
@@ -317,9 +332,13 @@ def part_ratios(a, work: Path) -> dict:
           f"{out['train']['ratio']:.2f}x", flush=True)
     stage_l = label_pipeline(a, work, "label_stage", model, unl)
     naive = label_naive(a, work, "label_naive", model, unl)
-    out["label"] = {"stage": stage_l, "naive": naive, "ratio": naive["seconds"] / stage_l["seconds"]}
+    sharded = label_sharded(a, work, "label_sharded", model, unl, a.threads)
+    out["label"] = {"stage": stage_l, "naive": naive, "ratio": naive["seconds"] / stage_l["seconds"],
+                    "sharded": sharded, "sharded_ratio": naive["seconds"] / sharded["seconds"]}
     print(f"TTA labeling ({stage_l['images']} images, 10 passes): stages.label {stage_l['images_per_s']:.2f} images/s,"
-          f" naive loop {naive['images_per_s']:.2f} images/s: {out['label']['ratio']:.2f}x", flush=True)
+          f" naive loop {naive['images_per_s']:.2f} images/s: {out['label']['ratio']:.2f}x; as {a.threads} shards of "
+          f"one thread each (label.shards) {sharded['images_per_s']:.2f} images/s: {out['label']['sharded_ratio']:.2f}x",
+          flush=True)
     s = score_overhead(a, work, model, first_lines(unl, a.label_images, work / "score_images.txt"))
     out["score"] = s
     print(f"stability scoring: the 3 predictions {s['predict_seconds']:.1f} s, the scores and mask store "
@@ -338,7 +357,7 @@ def part_switches(a, work: Path) -> dict:
     unl = first_lines(Path(a.data_root) / a.unlabeled, a.label_images, work / "label_images.txt")
     out = {"label": {}, "train": {}}
     variants = {
-        "defaults (channels_last auto = on, fold_batch_norm, batch 8)": [],
+        f"defaults (channels_last auto = on, fold_batch_norm, batch {a.label_batch})": [],
         "channels_last off": ["--channels-last", "off"],
         "fold_batch_norm off": ["--no-fold-batch-norm"],
         "both off": ["--channels-last", "off", "--no-fold-batch-norm"],
@@ -427,21 +446,24 @@ def snakemake(work: Path, *extra) -> list[str]:
 
 
 def part_dag(a, work: Path) -> dict:
-    work = work / "dag"
-    data = work / "data"
+    """-n in an empty folder, then a whole run (only what is missing, if ``--workdir`` kept an
+    earlier one), -n with everything done, and a run with nothing to do."""
+    data, fresh, work = work / "dag_data", work / "dag_fresh", work / "dag"
     if not (data / "val.txt").exists():
         stub_data(data, a.dag_labeled, a.dag_total - a.dag_labeled, a.dag_val)
-    (work / "config.yaml").write_text(DAG_CONFIG.format(root=data))
+    for folder in (fresh, work):
+        folder.mkdir(exist_ok=True)
+        (folder / "config.yaml").write_text(DAG_CONFIG.format(root=data))
     out = {"images": a.dag_total, "labeled": a.dag_labeled, "val": a.dag_val}
-    out["dry_run_fresh_s"], _ = measured(snakemake(work, "-n", "--quiet"), work / "dry_fresh.log")
+    out["dry_run_fresh_s"], _ = measured(snakemake(fresh, "-n", "--quiet"), fresh / "dry_fresh.log")
     out["full_run_s"], out["full_run_peak_mb"] = measured(snakemake(work), work / "run.log")
     out["dry_run_done_s"], _ = measured(snakemake(work, "-n", "--quiet"), work / "dry_done.log")
     out["noop_run_s"], _ = measured(snakemake(work), work / "noop.log")
     if "Nothing to be done" not in (work / "noop.log").read_text():
         raise RuntimeError(f"the re-run was not a no-op: {work / 'noop.log'}")
-    print(f"Snakemake with {a.dag_total} images ({a.dag_total - a.dag_labeled} unlabeled): -n before any job "
+    print(f"Snakemake with {a.dag_total} images ({a.dag_total - a.dag_labeled} unlabeled): -n in an empty folder "
           f"{out['dry_run_fresh_s']:.1f} s, -n with everything done {out['dry_run_done_s']:.1f} s, no-op re-run "
-          f"{out['noop_run_s']:.1f} s (the whole run on {8}x{8} images took {out['full_run_s'] / 60:.1f} min)",
+          f"{out['noop_run_s']:.1f} s (the run before it, on 8x8 images: {out['full_run_s'] / 60:.1f} min)",
           flush=True)
     return out
 
@@ -465,6 +487,7 @@ def main(argv=None) -> None:
     p.add_argument("--train-epochs", type=int, default=3, help="epochs per training run; the first is not counted")
     p.add_argument("--train-images", type=int, default=96, help="images per training epoch")
     p.add_argument("--label-images", type=int, default=24)
+    p.add_argument("--label-batch", type=int, default=CAMVID["label_batch"], help="labeling and scoring batch")
     p.add_argument("--eval-images", type=int, default=48)
     p.add_argument("--memory-images", type=int, default=60)
     p.add_argument("--dag-total", type=int, default=10582)

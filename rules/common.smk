@@ -1,4 +1,5 @@
 # Helpers shared by the rules: config lookups and the command-line arguments of each stage.
+import hashlib
 import os
 import re
 import shlex
@@ -59,20 +60,33 @@ def split_list(experiment, key):
     return os.path.join(data["root"], data[key])
 
 
-def data_files(wildcards):
-    """The lists of an experiment and every image and mask they name that exists.
-
-    Missing files are left out so that check_data runs and names each with its list line,
-    rather than Snakemake stopping at a MissingInputException."""
+def data_lists(wildcards):
+    """The split lists of an experiment (the data check's inputs)."""
     lists = [split_list(wildcards.experiment, key) for key in SPLIT_LISTS]
     if set(lists) & set(rules.make_demo.output):
         checkpoints.make_demo.get()  # the lists do not exist until make_demo has run
+    return lists
+
+
+def data_stamp(wildcards):
+    """A fingerprint of every image and mask the lists name: path, size and modification time,
+    or that the file is missing (the check then names it with its list line).
+
+    A param of the data check, so that an edited, added, removed or touched file re-runs the
+    check (Snakemake re-runs a job whose params changed) as an input file would, without
+    Snakemake resolving each file as an input: at Pascal VOC's size (24,062 files) that took 5
+    of the 8 seconds of `snakemake -n`. The check's digests then decide what else re-runs."""
     root = exp(wildcards)["data"]["root"]
-    files = []
-    for path in lists:
+    stamp = hashlib.sha256()
+    for path in data_lists(wildcards):
         samples, _ = parse_split_list(path)
-        files += [os.path.join(root, p) for s in samples for p in (s.image, s.mask) if p]
-    return lists + sorted({f for f in files if os.path.exists(f)})
+        for f in (os.path.join(root, p) for s in samples for p in (s.image, s.mask) if p):
+            try:
+                st = os.stat(f)
+                stamp.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            except OSError:
+                stamp.update(f"{f}\0missing\n".encode())
+    return stamp.hexdigest()
 
 
 def checked_digests(*keys, val_if_validating=False, wait_only=False):

@@ -2,7 +2,7 @@
 # the data check that every training, labeling and evaluation job waits for.
 
 
-# A checkpoint because check_data reads its lists to know its inputs.
+# A checkpoint because check_data reads its lists to fingerprint the files they name.
 checkpoint make_demo:
     output:
         labeled="resources/demo/labeled.txt",
@@ -28,20 +28,23 @@ checkpoint make_demo:
         " --size {params.demo[size]} --seed {params.demo[seed]} > {log} 2>&1"
 
 
-# Every list, image and mask of an experiment, checked before any training. A checkpoint: the
+# Every list, image and mask of an experiment, checked before any training; a changed image or
+# mask re-runs it through its `files` param (data_stamp in common.smk). A checkpoint: the
 # jobs that read the data take the digests of their lists from it (checked_digests), and
 # Snakemake re-decides what they need only after it has run, so a changed file re-runs the jobs
 # that read it, a file only touched re-runs nothing, and a failed check (whose outputs Snakemake
 # deletes) does not by itself re-run finished training once the data is fixed.
 checkpoint check_data:
     input:
-        data_files,
+        data_lists,
     output:
         manifest="results/{experiment}/data_check/manifest.tsv",
         labeled="results/{experiment}/data_check/labeled.digest",
         unlabeled="results/{experiment}/data_check/unlabeled.digest",
         val="results/{experiment}/data_check/val.digest",
     params:
+        # every image and mask, by size and time: a changed one re-runs the check (see data_stamp)
+        files=data_stamp,
         lists=lambda wildcards: _args(**{key: split_list(wildcards.experiment, key) for key in SPLIT_LISTS}),
         data=data_args,
         train=lambda wildcards: _args(batch_size=exp(wildcards)["train"]["batch_size"],
