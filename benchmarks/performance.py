@@ -207,11 +207,15 @@ def plain_train(argv) -> None:
 # ---------------------------------------------------------------------------------------------
 # labeling, scoring, evaluation
 # ---------------------------------------------------------------------------------------------
+def label_command(a, model: Path, images: Path, out: Path, threads: int, *options) -> list[str]:
+    return stage("label", "--model", model, "--list", images, "--data-root", a.data_root, "--out", out,
+                 "--device", "cpu", "--threads", threads, "--batch-size", a.label_batch, *options)
+
+
 def label_pipeline(a, work: Path, name: str, model: Path, images: Path, *options) -> dict:
     n = len(images.read_text().splitlines())
-    seconds, peak = measured(stage("label", "--model", model, "--list", images, "--data-root", a.data_root,
-                                   "--out", work / f"{name}.h5", "--device", "cpu", "--threads", a.threads,
-                                   "--batch-size", a.label_batch, *options), work / f"{name}.log")
+    seconds, peak = measured(label_command(a, model, images, work / f"{name}.h5", a.threads, *options),
+                             work / f"{name}.log")
     return {"images_per_s": n / seconds, "seconds": seconds, "peak_mb": peak, "images": n}
 
 
@@ -224,7 +228,7 @@ def naive_label(argv) -> None:
 
     from stages.seg.io import load_model
 
-    model_path, lst, root, out, threads, tta = argv
+    model_path, lst, root, out, threads = argv
     torch.set_num_threads(int(threads))
     model = load_model(model_path)
     mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
@@ -236,9 +240,9 @@ def naive_label(argv) -> None:
             x = (img.permute(2, 0, 1)[None].float() / 255 - mean) / std
             h, w = x.shape[-2:]
             total = 0
-            for s in TTA_SCALES if tta == "tta" else (1.0,):
+            for s in TTA_SCALES:
                 xs = F.interpolate(x, (round(h * s), round(w * s)), mode="bilinear", align_corners=False)
-                for flip in (False, True) if tta == "tta" else (False,):
+                for flip in (False, True):
                     p = model(xs.flip(-1) if flip else xs).softmax(1)
                     p = p.flip(-1) if flip else p
                     total = total + F.interpolate(p, (h, w), mode="bilinear", align_corners=False)
@@ -249,9 +253,8 @@ def label_sharded(a, work: Path, name: str, model: Path, images: Path, shards: i
     """``label.shards`` jobs at once, one thread each (the workflow on a machine of ``shards`` cores)."""
     n = len(images.read_text().splitlines())
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(stage("label", "--model", model, "--list", images, "--data-root", a.data_root,
-                                    "--out", work / f"{name}_{i}.h5", "--device", "cpu", "--threads", 1,
-                                    "--batch-size", a.label_batch, "--shard", i, "--num-shards", shards),
+    procs = [subprocess.Popen(label_command(a, model, images, work / f"{name}_{i}.h5", 1, "--shard", i,
+                                            "--num-shards", shards),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ, "PYTHONPATH": str(ROOT)}) for i in range(shards)]
     if any(proc.wait() for proc in procs):
@@ -262,7 +265,7 @@ def label_sharded(a, work: Path, name: str, model: Path, images: Path, shards: i
 
 def label_naive(a, work: Path, name: str, model: Path, images: Path) -> dict:
     n = len(images.read_text().splitlines())
-    seconds, peak = measured(this("naive-label", model, images, a.data_root, work / name, a.threads, "tta"),
+    seconds, peak = measured(this("naive-label", model, images, a.data_root, work / name, a.threads),
                              work / f"{name}.log")
     return {"images_per_s": n / seconds, "seconds": seconds, "peak_mb": peak, "images": n}
 

@@ -60,6 +60,6 @@ def test_the_score_overhead_is_read_from_the_score_stage_log(tmp_path):
     save_model(tmp_path / "model.pt", build_model(**spec).eval(), spec)
     a = Namespace(data_root=str(demo), threads=1, label_batch=2)
     result = performance.score_overhead(a, tmp_path, tmp_path / "model.pt", demo / "unlabeled.txt", num_classes=4)
-    assert result["predict_seconds"] > 0 and result["score_seconds"] > 0
+    assert result["predict_seconds"] > 0 and result["score_seconds"] >= 0  # logged to 0.01 s
     assert np.isclose(result["overhead"], result["score_seconds"] / result["predict_seconds"])
     assert len((tmp_path / "scores.tsv").read_text().splitlines()) == 1 + 3
