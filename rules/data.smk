@@ -32,7 +32,7 @@ checkpoint make_demo:
 # mask re-runs it through its `files` param (data_stamp in common.smk). A checkpoint: the
 # jobs that read the data take the digests of their lists from it (checked_digests), and
 # Snakemake re-decides what they need only after it has run, so a changed file re-runs the jobs
-# that read it, a file only touched re-runs nothing, and a failed check (whose outputs Snakemake
+# that read it, a file only touched re-runs the check alone, and a failed check (whose outputs Snakemake
 # deletes) does not by itself re-run finished training once the data is fixed.
 checkpoint check_data:
     input:

@@ -158,6 +158,8 @@ def _file_digest(path: str) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"  # stores and weights are large: their size and time stand for them
 
 
+# The figures of an epoch in progress, as the resume state keeps them.
+EPOCH_START = {"loss_sum": 0.0, "epoch_seconds": 0.0, "data_wait": 0.0}
 STATE_FORMAT = 2  # resume states of format 1 (one RNG state, no iteration) are not resumed
 
 
@@ -248,7 +250,7 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
     if world.main:
         remove_stale_temporaries(*outputs, *([resume_path] if resume_path else []))
     start_epoch, start_iteration, rows, best_miou = 0, 0, [], -1.0
-    carried = {"loss_sum": 0.0, "seconds": 0.0, "data_wait": 0.0}  # the interrupted epoch's running figures
+    carried = dict(EPOCH_START)  # the interrupted epoch's running figures
     if resume_path and resume_path.exists():
         state = load_torch(resume_path, "resume state")
         # The staged files of the epochs already done must still be there (nothing else removes
@@ -268,8 +270,7 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
                 torch.cuda.set_rng_state(state["rng_cuda"][world.rank], device)
             start_epoch, rows, best_miou = state["epoch"], json.loads(state["rows"]), state["best_miou"]
             start_iteration = state.get("iteration", 0)
-            carried = {"loss_sum": state.get("loss_sum", 0.0), "seconds": state.get("epoch_seconds", 0.0),
-                       "data_wait": state.get("data_wait", 0.0)}
+            carried = {key: state.get(key, 0.0) for key in EPOCH_START}
             if start_iteration:
                 log.info("resuming from %s at epoch %d/%d iteration %d/%d", resume_path, start_epoch + 1,
                          args.epochs, start_iteration, iters_per_epoch)
@@ -288,7 +289,7 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
         when = f"at epoch {epochs_done + 1} iteration {iteration}" if iteration else f"after epoch {epochs_done}"
         return f"the resume state {when} is kept in {resume_path}"
 
-    def save_state(epochs_done: int, iteration: int, loss_sum: float, seconds: float, data_wait: float) -> None:
+    def save_state(epochs_done: int, iteration: int, running: dict) -> None:
         """The whole training state; ``iteration`` batches of epoch ``epochs_done + 1`` are done.
         Called by every process (each one's RNG state is gathered); rank 0 writes it."""
         nonlocal saved_at
@@ -298,17 +299,15 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
             save_torch({"fingerprint": fp, "epoch": epochs_done, "iteration": iteration, "model": net.state_dict(),
                         "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                         "rng_cpu": rng_cpu, "rng_cuda": rng_cuda, "rows": json.dumps(rows),
-                        "best_miou": best_miou, "loss_sum": loss_sum, "epoch_seconds": seconds,
-                        "data_wait": data_wait}, resume_path)
+                        "best_miou": best_miou, **running}, resume_path)
         world.barrier()
         saved_at = (epochs_done, iteration)
 
-    def preempted(signal_name: str, epochs_done: int, iteration: int, loss_sum: float, seconds: float,
-                  data_wait: float) -> Preempted:
+    def preempted(signal_name: str, epochs_done: int, iteration: int, running: dict) -> Preempted:
         if not resume_path:
             return Preempted(f"stopped by {signal_name}; without --resume-state a re-run starts afresh")
         if saved_at != (epochs_done, iteration):
-            save_state(epochs_done, iteration, loss_sum, seconds, data_wait)
+            save_state(epochs_done, iteration, running)
         return Preempted(f"stopped by {signal_name}: {kept()}; a re-run (Snakemake's retry) continues from it")
 
     save_every, last_save = 60 * args.save_every_minutes, time.time()
@@ -331,8 +330,13 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
                                 worker_init_fn=ignore_stop_signals if args.workers else None)
             model.train()
             t0, lr = time.time(), base_lr
-            loss_sum, prior_seconds, data_wait = ((carried["loss_sum"], carried["seconds"], carried["data_wait"])
-                                                  if skip else (0.0, 0.0, 0.0))
+            start = carried if skip else EPOCH_START
+            loss_sum, prior_seconds, data_wait = start["loss_sum"], start["epoch_seconds"], start["data_wait"]
+
+            def so_far() -> dict:
+                return {"loss_sum": loss_sum, "epoch_seconds": prior_seconds + time.time() - t0,
+                        "data_wait": data_wait}
+
             ready = time.time()
             for i, (images, masks) in enumerate(loader, start=skip):
                 data_wait += time.time() - ready
@@ -356,10 +360,9 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
                 stopping, timed = world.flags(stop.received is not None,
                                               bool(save_every) and time.time() - last_save >= save_every)
                 if stopping:
-                    raise preempted(stop.received or "a stop signal", epoch, i + 1, loss_sum,
-                                    prior_seconds + time.time() - t0, data_wait)
+                    raise preempted(stop.received or "a stop signal", epoch, i + 1, so_far())
                 if resume_path and timed:
-                    save_state(epoch, i + 1, loss_sum, prior_seconds + time.time() - t0, data_wait)
+                    save_state(epoch, i + 1, so_far())
                     last_save = time.time()
                     log.info("wrote the resume state at epoch %d iteration %d", epoch + 1, i + 1)
                 ready = time.time()
@@ -384,10 +387,10 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
             if world.main:
                 _write_log(out_dir / "train_log.tsv", rows)
             if resume_path:
-                save_state(epoch + 1, 0, 0.0, 0.0, 0.0)
+                save_state(epoch + 1, 0, EPOCH_START)
                 last_save = time.time()
             if world.any(stop.received is not None):
-                raise preempted(stop.received or "a stop signal", epoch + 1, 0, 0.0, 0.0, 0.0)
+                raise preempted(stop.received or "a stop signal", epoch + 1, 0, EPOCH_START)
 
     world.barrier()
     if not world.main:
