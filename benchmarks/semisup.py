@@ -287,10 +287,22 @@ def machine() -> dict:
             "torch": torch.__version__, "device": "cuda" if torch.cuda.is_available() else "cpu"}
 
 
+def code_version() -> str | None:
+    """The commit of the code that ran (``-dirty``: with uncommitted changes to tracked files), or
+    None outside a git clone. Two commits may draw other augmentations from the same seeds, so a
+    table that joins records of several commits says so."""
+    def git(*cmd: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *cmd], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        return git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def make_record(name: str, e: dict, workdir: Path, methods: list[str]) -> dict:
     """One experiment's figures, read from its work directory."""
     r = workdir / "results" / name
-    record = {"experiment": name, "date": time.strftime("%Y-%m-%d"), "machine": machine(),
+    record = {"experiment": name, "date": time.strftime("%Y-%m-%d"), "machine": machine(), "code": code_version(),
               "methods": methods, "settings": record_settings(e), "miou": {}, "iou": {}}
     for split_name, fname in (("val", "metrics.json"), ("test", "metrics_test.json")):
         record["miou"][split_name], record["iou"][split_name] = {}, {}
@@ -359,9 +371,10 @@ def tables(args, records: dict) -> str:
     measured = sorted({f"{r['date']}, {r['machine']['device']}, {r['machine']['cores']} cores of {r['machine']['cpu']}"
                        f" ({r['machine'].get('cpu_capability', 'vector width not recorded')}), torch {r['machine']['torch']}"
                        for r in records.values()})
+    codes = sorted({r.get("code") or "not recorded" for r in records.values()})
     lines = [f"# {args.dataset} {' '.join(args.splits)}{' ' + args.tag if args.tag else ''}", "",
              f"config {args.config or f'config/{args.dataset}.yaml'}" + (f", --set {' '.join(args.set)}" if args.set else "")
-             + "; measured " + "; ".join(measured), ""]
+             + "; measured " + "; ".join(measured) + "; code " + ", ".join(c[:12] for c in codes), ""]
     for split_name in ("test", "val"):
         cols = [m for m, _ in METHODS]
         lines += [f"## mIoU (%) on {split_name}", "",

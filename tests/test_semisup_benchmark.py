@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os
+import subprocess
 from argparse import Namespace
 from pathlib import Path
 
@@ -136,7 +137,11 @@ def test_pseudo_mask_audit_and_tables(root, tmp_path):
     assert record["miou"]["test"]["ST"] == pytest.approx(60.0) and record["stage_minutes"]["teacher"] == 2.0
     assert record["pseudo_masks"]["reliable"] == 100.0
     json.dumps(record, allow_nan=False)  # strict JSON: what was not measured is null
+    head = subprocess.run(["git", "-C", str(semisup.REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # the code that made the record: this clone's commit
+        assert record["code"].removesuffix("-dirty") == head.stdout.strip()
     table = semisup.tables(TABLE_ARGS, {name: record})
+    assert f"code {record['code'][:12]}" in table if record["code"] else "code not recorded" in table
     assert "| toy_1_8_seed0 | 50.0 | 60.0 | 62.0 | 65.0 | +10.0 | +5.0 |" in table
     # all 7 images in one matrix: IoU = 24 / (24 + 32 + 32) for each class
     assert "| toy_1_8_seed0 | 27.3 | 100.0 | 0.0 | 100.0 | 0.87 |" in table
