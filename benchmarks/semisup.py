@@ -374,7 +374,7 @@ def tables(args, records: dict) -> str:
     codes = sorted({r.get("code") or "not recorded" for r in records.values()})
     lines = [f"# {args.dataset} {' '.join(args.splits)}{' ' + args.tag if args.tag else ''}", "",
              f"config {args.config or f'config/{args.dataset}.yaml'}" + (f", --set {' '.join(args.set)}" if args.set else "")
-             + "; measured " + "; ".join(measured) + "; code " + ", ".join(c[:12] for c in codes), ""]
+             + "; measured " + "; ".join(measured) + "; code " + ", ".join(c[:12] + c[40:] for c in codes), ""]  # short hash, "-dirty" kept
     for split_name in ("test", "val"):
         cols = [m for m, _ in METHODS]
         lines += [f"## mIoU (%) on {split_name}", "",
