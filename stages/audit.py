@@ -5,7 +5,8 @@
         --reliable reliable_ids.txt --unreliable unreliable_ids.txt \\
         --relabeled stpp_student1/pseudo_masks_unreliable.h5] --out-json audit.json --out-tsv per_image.tsv
 
-``audit.json`` holds the mIoU and per-class IoU of the teacher's pseudo-masks on every
+``audit.json`` holds the mIoU, per-class IoU and per-class pixel share (in the true masks and in
+the pseudo-masks) of the teacher's pseudo-masks on every
 unlabeled image and, with ST++'s outputs, on the reliable and the unreliable set; the
 unreliable set again as ST++ student 1 relabeled it, and the gain; and the Spearman correlation
 between stability score and per-image pseudo-mask mIoU (the paper's Figure 3 in numbers).
@@ -36,6 +37,8 @@ from .split import read_scores
 log = logging.getLogger("stpp")
 
 PER_IMAGE_COLUMNS = ("id", "score", "reliable", "teacher_miou", "student1_miou")
+# A class whose pseudo-mask pixel share is below this fraction of its true share is named in the log.
+UNDER_PREDICTED = 0.5
 
 
 def build_parser():
@@ -55,12 +58,21 @@ def build_parser():
 
 
 def quality(cm: np.ndarray, names: list[str]) -> dict:
-    """mIoU and per-class IoU (JSON: NaN as null) of one confusion matrix."""
+    """mIoU and per-class IoU (JSON: NaN as null) of one confusion matrix, and each class's share
+    of the pixels in the true masks and in the pseudo-masks: a class that pseudo-labels
+    under-predict (a rare, thin one) reaches a student rarer than it is."""
+    cm = np.asarray(cm)
     iou = iou_per_class(cm)
     miou = mean_iou(cm)
+    total = int(cm.sum())
+
+    def shares(counts: np.ndarray) -> dict:
+        return {n: (float(v) / total if total else None) for n, v in zip(names, counts)}
+
+    # rows of the matrix are the truth, columns the pseudo-mask
     return {"miou": None if math.isnan(miou) else miou,
             "iou": {n: (None if math.isnan(v) else float(v)) for n, v in zip(names, iou)},
-            "pixels": int(np.asarray(cm).sum())}
+            "pixels": total, "pixel_share": {"truth": shares(cm.sum(1)), "pseudo_masks": shares(cm.sum(0))}}
 
 
 def audit(args) -> None:
@@ -137,6 +149,13 @@ def audit(args) -> None:
     write_json(args.out_json, result)
     for subset, q in result.get("teacher", {}).items():
         log.info("teacher pseudo-masks, %s images: mIoU %s", subset, q["miou"])
+    if "teacher" in result:
+        share = result["teacher"]["all"]["pixel_share"]
+        rare = [f"{n} {share['pseudo_masks'][n] / t:.2f}x" for n, t in share["truth"].items()
+                if t and share["pseudo_masks"][n] < UNDER_PREDICTED * t]
+        if rare:
+            log.info("classes the teacher's pseudo-masks under-predict (pixel share against the truth): %s",
+                     ", ".join(rare))
     for what in not_measured:
         log.info("not measured: %s", what)
     log.info("wrote %s and %s", args.out_json, args.out_tsv)

@@ -55,8 +55,12 @@ def test_audit_matches_a_hand_computation(case):
     assert teacher["unreliable"]["iou"] == pytest.approx({"bg": 0.5, "fg": 0.0})
     # all: class 0 TP 8 FP 4 -> 2/3, class 1 TP 4 FN 4 -> 1/2
     assert teacher["all"]["miou"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    # 16 pixels, half of them fg in the truth; the teacher calls 4 fg (a and b), 12 bg
+    assert teacher["all"]["pixel_share"] == {"truth": {"bg": 0.5, "fg": 0.5}, "pseudo_masks": {"bg": 0.75, "fg": 0.25}}
+    assert teacher["unreliable"]["pixel_share"]["pseudo_masks"] == {"bg": 1.0, "fg": 0.0}
     # student 1 gets c right: class 0 TP 4 FP 2 -> 2/3, class 1 TP 2 FN 2 -> 1/2
     assert result["student1_relabel"]["unreliable"]["miou"] == pytest.approx(7 / 12)
+    assert result["student1_relabel"]["unreliable"]["pixel_share"]["pseudo_masks"] == {"bg": 0.75, "fg": 0.25}
     assert result["relabel_gain"] == pytest.approx(7 / 12 - 1 / 4)
     # ranks of the scores 4 3 1 2 against per-image mIoU 1 1 .25 .25: r = 4 / sqrt(5 * 4)
     assert result["spearman_score_vs_miou"] == pytest.approx(4 / math.sqrt(20))
@@ -68,6 +72,17 @@ def test_audit_matches_a_hand_computation(case):
     assert (rows["a.png"]["reliable"], rows["c.png"]["reliable"]) == ("1", "0")
     assert float(rows["c.png"]["teacher_miou"]) == pytest.approx(0.25)
     assert float(rows["c.png"]["student1_miou"]) == pytest.approx(1.0) and rows["a.png"]["student1_miou"] == ""
+
+
+def test_the_log_names_the_classes_the_pseudo_masks_under_predict(case, capsys):
+    root, argv = case
+    teacher = argv.index("--teacher-masks") + 1  # only a of the four images gets its fg pixels
+    argv[teacher] = store(root / "t_rare.h5", {"a.png": EXACT, "b.png": ZEROS, "c.png": ZEROS, "d.png": ZEROS})
+    audit.main(argv)
+    share = json.loads((root / "audit" / "audit.json").read_text())["teacher"]["all"]["pixel_share"]
+    assert share["pseudo_masks"] == {"bg": 0.875, "fg": 0.125}
+    log = capsys.readouterr().err
+    assert "under-predict (pixel share against the truth): fg 0.25x\n" in log  # bg, over-predicted, is not named
 
 
 def test_audit_without_ground_truth_says_what_it_could_not_measure(case):
