@@ -173,7 +173,19 @@ def runtime_args(threads, batch_size=None, workers=0, training=False):
     return _args(device=config["device"], threads=threads, batch_size=batch_size, workers=workers, **switches)
 
 
-def train_args(wildcards, threads, checkpoints=1):
+def train_epochs(wildcards):
+    """train.epochs, but for ST++ student 1 where stpp.student1_epochs is set: it sees only the
+    reliable pseudo-labels, so the paper's equal epochs give it about R times ST's iterations."""
+    e = exp(wildcards)
+    if getattr(wildcards, "student", None) == "stpp_student1" and e["stpp"]["student1_epochs"]:
+        return e["stpp"]["student1_epochs"]
+    return e["train"]["epochs"]
+
+
+def train_args(wildcards, checkpoints=1):
+    """A training job's settings: everything that changes the model. They are a params function
+    of wildcards alone, because Snakemake's params rerun trigger skips ("derived") params functions
+    that take threads, input or output; a changed setting must re-train."""
     e = exp(wildcards)
     m, t = e["model"], e["train"]
     val = split_list(wildcards.experiment, "val") if t["val_every"] else None
@@ -182,15 +194,22 @@ def train_args(wildcards, threads, checkpoints=1):
         _args(arch=m["arch"], backbone=m["backbone"], output_stride=m["output_stride"], pretrained=m["pretrained"],
               head_channels=m["head_channels"]),
         _args(
-            epochs=t["epochs"], lr=t["lr"], head_lr_multiplier=t["head_lr_multiplier"], momentum=t["momentum"],
-            weight_decay=t["weight_decay"], poly_power=t["poly_power"], checkpoints=checkpoints, seed=t["seed"],
+            epochs=train_epochs(wildcards), lr=t["lr"], head_lr_multiplier=t["head_lr_multiplier"],
+            momentum=t["momentum"], weight_decay=t["weight_decay"], poly_power=t["poly_power"],
+            checkpoints=checkpoints, seed=t["seed"], batch_size=t["batch_size"],
             amp=t["amp"], crop_size=t["crop_size"], base_size=t["base_size"], scale_range=t["scale_range"],
             strong=t["strong_augmentation"], min_labeled=t["min_labeled"], val=val, eval_every=t["val_every"] or None,
             save_every_minutes=t["save_every_minutes"], sync_bn=t["sync_bn"] if t["gpus"] > 1 else None,
         ),
-        # with several processes (train.gpus), the job's threads are shared among them
-        runtime_args(max(1, threads // t["gpus"]), t["batch_size"], t["workers"], training=True),
     ])
+
+
+def train_runtime_args(wildcards, threads):
+    """A training job's device, threads, workers and speed switches: how fast, not what it
+    learns, so a changed thread count re-trains nothing. With several processes (train.gpus)
+    the job's threads are shared among them."""
+    t = exp(wildcards)["train"]
+    return runtime_args(max(1, threads // t["gpus"]), workers=t["workers"], training=True)
 
 
 def trainer(wildcards):

@@ -13,7 +13,8 @@ rule train_student:
         log_tsv="results/{experiment}/{student}/train_log.tsv",
     params:
         trainer=trainer,
-        args=lambda wildcards, threads: train_args(wildcards, threads),
+        args=train_args,
+        runtime=train_runtime_args,
         pseudo=pseudo_args,
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
     threads: resources_of("train")["threads"]
@@ -26,6 +27,6 @@ rule train_student:
     conda:
         "../envs/stpp.yaml"
     shell:
-        "{params.trainer} --labeled {input.labeled} {params.pseudo} {params.args}"
+        "{params.trainer} --labeled {input.labeled} {params.pseudo} {params.args} {params.runtime}"
         " --data-digests {input.data} --out-dir {params.out_dir}"
         " --resume-state {params.out_dir}/resume/state.pt > {log} 2>&1"

@@ -13,7 +13,8 @@ rule train_teacher:
         log_tsv="results/{experiment}/teacher/train_log.tsv",
     params:
         trainer=trainer,
-        args=lambda wildcards, threads: train_args(wildcards, threads, exp(wildcards)["stpp"]["checkpoints"]),
+        args=lambda wildcards: train_args(wildcards, exp(wildcards)["stpp"]["checkpoints"]),
+        runtime=train_runtime_args,
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
     threads: resources_of("train")["threads"]
     resources:
@@ -25,6 +26,6 @@ rule train_teacher:
     conda:
         "../envs/stpp.yaml"
     shell:
-        "{params.trainer} --labeled {input.labeled} {params.args} --data-digests {input.data}"
+        "{params.trainer} --labeled {input.labeled} {params.args} {params.runtime} --data-digests {input.data}"
         " --out-dir {params.out_dir}"
         " --resume-state {params.out_dir}/resume/state.pt > {log} 2>&1"

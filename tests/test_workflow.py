@@ -231,6 +231,43 @@ def test_changing_r_reruns_split_and_downstream_only(tiny_run):
         == set()
 
 
+def test_a_training_setting_retrains_and_a_thread_count_does_not(tiny_run):
+    """Training settings are params that Snakemake's params trigger sees: a params function that
+    takes threads is 'derived' and left out of it, so the settings must not pass through one
+    (they did: changing train.lr or train.batch_size re-trained nothing)."""
+    workdir, _ = tiny_run
+    for section, key, value, retrained in [("train", "lr", 0.03, True), ("train", "batch_size", 4, True),
+                                           ("resources", "threads", 2, False)]:
+        config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+        if section == "resources":
+            config["resources"]["train"][key] = value
+        else:
+            config["experiments"]["tiny"][section][key] = value
+        path = workdir / f"tiny_{key}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        rules = planned_rules(snakemake("-n", "--cores", "2", "--configfile", str(path), "--directory", str(workdir)))
+        assert ({"train_teacher", "train_student"} <= rules) == retrained, (key, rules)
+        if not retrained:
+            assert rules == set(), (key, rules)
+
+
+def test_student1_epochs_lengthens_student1_only(tiny_run):
+    """stpp.student1_epochs changes ST++ student 1's command (and so re-trains it and what follows
+    it), not the teacher's or ST's; unset, every model trains train.epochs."""
+    workdir, _ = tiny_run
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["experiments"]["tiny"]["stpp"]["student1_epochs"] = 7
+    path = workdir / "tiny_student1_epochs.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", "-p", "--configfile", str(path), "--directory", str(workdir))
+    text = proc.stdout + proc.stderr
+    jobs = [block for block in text.split("\n\n") if "rule train_student:" in block]
+    assert len(jobs) == 2 and "train_teacher" not in planned_rules(proc)
+    by_student = {("stpp_student1" if "stpp_student1/model.pt" in job else "stpp_student2"): job for job in jobs}
+    assert "--epochs 7 " in by_student["stpp_student1"]
+    assert "--epochs 3 " in by_student["stpp_student2"]  # train.epochs
+
+
 def test_third_round_adds_student3_to_the_plan(tiny_run):
     workdir, _ = tiny_run
     proc = snakemake("-n", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir),
