@@ -241,11 +241,12 @@ def teacher_checkpoints(wildcards):
     return [*(f"{base}/checkpoints/checkpoint_{j}.pt" for j in range(1, k)), f"{base}/model.pt"]
 
 
-def labeling_weights(wildcards, input):
-    """The weights that label: the final model, or best.pt that the same training job wrote."""
-    if exp(wildcards)["label"]["weights"] == "best":
-        return os.path.join(os.path.dirname(input.model), "best.pt")
-    return input.model
+def labeling_weights(wildcards):
+    """The weights that label: the final model, or best.pt that the same training job wrote.
+    A function of wildcards alone (not of input), so that switching label.weights re-labels:
+    Snakemake's params rerun trigger skips params functions that take input."""
+    name = "best.pt" if exp(wildcards)["label"]["weights"] == "best" else "model.pt"
+    return f"results/{wildcards.experiment}/{wildcards.model}/{name}"
 
 
 def labeling_list(wildcards):

@@ -341,11 +341,18 @@ def test_labeling_with_best_on_validation_weights(tmp_path):
     proc = snakemake("-n", "--configfile", str(path), "--directory", str(tmp_path), check=False)
     assert proc.returncode != 0 and "set val_every > 0" in proc.stdout + proc.stderr
 
+    # Label with the final weights first; switching to best must re-label, not re-train (the
+    # choice of weights was a params function of the input, which the params trigger skips).
     config["experiments"]["tiny"]["train"]["val_every"] = 1
+    config["experiments"]["tiny"]["label"]["weights"] = "final"
     path.write_text(yaml.safe_dump(config))
-    text = snakemake("-n", "-p", "--configfile", str(path), "--directory", str(tmp_path)).stdout
-    assert "stages.label --model results/tiny/teacher/best.pt" in text
-    assert "--val resources/demo/val.txt --eval-every 1" in text
+    pseudo = "results/tiny/teacher/pseudo_masks_unlabeled.h5"
+    snakemake("--cores", "2", "--configfile", str(path), "--directory", str(tmp_path), pseudo)
+    config["experiments"]["tiny"]["label"]["weights"] = "best"
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", "-p", "--configfile", str(path), "--directory", str(tmp_path), pseudo)
+    assert planned_rules(proc) == {"label_shard", "merge_label_shards"}
+    assert "stages.label --model results/tiny/teacher/best.pt" in proc.stdout
 
 
 def test_shipped_demo_config_runs_to_a_summary(tmp_path):
