@@ -345,6 +345,7 @@ def test_labeling_with_best_on_validation_weights(tmp_path):
     # choice of weights was a params function of the input, which the params trigger skips).
     config["experiments"]["tiny"]["train"]["val_every"] = 1
     config["experiments"]["tiny"]["label"]["weights"] = "final"
+    config["experiments"]["tiny"]["label"]["shards"] = 1  # one labeling job is enough here
     path.write_text(yaml.safe_dump(config))
     pseudo = "results/tiny/teacher/pseudo_masks_unlabeled.h5"
     snakemake("--cores", "2", "--configfile", str(path), "--directory", str(tmp_path), pseudo)
