@@ -34,11 +34,13 @@ table can join seeds that ran in different sessions. Writes ``<workdir>/semisup_
 test. Nothing here tunes anything: settings come from ``config/<dataset>.yaml`` and ``--set``.
 Not run by the test suite (hours on a CPU).
 
-Ablations (``--tag``) that leave the teacher as it is (R, the selection, strong augmentation,
-which acts on pseudo-labeled images only) may ``--reuse-teacher``: the untagged run's teacher
-folder of the same split and seed is hard-linked in before the workflow starts, so the ablation
-trains only what differs, as the paper's ablations share their teacher. Its stage times then
-repeat the teacher's.
+Ablations (``--tag``) that leave the teacher as it is (R, the selection, TTA settings, strong
+augmentation, which acts on pseudo-labeled images only) may ``--reuse-teacher``: the untagged run's
+teacher folder of the same split and seed, and its data check, are hard-linked in before the
+workflow starts, so the ablation trains only what differs, as the paper's ablations share their
+teacher. Its pseudo-masks and stability scores are made again (they depend on ``label.*`` and
+``stpp.score_tta``). Every other setting must equal the untagged run's record. The teacher's
+stage times then repeat the untagged run's.
 """
 
 from __future__ import annotations
@@ -172,25 +174,43 @@ def make_config(args, workdir: Path) -> tuple[Path, dict]:
     return path, experiments
 
 
-# Settings a reused teacher does not depend on (the teacher has no pseudo-labeled images).
-TEACHER_FREE = ("stpp.", "train.strong_augmentation")
+# Settings a reused teacher does not depend on: it sees no pseudo-labeled image, and the tagged
+# run labels and scores with it again (label.*, stpp.score_tta). stpp.checkpoints is not among
+# them: K sets which checkpoints the teacher kept.
+TEACHER_FREE = ("stpp.reliable_ratio", "stpp.selection", "stpp.score_tta", "stpp.student1_epochs",
+                "train.strong_augmentation", "label.")
+# What is not brought along: the teacher's pseudo-masks and stability scores (made under the
+# tagged run's label.* and stpp.score_tta; hard-linked, Snakemake would take them as they are,
+# since files of a new experiment carry no record of the params that made them) and its resume state.
+NOT_REUSED = ("*.shards", "resume", "pseudo_masks_*", "stability_scores*", "checkpoint_masks*", "label_*",
+              "score_stability*")
 
 
 def reuse_teacher(args, experiments: dict, workdir: Path) -> None:
+    """Hard-link the untagged run's teacher (its training and evaluation outputs, logs and times)
+    and its data check into each tagged experiment. The data check comes along because the
+    tagged experiment's own, run anew, would be newer than the teacher and re-train it. Refused
+    when a teacher setting differs from the untagged run's record."""
     if not args.tag:
         raise SystemExit("--reuse-teacher needs --tag: it reuses the untagged run's teacher")
-    changed = [item.partition("=")[0] for item in args.set]
-    bad = [key for key in changed if not key.startswith(TEACHER_FREE)]
-    if bad:
-        raise SystemExit(f"--reuse-teacher: {', '.join(bad)} change the teacher; run without it")
-    for name in experiments:
+    for name, e in experiments.items():
         base = name.removesuffix(f"_{args.tag}")
         if not (workdir / "results" / base / "teacher" / "model.pt").exists():
             raise SystemExit(f"--reuse-teacher: no teacher in {workdir / 'results' / base}; run the untagged benchmark first")
+        record = Path(args.records) / f"{base}.json"
+        if not record.exists():
+            raise SystemExit(f"--reuse-teacher: {record}: no record of the untagged run; let it finish first")
+        ours, theirs = flatten(record_settings(e)), flatten(json.loads(record.read_text())["settings"])
+        differ = sorted(k for k in ours.keys() | theirs.keys()
+                        if not k.startswith(TEACHER_FREE) and ours.get(k) != theirs.get(k))
+        if differ:
+            raise SystemExit(f"--reuse-teacher: {', '.join(differ)} differ from {record} and change the teacher; "
+                             "run without --reuse-teacher")
         for tree in ("results", "benchmarks", "logs"):
-            src, dst = workdir / tree / base / "teacher", workdir / tree / name / "teacher"
-            if not dst.exists():
-                shutil.copytree(src, dst, copy_function=os.link, ignore=shutil.ignore_patterns("*.shards", "resume"))
+            for folder in ("teacher", "data_check"):
+                src, dst = workdir / tree / base / folder, workdir / tree / name / folder
+                if src.exists() and not dst.exists():
+                    shutil.copytree(src, dst, copy_function=os.link, ignore=shutil.ignore_patterns(*NOT_REUSED))
 
 
 def run(cmd: list[str], cwd: Path) -> None:

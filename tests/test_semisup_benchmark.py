@@ -210,27 +210,50 @@ def test_a_transcribed_record_is_marked_in_the_tables(root, tmp_path):
     assert table.rstrip().endswith("- toy_1_8_seed0: docs/study.md, run B")
 
 
-def test_reuse_teacher_links_the_untagged_teacher_and_refuses_teacher_settings(tmp_path):
-    work = tmp_path / "work"
+def test_reuse_teacher_links_the_untagged_teacher_and_refuses_teacher_settings(root, tmp_path):
+    work, records = tmp_path / "work", tmp_path / "records"
     teacher = work / "results" / "toy_1_8_seed0" / "teacher"
     (teacher / "checkpoints").mkdir(parents=True)
     (teacher / "model.pt").write_bytes(b"weights")
     (teacher / "checkpoints" / "checkpoint_1.pt").write_bytes(b"c1")
     (teacher / "resume").mkdir()
     (teacher / "resume" / "state.pt").write_bytes(b"partial")
+    for made_with_settings_of_its_own in ("pseudo_masks_unlabeled.h5", "stability_scores.tsv", "checkpoint_masks.h5"):
+        (teacher / made_with_settings_of_its_own).write_bytes(b"x")
+    (work / "results" / "toy_1_8_seed0" / "data_check").mkdir()
+    (work / "results" / "toy_1_8_seed0" / "data_check" / "labeled.digest").write_text("d")
     for tree in ("benchmarks", "logs"):
         (work / tree / "toy_1_8_seed0" / "teacher").mkdir(parents=True)
-    args = Namespace(tag="r25", set=["stpp.reliable_ratio=0.25", "train.strong_augmentation=false"])
-    semisup.reuse_teacher(args, {"toy_1_8_seed0_r25": {}}, work)
-    reused = work / "results" / "toy_1_8_seed0_r25" / "teacher"
+    base = toy_experiment(root, min_labeled=40)
+    base["stpp"] = {"checkpoints": 3, "reliable_ratio": 0.5, "score_tta": False}
+    semisup.write_json(records / "toy_1_8_seed0.json", {"settings": semisup.record_settings(base)})
+
+    def tagged(tag, **changes):
+        e = json.loads(json.dumps(base))
+        for key, value in changes.items():
+            semisup.set_key(e, key.replace("__", "."), value)
+        return Namespace(tag=tag, records=str(records)), {f"toy_1_8_seed0_{tag}": e}
+
+    # a teacher setting given again with the untagged run's value (train.min_labeled) is fine
+    semisup.reuse_teacher(*tagged("tta", stpp__score_tta=True, stpp__reliable_ratio=0.25, train__min_labeled=40,
+                                  train__strong_augmentation=False), work)
+    reused = work / "results" / "toy_1_8_seed0_tta" / "teacher"
     assert (reused / "model.pt").read_bytes() == b"weights"
     assert (reused / "model.pt").stat().st_ino == (teacher / "model.pt").stat().st_ino  # a hard link
     assert (reused / "checkpoints" / "checkpoint_1.pt").exists() and not (reused / "resume").exists()
+    # made again by the tagged run, under its own label.* and stpp.score_tta
+    assert sorted(p.name for p in reused.iterdir()) == ["checkpoints", "model.pt"]
+    # the data check comes along, or the tagged run's own would be newer than the teacher
+    assert (work / "results" / "toy_1_8_seed0_tta" / "data_check" / "labeled.digest").exists()
 
-    with pytest.raises(SystemExit, match="train.lr change the teacher"):
-        semisup.reuse_teacher(Namespace(tag="lr", set=["train.lr=0.1"]), {"toy_1_8_seed0_lr": {}}, work)
+    for tag, key, value in [("lr", "train__lr", 0.1), ("k", "stpp__checkpoints", 2), ("ml", "train__min_labeled", 80)]:
+        with pytest.raises(SystemExit, match=f"{key.replace('__', '.')} differ from .* change the teacher"):
+            semisup.reuse_teacher(*tagged(tag, **{key: value}), work)
     with pytest.raises(SystemExit, match="no teacher"):
-        semisup.reuse_teacher(Namespace(tag="r75", set=[]), {"toy_1_8_seed5_r75": {}}, work)
+        semisup.reuse_teacher(Namespace(tag="r75", records=str(records)), {"toy_1_8_seed5_r75": base}, work)
+    (records / "toy_1_8_seed0.json").unlink()
+    with pytest.raises(SystemExit, match="no record of the untagged run"):
+        semisup.reuse_teacher(*tagged("r25", stpp__reliable_ratio=0.25), work)
 
 
 def test_demo_benchmark_reads_a_finished_seed_and_its_audit(tmp_path):

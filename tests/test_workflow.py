@@ -268,6 +268,34 @@ def test_student1_epochs_lengthens_student1_only(tiny_run):
     assert "--epochs 3 " in by_student["stpp_student2"]  # train.epochs
 
 
+def test_a_reused_teacher_is_not_retrained_and_its_pseudo_labels_are_made_again(tiny_run, tmp_path):
+    """benchmarks/semisup.py --reuse-teacher on a finished run: the tagged experiment (here with
+    the paper's TTA scoring) labels and scores with the reused teacher but never re-trains it.
+    It re-trained it once the workflow had its data check (newer than the linked teacher), and it
+    would have kept the untagged run's no-TTA scores had they been linked too."""
+    import importlib.util
+    from argparse import Namespace
+    spec = importlib.util.spec_from_file_location("semisup", REPO / "benchmarks" / "semisup.py")
+    semisup = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(semisup)
+    workdir, _ = tiny_run
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    base = config["experiments"]["tiny"]
+    absolute = lambda e: {**e, "data": {**e["data"], "root": str(workdir / e["data"]["root"])}}  # noqa: E731
+    semisup.write_json(tmp_path / "tiny.json", {"settings": semisup.record_settings(absolute(base))})
+    tagged = yaml.safe_load(yaml.safe_dump(base))
+    tagged["stpp"]["score_tta"] = True
+    semisup.reuse_teacher(Namespace(tag="tta", records=str(tmp_path)), {"tiny_tta": absolute(tagged)}, workdir)
+    config["experiments"]["tiny_tta"] = tagged
+    path = workdir / "tiny_reuse.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", "-p", "--configfile", str(path), "--directory", str(workdir), "results/tiny_tta/summary.tsv")
+    rules = planned_rules(proc)
+    assert {"label_shard", "score_shard", "train_student"} <= rules
+    assert not rules & {"train_teacher", "check_data", "make_demo"}, rules
+    assert "stages.score" in proc.stdout and "--tta" in proc.stdout.split("stages.score")[1].split("\n")[0]
+
+
 def test_third_round_adds_student3_to_the_plan(tiny_run):
     workdir, _ = tiny_run
     proc = snakemake("-n", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir),
