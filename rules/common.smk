@@ -199,17 +199,18 @@ def train_args(wildcards, checkpoints=1):
             checkpoints=checkpoints, seed=t["seed"], batch_size=t["batch_size"],
             amp=t["amp"], crop_size=t["crop_size"], base_size=t["base_size"], scale_range=t["scale_range"],
             strong=t["strong_augmentation"], min_labeled=t["min_labeled"], val=val, eval_every=t["val_every"] or None,
-            save_every_minutes=t["save_every_minutes"], sync_bn=t["sync_bn"] if t["gpus"] > 1 else None,
+            sync_bn=t["sync_bn"] if t["gpus"] > 1 else None,
         ),
     ])
 
 
 def train_runtime_args(wildcards, threads):
-    """A training job's device, threads, workers and speed switches: how fast, not what it
-    learns, so a changed thread count re-trains nothing. With several processes (train.gpus)
-    the job's threads are shared among them."""
+    """A training job's device, threads, workers, speed switches and how often it saves its
+    resume state: how it runs, not what it learns, so changing them re-trains nothing. With
+    several processes (train.gpus) the job's threads are shared among them."""
     t = exp(wildcards)["train"]
-    return runtime_args(max(1, threads // t["gpus"]), workers=t["workers"], training=True)
+    return " ".join([runtime_args(max(1, threads // t["gpus"]), workers=t["workers"], training=True),
+                     _args(save_every_minutes=t["save_every_minutes"])])
 
 
 def trainer(wildcards):

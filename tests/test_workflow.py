@@ -231,13 +231,14 @@ def test_changing_r_reruns_split_and_downstream_only(tiny_run):
         == set()
 
 
-def test_a_training_setting_retrains_and_a_thread_count_does_not(tiny_run):
+def test_a_training_setting_retrains_and_how_a_job_runs_does_not(tiny_run):
     """Training settings are params that Snakemake's params trigger sees: a params function that
     takes threads is 'derived' and left out of it, so the settings must not pass through one
-    (they did: changing train.lr or train.batch_size re-trained nothing)."""
+    (they did: changing train.lr or train.batch_size re-trained nothing). The thread count and
+    how often the resume state is saved change how a job runs, not the model: no re-run."""
     workdir, _ = tiny_run
     for section, key, value, retrained in [("train", "lr", 0.03, True), ("train", "batch_size", 4, True),
-                                           ("resources", "threads", 2, False)]:
+                                           ("resources", "threads", 2, False), ("train", "save_every_minutes", 5, False)]:
         config = yaml.safe_load((workdir / "tiny.yaml").read_text())
         if section == "resources":
             config["resources"]["train"][key] = value
