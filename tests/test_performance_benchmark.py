@@ -3,11 +3,8 @@ never here), and its stage runs parse what the stages write."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from argparse import Namespace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,11 +14,9 @@ from stages.make_demo import make_demo
 from stages.seg.io import save_model
 from stages.seg.models import build_model
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))  # performance.py imports semisup.py beside it
-_spec = importlib.util.spec_from_file_location("performance", REPO / "benchmarks" / "performance.py")
-performance = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(performance)
+import benchmark_scripts
+
+performance = benchmark_scripts.load("performance")
 
 
 def test_the_plain_training_data_is_crops_of_the_list_with_void_ignored(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -18,10 +17,10 @@ from PIL import Image
 from stages.seg.data import Sample, read_split_list, write_split_list
 from stages.seg.maskstore import MaskStoreWriter
 
+import benchmark_scripts
+
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("semisup", REPO / "benchmarks" / "semisup.py")
-semisup = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(semisup)
+semisup = benchmark_scripts.load("semisup")
 
 
 @pytest.fixture
@@ -259,12 +258,7 @@ def test_reuse_teacher_links_the_untagged_teacher_and_refuses_teacher_settings(r
 def test_demo_benchmark_reads_a_finished_seed_and_its_audit(tmp_path):
     """benchmarks/demo.py on a seed folder whose run is done: no run, the summary and the audit
     read back (it called pseudo_mask_audit with an old signature once)."""
-    import sys
-
-    sys.modules["semisup"] = semisup  # demo.py imports it by name, as from benchmarks/
-    spec = importlib.util.spec_from_file_location("demo_benchmark", REPO / "benchmarks" / "demo.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = benchmark_scripts.load("demo")  # it imports semisup by name, the module above
     results = tmp_path / "seed0" / "results" / "demo"
     (results / "audit").mkdir(parents=True)
     (results / "summary.tsv").write_text("method\tmiou\nSupOnly\t40.0\nST\t45.0\n")

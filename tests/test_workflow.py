@@ -19,6 +19,8 @@ from stages.seg.data import read_split_list
 from stages.seg.io import load_model
 from stages.seg.maskstore import MaskStore
 
+import benchmark_scripts
+
 REPO = Path(__file__).resolve().parents[1]
 CAMVID = REPO.parent / "shared" / "data" / "camvid"
 
@@ -274,11 +276,8 @@ def test_a_reused_teacher_is_not_retrained_and_its_pseudo_labels_are_made_again(
     the paper's TTA scoring) labels and scores with the reused teacher but never re-trains it.
     It re-trained it once the workflow had its data check (newer than the linked teacher), and it
     would have kept the untagged run's no-TTA scores had they been linked too."""
-    import importlib.util
     from argparse import Namespace
-    spec = importlib.util.spec_from_file_location("semisup", REPO / "benchmarks" / "semisup.py")
-    semisup = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(semisup)
+    semisup = benchmark_scripts.load("semisup")
     workdir, _ = tiny_run
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     base = config["experiments"]["tiny"]
@@ -377,7 +376,8 @@ def test_labeling_with_best_on_validation_weights(tmp_path):
     config["experiments"]["tiny"]["label"]["shards"] = 1  # one labeling job is enough here
     path.write_text(yaml.safe_dump(config))
     pseudo = "results/tiny/teacher/pseudo_masks_unlabeled.h5"
-    snakemake("--cores", "2", "--configfile", str(path), "--directory", str(tmp_path), pseudo)
+    trained = snakemake("--cores", "2", "-p", "--configfile", str(path), "--directory", str(tmp_path), pseudo)
+    assert "--val resources/demo/val.txt --eval-every 1" in trained.stdout + trained.stderr
     config["experiments"]["tiny"]["label"]["weights"] = "best"
     path.write_text(yaml.safe_dump(config))
     proc = snakemake("-n", "-p", "--configfile", str(path), "--directory", str(tmp_path), pseudo)
