@@ -1,4 +1,5 @@
-"""The real `snakemake` command on the shipped configs and on a tiny end-to-end config."""
+"""The real `snakemake` command on a tiny end-to-end config, and the tests that share its run
+(the shipped configs: tests/test_workflow_configs.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from stages.seg.maskstore import MaskStore
 import benchmark_scripts
 
 REPO = Path(__file__).resolve().parents[1]
-CAMVID = REPO.parent / "shared" / "data" / "camvid"
 
 
 def snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
@@ -40,61 +40,6 @@ def planned_rules(proc: subprocess.CompletedProcess) -> set[str]:
         return set()
     table = text.split("Job stats:")[1].split("\n\n")[0].splitlines()[3:]
     return {line.split()[0] for line in table if line.split() and line.split()[0] != "total"}
-
-
-def test_lint_is_clean():
-    proc = snakemake("--lint")
-    assert "Congratulations" in proc.stdout + proc.stderr
-
-
-def test_dry_run_default_config():
-    proc = snakemake("-n", "--directory", str(REPO))
-    assert proc.returncode == 0
-
-
-@pytest.mark.parametrize("name", ["camvid", "msrc21"])
-def test_dry_run_real_data_configs(name):
-    if not (CAMVID.parent / name).is_dir():
-        pytest.skip(f"../shared/data/{name} is not beside the repo")
-    # --forceall: plan every job even where an earlier run left results in this checkout
-    rules = planned_rules(snakemake("-n", "--forceall", "--configfile", f"config/{name}.yaml", "--directory", str(REPO)))
-    assert {"train_teacher", "score_shard", "merge_score_shards", "split_reliable", "train_student", "summarize"} <= rules
-    assert "make_demo" not in rules  # --configfile replaces the demo, not extends it
-
-
-@pytest.mark.parametrize("name", ["pascal", "cityscapes"])
-def test_dry_run_paper_configs(tmp_path, name):
-    """The paper configs dry-run once their data root (with split lists) exists."""
-    config = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
-    for experiment in config["experiments"].values():
-        data = experiment["data"]
-        data["root"] = str(tmp_path / "data")
-        for key in ("labeled", "unlabeled", "val"):
-            path = tmp_path / "data" / data[key]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("img/a.png mask/a.png\n")
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    rules = planned_rules(snakemake("-n", "--configfile", str(tmp_path / "config.yaml"), "--directory", str(tmp_path)))
-    assert {"train_teacher", "label_shard", "merge_label_shards", "train_student", "evaluate"} <= rules
-
-
-def test_config_typo_is_an_error_naming_the_key(tmp_path):
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["experiments"]["demo"]["train"]["epoch"] = 3  # misspelt 'epochs'
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    proc = snakemake("-n", "--configfile", str(tmp_path / "config.yaml"), "--directory", str(tmp_path), check=False)
-    assert proc.returncode != 0
-    assert "'epoch' was unexpected" in proc.stderr + proc.stdout
-
-
-def test_config_bad_device_is_an_error_naming_the_key(tmp_path):
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["device"] = "gpu"
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    proc = snakemake("-n", "--configfile", str(tmp_path / "config.yaml"), "--directory", str(tmp_path), check=False)
-    text = proc.stderr + proc.stdout
-    assert proc.returncode != 0
-    assert "'gpu' does not match" in text and "device" in text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,49 +303,3 @@ def test_data_changes_rerun_exactly_the_jobs_that_read_them(tiny_run):
     snakemake(*args, "results/tiny/data_check/manifest.tsv")
     assert planned_rules(snakemake("-n", *args)) == set()
     assert {m: (results / m / "model.pt").stat().st_mtime_ns for m in trained} == trained
-
-
-def test_labeling_with_best_on_validation_weights(tmp_path):
-    """label.weights: best (the reference code) labels with best.pt and needs train.val_every."""
-    config = yaml.safe_load(yaml.safe_dump(TINY))
-    config["experiments"]["tiny"]["label"]["weights"] = "best"
-    path = tmp_path / "best.yaml"
-    path.write_text(yaml.safe_dump(config))
-    proc = snakemake("-n", "--configfile", str(path), "--directory", str(tmp_path), check=False)
-    assert proc.returncode != 0 and "set val_every > 0" in proc.stdout + proc.stderr
-
-    # Label with the final weights first; switching to best must re-label, not re-train (the
-    # choice of weights was a params function of the input, which the params trigger skips).
-    config["experiments"]["tiny"]["train"]["val_every"] = 1
-    config["experiments"]["tiny"]["label"]["weights"] = "final"
-    config["experiments"]["tiny"]["label"]["shards"] = 1  # one labeling job is enough here
-    path.write_text(yaml.safe_dump(config))
-    pseudo = "results/tiny/teacher/pseudo_masks_unlabeled.h5"
-    trained = snakemake("--cores", "2", "-p", "--configfile", str(path), "--directory", str(tmp_path), pseudo)
-    assert "--val resources/demo/val.txt --eval-every 1" in trained.stdout + trained.stderr
-    config["experiments"]["tiny"]["label"]["weights"] = "best"
-    path.write_text(yaml.safe_dump(config))
-    proc = snakemake("-n", "-p", "--configfile", str(path), "--directory", str(tmp_path), pseudo)
-    assert planned_rules(proc) == {"label_shard", "merge_label_shards"}
-    assert "stages.label --model results/tiny/teacher/best.pt" in proc.stdout
-
-
-def test_shipped_demo_config_runs_to_a_summary(tmp_path):
-    """The default run's own settings (the packaged ImageNet EfficientNet-Lite0, the demo data
-    generator, TTA as configured), shrunk to a few tiny images and three epochs: every method gets a
-    finite mIoU in the summary. Whether ST beats SupOnly is measured by benchmarks/demo.py."""
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["demo"].update({"num_labeled": 2, "num_unlabeled": 4, "num_val": 2, "size": 32})
-    (experiment,) = config["experiments"].values()
-    experiment["train"].update({"epochs": 3, "batch_size": 2, "crop_size": 32, "min_labeled": 4})
-    config["resources"] = TINY["resources"]
-    path = tmp_path / "demo_tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    (name,) = config["experiments"]
-    # the summary alone: the audit and figure jobs are the tiny run's (test_end_to_end_artifacts)
-    snakemake("--cores", "2", "--configfile", str(path), "--directory", str(tmp_path), f"results/{name}/summary.tsv")
-    with open(tmp_path / "results" / name / "summary.tsv") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    assert [r["method"] for r in rows] == ["SupOnly", "ST", "ST++ student 1", "ST++ final"]
-    assert all(np.isfinite(float(r["miou"])) for r in rows)
-    assert all(set(r) == {"method", "miou", *experiment["data"]["class_names"]} for r in rows)
