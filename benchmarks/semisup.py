@@ -189,7 +189,8 @@ NOT_REUSED = ("*.shards", "resume", "pseudo_masks_*", "stability_scores*", "chec
 def reuse_teacher(args, experiments: dict, workdir: Path) -> None:
     """Hard-link the untagged run's teacher (its training and evaluation outputs, logs and times)
     and its data check into each tagged experiment. The data check comes along because the
-    tagged experiment's own, run anew, would be newer than the teacher and re-train it. Refused
+    tagged experiment's own, run anew, would be newer than the teacher and re-train it (for the
+    same reason it is dated before the teacher: date_data_check_before_teacher). Refused
     when a teacher setting differs from the untagged run's record."""
     if not args.tag:
         raise SystemExit("--reuse-teacher needs --tag: it reuses the untagged run's teacher")
@@ -211,6 +212,24 @@ def reuse_teacher(args, experiments: dict, workdir: Path) -> None:
                 src, dst = workdir / tree / base / folder, workdir / tree / name / folder
                 if src.exists() and not dst.exists():
                     shutil.copytree(src, dst, copy_function=os.link, ignore=shutil.ignore_patterns(*NOT_REUSED))
+        date_data_check_before_teacher(workdir / "results" / name)
+
+
+def date_data_check_before_teacher(results: Path) -> None:
+    """The untagged run's data check re-runs whenever the data's file times change (a new
+    checkout, a restored disk) and rewrites its digests, newer than its teacher. Its own
+    experiment keeps the teacher: Snakemake's metadata holds the digests' unchanged checksums.
+    The tagged experiment has no metadata for the reused files, so there the newer digests alone
+    would re-train the teacher. Its data check is therefore a copy (not a link, whose time is
+    the untagged file's) dated a second before the teacher's oldest output."""
+    teacher = [results / "teacher" / f for f in ("model.pt", "checkpoints", "train_log.tsv")]
+    before = min(p.stat().st_mtime for p in teacher if p.exists()) - 1
+    for path in (results / "data_check").iterdir():
+        if path.is_file() and path.stat().st_mtime > before:
+            copy = path.with_name(path.name + ".copy")
+            shutil.copyfile(path, copy)
+            copy.replace(path)  # a new file in place of the link; the untagged run's is untouched
+            os.utime(path, (before, before))
 
 
 def run(cmd: list[str], cwd: Path) -> None:

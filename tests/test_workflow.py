@@ -219,11 +219,20 @@ def test_student1_epochs_lengthens_student1_only(tiny_run):
 def test_a_reused_teacher_is_not_retrained_and_its_pseudo_labels_are_made_again(tiny_run, tmp_path):
     """benchmarks/semisup.py --reuse-teacher on a finished run: the tagged experiment (here with
     the paper's TTA scoring) labels and scores with the reused teacher but never re-trains it.
-    It re-trained it once the workflow had its data check (newer than the linked teacher), and it
-    would have kept the untagged run's no-TTA scores had they been linked too."""
+    It re-trained it once the workflow had its data check (newer than the linked teacher), it
+    would have kept the untagged run's no-TTA scores had they been linked too, and it re-trained
+    it again when the untagged run's data check had re-run after its teacher (as after every
+    change of the data's file times), its digests newer than the teacher."""
     from argparse import Namespace
     semisup = benchmark_scripts.load("semisup")
     workdir, _ = tiny_run
+    for path in (workdir / "resources" / "demo").rglob("*.png"):
+        os.utime(path)  # the untagged check re-runs and rewrites its digests after the teacher
+    snakemake("--cores", "1", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir),
+              "results/tiny/data_check/manifest.tsv")
+    digest = workdir / "results" / "tiny" / "data_check" / "labeled.digest"
+    assert digest.stat().st_mtime > (workdir / "results" / "tiny" / "teacher" / "model.pt").stat().st_mtime
+    untagged_time = digest.stat().st_mtime_ns
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     base = config["experiments"]["tiny"]
     absolute = lambda e: {**e, "data": {**e["data"], "root": str(workdir / e["data"]["root"])}}  # noqa: E731
@@ -239,6 +248,7 @@ def test_a_reused_teacher_is_not_retrained_and_its_pseudo_labels_are_made_again(
     assert {"label_shard", "score_shard", "train_student"} <= rules
     assert not rules & {"train_teacher", "check_data", "make_demo"}, rules
     assert "stages.score" in proc.stdout and "--tta" in proc.stdout.split("stages.score")[1].split("\n")[0]
+    assert digest.stat().st_mtime_ns == untagged_time  # the untagged run's own files are untouched
 
 
 def test_third_round_adds_student3_to_the_plan(tiny_run):
