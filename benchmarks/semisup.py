@@ -178,6 +178,7 @@ def make_config(args, workdir: Path) -> tuple[Path, dict]:
 # run labels and scores with it again (label.*, stpp.score_tta). stpp.checkpoints is not among
 # them: K sets which checkpoints the teacher kept.
 TEACHER_FREE = ("stpp.reliable_ratio", "stpp.selection", "stpp.score_tta", "stpp.student1_epochs",
+                "stpp.student_schedule",
                 "train.strong_augmentation", "label.")
 # What is not brought along: the teacher's pseudo-masks and stability scores (made under the
 # tagged run's label.* and stpp.score_tta; hard-linked, Snakemake would take them as they are,
@@ -242,15 +243,16 @@ def evaluate_on_test(name: str, e: dict, workdir: Path, cores: int) -> None:
     for _, model in METHODS:
         folder = workdir / "results" / name / model
         out = folder / "metrics_test.json"
+        per_image = folder / "per_image_confusion_test.npz"
         if not (folder / "model.pt").exists():  # a method this run does not train
             continue
-        if out.exists() and out.stat().st_mtime > (folder / "model.pt").stat().st_mtime:
+        if per_image.exists() and out.exists() and out.stat().st_mtime > (folder / "model.pt").stat().st_mtime:
             continue
         run([sys.executable, "-m", "stages.evaluate", "--model", str(folder / "model.pt"),
              "--list", str(Path(data["root"]) / "test.txt"), "--data-root", data["root"],
              "--num-classes", str(data["num_classes"]), "--ignore-labels", *map(str, data.get("ignore_labels", [])),
              "--class-names", *data.get("class_names", map(str, range(data["num_classes"]))),
-             "--threads", str(cores), "--out", str(out)], workdir)
+             "--threads", str(cores), "--out", str(out), "--per-image", str(per_image)], workdir)
 
 
 def pseudo_mask_audit(name: str, workdir: Path) -> dict:

@@ -182,6 +182,24 @@ def train_epochs(wildcards):
     return e["train"]["epochs"]
 
 
+def model_name(wildcards):
+    """The trained model's name (teacher, st_student, stpp_student1, ...), which seeds its random
+    initialisation under train.init: per_model; None under train.init: shared."""
+    if exp(wildcards)["train"]["init"] == "shared":
+        return None
+    return getattr(wildcards, "student", None) or "teacher"
+
+
+def teacher_epochs(wildcards):
+    """For a student under stpp.student_schedule: labeled_passes, the teacher's epochs, from
+    which the trainer sets the student's (see stages.train.schedule_epochs); None for the
+    teacher and under the paper's equal-epochs rule."""
+    e = exp(wildcards)
+    if getattr(wildcards, "student", None) and e["stpp"]["student_schedule"] == "labeled_passes":
+        return e["train"]["epochs"]
+    return None
+
+
 def train_args(wildcards, checkpoints=1):
     """A training job's settings: everything that changes the model. They are a params function
     of wildcards alone, because Snakemake's params rerun trigger skips ("derived") params functions
@@ -196,7 +214,8 @@ def train_args(wildcards, checkpoints=1):
         _args(
             epochs=train_epochs(wildcards), lr=t["lr"], head_lr_multiplier=t["head_lr_multiplier"],
             momentum=t["momentum"], weight_decay=t["weight_decay"], poly_power=t["poly_power"],
-            checkpoints=checkpoints, seed=t["seed"], batch_size=t["batch_size"],
+            checkpoints=checkpoints, seed=t["seed"], model_name=model_name(wildcards),
+            teacher_epochs=teacher_epochs(wildcards), batch_size=t["batch_size"],
             amp=t["amp"], crop_size=t["crop_size"], base_size=t["base_size"], scale_range=t["scale_range"],
             strong=t["strong_augmentation"], min_labeled=t["min_labeled"], val=val, eval_every=t["val_every"] or None,
             sync_bn=t["sync_bn"] if t["gpus"] > 1 else None,

@@ -7,7 +7,9 @@ rule evaluate:
         images=lambda wildcards: split_list(wildcards.experiment, "val"),
         data=checked_digests("val"),
     output:
-        "results/{experiment}/{model}/metrics.json",
+        metrics="results/{experiment}/{model}/metrics.json",
+        # each image's confusion matrix: what a paired bootstrap over images resamples
+        per_image="results/{experiment}/{model}/per_image_confusion.npz",
     params:
         data=data_args,
         class_names=lambda wildcards: shlex.join(class_names(wildcards)),
@@ -24,7 +26,8 @@ rule evaluate:
         "../envs/stpp.yaml"
     shell:
         "python -m stages.evaluate --model {input.model} --list {input.images} {params.data}"
-        " --class-names {params.class_names} {params.window} {params.runtime} --out {output} > {log} 2>&1"
+        " --class-names {params.class_names} {params.window} {params.runtime} --out {output.metrics}"
+        " --per-image {output.per_image} > {log} 2>&1"
 
 
 rule summarize:

@@ -6,16 +6,23 @@
 One confusion matrix over the whole list; ground-truth pixels outside [0, C) are skipped;
 IoU_c = TP / (TP + FP + FN) and mIoU is the nan-mean over classes. Whole image, single scale by
 default (the reference code); ``--window`` turns on sliding-window inference (stride 2/3 of it).
+
+``--per-image`` also writes every image's own confusion matrix, compressed (``numpy.savez_compressed``:
+``ids``, the list's image ids in order, and ``confusion``, an (N, C, C) int64 array, rows = truth):
+what a paired bootstrap over images needs to compare two models (benchmarks/semisup.py).
 """
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
+import torch
+
 from .seg import cli, speed
 from .seg.data import EvalDataset, read_split_list
 from .seg.inference import accumulate_confusion
-from .seg.files import write_json
+from .seg.files import atomic_path, write_json
 from .seg.io import load_model, resolve_device
 from .seg.metrics import iou_per_class, mean_iou, pixel_accuracy
 
@@ -27,6 +34,7 @@ def build_parser():
     p.add_argument("--model", required=True, help="model checkpoint")
     p.add_argument("--list", required=True, help="split list with ground-truth masks")
     p.add_argument("--out", required=True, help="metrics.json to write")
+    p.add_argument("--per-image", default=None, help="per_image_confusion.npz to write (see above)")
     p.add_argument("--class-names", nargs="*", default=None, help="one name per class (default: 0..C-1)")
     p.add_argument("--window", type=int, default=None, help="sliding-window size (none: whole image)")
     p.add_argument("--stride", type=int, default=None, help="sliding-window stride (default: 2/3 of the window)")
@@ -48,6 +56,19 @@ def metrics_from_confusion(cm, class_names) -> dict:
     }
 
 
+def write_per_image_confusion(path, per_image: dict) -> None:
+    ids = list(per_image)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, ids=np.array(ids), confusion=torch.stack([per_image[i] for i in ids]).numpy())
+
+
+def read_per_image_confusion(path) -> tuple[list[str], np.ndarray]:
+    """(ids, (N, C, C) confusion matrices) of a --per-image file."""
+    with np.load(path) as data:
+        return [str(i) for i in data["ids"]], data["confusion"]
+
+
 def evaluate(args) -> None:
     names = args.class_names or [str(c) for c in range(args.num_classes)]
     if len(names) != args.num_classes:
@@ -57,9 +78,13 @@ def evaluate(args) -> None:
     dataset = EvalDataset(args.data_root, read_split_list(args.list, need_masks=True), args.num_classes,
                           args.ignore_labels)
     log.info("evaluating %s on %d images of %s", args.model, len(dataset), args.list)
+    per_image = {} if args.per_image else None
     cm = accumulate_confusion(model, dataset, args.num_classes, args.batch_size, args.workers, device,
-                              args.window, args.stride, speed.amp_dtype(args.amp, device), args.prefetch_factor)
+                              args.window, args.stride, speed.amp_dtype(args.amp, device), args.prefetch_factor,
+                              per_image)
     metrics = {"model": str(args.model), "list": str(args.list), **metrics_from_confusion(cm, names)}
+    if per_image is not None:
+        write_per_image_confusion(args.per_image, per_image)
     write_json(args.out, metrics)
     log.info("mIoU %.4f, pixel accuracy %.4f -> %s", metrics["miou"], metrics["pixel_accuracy"], args.out)
 

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .seg import cli, distributed, speed
-from .seg.data import DataError, EvalDataset, SeededSamples, epoch_batches, read_split_list, training_set
+from .seg.data import DataError, EvalDataset, SeededSamples, epoch_batches, read_split_list, repeats, training_set
 from .seg.inference import accumulate_confusion
 from .seg.files import atomic_path, load_torch, remove_stale_temporaries, save_torch, write_text
 from .seg.io import resolve_device, save_model
@@ -101,7 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--weight-decay", type=float, default=1e-4)
     o.add_argument("--poly-power", type=float, default=0.9)
     o.add_argument("--checkpoints", type=int, default=1, help="K: checkpoints at epochs floor(jE/K), j=1..K")
-    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--seed", type=int, default=0, help="train.seed: data order, augmentation and (with --model-name) "
+                   "the model's initialisation")
+    o.add_argument("--model-name", default=None,
+                   help="the model's name in the run (teacher, st_student, stpp_student1, ...): its random "
+                        "initialisation is drawn from a seed of (--seed, this name), so that no student starts "
+                        "where the teacher did (none: from --seed itself, one start shared by every model)")
+    o.add_argument("--teacher-epochs", type=int, default=None,
+                   help="a student's labeled-passes schedule: train at least as many epochs as it takes to see "
+                        "every labeled image as often as a teacher of this many epochs (over-sampled to "
+                        "--min-labeled) did, and at least that teacher's iterations (none: --epochs, the paper's "
+                        "equal-epochs rule)")
     o.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (CUDA only)")
     a = p.add_argument_group("augmentation")
     a.add_argument("--crop-size", type=int, default=321)
@@ -126,6 +136,34 @@ def checkpoint_epochs(epochs: int, k: int) -> dict[int, int]:
     if not 1 <= k <= epochs:
         raise ValueError(f"--checkpoints must be between 1 and --epochs ({epochs}), got {k}")
     return {math.floor(j * epochs / k): j for j in range(1, k + 1)}
+
+
+def init_seed(seed: int, model_name: str | None) -> int:
+    """The seed of a model's random initialisation: ``seed`` itself without a name, else one drawn
+    from (seed, name), so that each model of a run starts from its own random head (the paper
+    re-initialises the student; the reference code draws each from its running RNG) while a
+    re-run of the same model starts where it did before."""
+    if model_name is None:
+        return seed
+    digest = hashlib.sha256(f"{seed}:{model_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def schedule_epochs(epochs: int, num_labeled: int, num_pseudo: int, batch_size: int, min_labeled: int,
+                    teacher_epochs: int | None) -> int:
+    """A student's epochs. ``teacher_epochs`` None: ``epochs`` (the paper: as many epochs as the
+    teacher). Otherwise the labeled-passes rule: enough epochs that the student sees each labeled
+    image at least as often as the teacher did (teacher_epochs x its repeats up to ``min_labeled``)
+    and trains at least the teacher's iterations. Under the equal-epochs rule a student whose
+    pseudo-labeled set is small (ST++ student 1: the reliable half) repeats the labeled list fewer
+    times per epoch than the teacher, and so sees each labeled image less often than the teacher."""
+    if teacher_epochs is None or not num_pseudo:
+        return epochs
+    teacher_repeats, student_repeats = repeats(num_labeled, min_labeled), repeats(num_labeled, num_pseudo)
+    teacher_iters = teacher_epochs * (num_labeled * teacher_repeats // batch_size)
+    student_iters = (num_labeled * student_repeats + num_pseudo) // batch_size
+    return max(epochs, math.ceil(teacher_epochs * teacher_repeats / student_repeats),
+               math.ceil(teacher_iters / max(1, student_iters)))
 
 
 def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
@@ -192,10 +230,16 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
     out_dir = Path(args.out_dir)
     spec = {"arch": args.arch, "backbone": args.backbone, "num_classes": args.num_classes,
             "output_stride": args.output_stride, "head_channels": args.head_channels}
-    ckpt_at = checkpoint_epochs(args.epochs, args.checkpoints)
-
     labeled = read_split_list(args.labeled, need_masks=True)
     pseudo = [(read_split_list(lst), store) for lst, store in args.pseudo]
+    num_pseudo = sum(len(s) for s, _ in pseudo)
+    epochs = schedule_epochs(args.epochs, len(labeled), num_pseudo, args.batch_size, args.min_labeled,
+                             args.teacher_epochs)
+    if epochs != args.epochs:
+        log.info("labeled-passes schedule: %d epochs instead of %d, to see each labeled image as often as the "
+                 "teacher's %d epochs did", epochs, args.epochs, args.teacher_epochs)
+        args.epochs = epochs  # from here on the epochs this job trains (the fingerprint has both inputs)
+    ckpt_at = checkpoint_epochs(args.epochs, args.checkpoints)
     dataset = SeededSamples(training_set(
         args.data_root, labeled, pseudo,
         WeakAugment(args.crop_size, args.base_size, tuple(args.scale_range)),
@@ -214,7 +258,7 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
              len(labeled), len(dataset) - sum(len(s) for s, _ in pseudo), sum(len(s) for s, _ in pseudo),
              iters_per_epoch, device, f" and {world.size - 1} more processes" if world.size > 1 else "")
 
-    torch.manual_seed(args.seed)
+    torch.manual_seed(init_seed(args.seed, args.model_name))
     net = build_model(pretrained=args.pretrained, **spec).to(device)  # the weights that are saved
     speed.configure_backends(device, args.cudnn_benchmark)
     if speed.channels_last_wanted(args.channels_last, device, args.backbone, training=True):

@@ -249,3 +249,63 @@ def test_cuda_is_pinned_only_where_the_scheduler_did_not(monkeypatch, tmp_path):
     assert io.resolve_device("auto") == torch.device("cuda")
     for handle in io._claimed:
         handle.close()
+
+
+@pytest.mark.parametrize("num_pseudo,expected", [
+    (156, 60),  # MSRC-21 1/8 student 1: labeled x 4 + 156 reliable; the teacher saw each image 8 x 30 times
+    (312, 30),  # ST and student 2: labeled x 8 + 312, the teacher's repeats already
+    (0, 30),    # the teacher itself
+])
+def test_labeled_passes_schedule(num_pseudo, expected):
+    epochs = train.schedule_epochs(30, 44, num_pseudo, 8, 352, teacher_epochs=30)
+    assert epochs == expected
+    if num_pseudo:
+        student_repeats = math.ceil(num_pseudo / 44)
+        assert epochs * student_repeats >= 30 * 8  # every labeled image at least as often as the teacher
+        assert epochs * ((44 * student_repeats + num_pseudo) // 8) >= 30 * (352 // 8)  # the teacher's iterations
+    assert train.schedule_epochs(30, 44, num_pseudo, 8, 352, teacher_epochs=None) == 30  # the paper's rule
+
+
+def test_labeled_passes_schedule_bounds_hold_for_any_sizes():
+    """Every student under the rule sees each labeled image at least as often as the teacher and
+    trains at least its iterations, whatever the list sizes and batch."""
+    for labeled in (1, 3, 22, 44, 100):
+        for pseudo in (1, 4, 44, 156, 334):
+            for batch, min_labeled, teacher_epochs in ((2, 8, 3), (8, 352, 30), (16, 200, 80)):
+                t_rep, s_rep = math.ceil(min_labeled / labeled), math.ceil(pseudo / labeled)
+                if (labeled * s_rep + pseudo) < batch:
+                    continue  # less than one batch: the trainer refuses it
+                epochs = train.schedule_epochs(1, labeled, pseudo, batch, min_labeled, teacher_epochs)
+                assert epochs * s_rep >= teacher_epochs * max(1, t_rep)
+                assert epochs * ((labeled * s_rep + pseudo) // batch) >= teacher_epochs * (labeled * max(1, t_rep) // batch)
+
+
+def initial_weights(demo: Path, out: Path, monkeypatch, *extra: str) -> dict:
+    """The state of the model as the trainer built it, before its first step (a test hook on the
+    trainer's build_model)."""
+    built = {}
+
+    def capture(*args, **kwargs):
+        net = build(*args, **kwargs)
+        built.update({k: v.clone() for k, v in net.state_dict().items()})
+        return net
+
+    build = train.build_model
+    monkeypatch.setattr(train, "build_model", capture)
+    run_train(demo, out, "--epochs", "1", *extra)
+    monkeypatch.setattr(train, "build_model", build)
+    return built
+
+
+def test_each_model_starts_from_its_own_head(demo, tmp_path, monkeypatch):
+    teacher = initial_weights(demo, tmp_path / "a", monkeypatch, "--model-name", "teacher")
+    student = initial_weights(demo, tmp_path / "b", monkeypatch, "--model-name", "st_student")
+    again = initial_weights(demo, tmp_path / "c", monkeypatch, "--model-name", "teacher")
+    shared = [initial_weights(demo, tmp_path / d, monkeypatch) for d in ("d", "e")]
+    head = [k for k in teacher if k.startswith("classifier") or "head" in k or "aspp" in k]
+    weights = [k for k in head if k.endswith("weight") and teacher[k].dim() > 1]
+    assert weights, sorted(teacher)[:20]
+    assert all(not torch.equal(teacher[k], student[k]) for k in weights)  # two models of one run
+    assert all(torch.equal(teacher[k], again[k]) for k in teacher)  # the same model of two runs
+    assert all(torch.equal(shared[0][k], shared[1][k]) for k in teacher)  # train.init: shared
+    assert train.init_seed(3, None) == 3 and train.init_seed(3, "teacher") != train.init_seed(4, "teacher")

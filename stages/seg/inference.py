@@ -154,10 +154,18 @@ def accumulate_confusion(
     stride: int | None = None,
     amp_dtype: torch.dtype | None = None,
     prefetch_factor: int = 2,
+    per_image: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """One confusion matrix over a whole evaluation set of ``(id, image, mask)`` items."""
+    """One confusion matrix over a whole evaluation set of ``(id, image, mask)`` items; with
+    ``per_image`` (a dict), each image's own matrix is also stored there under its id (what a
+    paired bootstrap over images resamples)."""
     cm = torch.zeros((num_classes, num_classes), dtype=torch.int64)
-    for _, images, masks in batches_by_size(dataset, batch_size, num_workers, device, "evaluated", prefetch_factor):
+    for ids, images, masks in batches_by_size(dataset, batch_size, num_workers, device, "evaluated", prefetch_factor):
         pred = predict(model, images, window=window, stride=stride, amp_dtype=amp_dtype).cpu()
-        cm += confusion_matrix(pred, torch.stack(masks), num_classes)
+        if per_image is None:
+            cm += confusion_matrix(pred, torch.stack(masks), num_classes)
+            continue
+        for image_id, p, mask in zip(ids, pred, masks):
+            per_image[image_id] = confusion_matrix(p, mask, num_classes)
+            cm += per_image[image_id]
     return cm
