@@ -36,6 +36,7 @@ rule all:
         # so that a data check that failed (and lost its outputs) runs again until the data passes
         data_checks=expand("results/{experiment}/data_check/manifest.tsv", experiment=EXPERIMENTS),
         audits=audit_targets(),
+        test_metrics=test_targets(),
     default_target: True
 
 

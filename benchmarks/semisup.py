@@ -1,46 +1,48 @@
 """Multi-seed SupOnly / ST / ST++ benchmark: runs the workflow per split seed and tabulates it.
 
     python benchmarks/semisup.py --dataset msrc21 [--seeds 0 1 2] [--splits 1_8] [--cores 2] \\
-        [--set train.strong_augmentation=false --tag no_strong --methods ST --reuse-teacher] \\
-        [--workdir runs/semisup]
+        [--set stpp.score_tta=true --tag tta --teacher-from untagged] [--workdir runs/semisup]
 
-For every split and seed it writes an experiment into one generated config and runs the real
-workflow once on all of them (``snakemake --cores N`` in ``--workdir``; a re-run redoes only what
-is missing or out of date). Seed 0 is the data set's shipped split; seed S > 0 draws a split of
-the same size from ``train.txt`` with ``random.Random(S)``. Every list the workflow reads (labeled,
-unlabeled, val) is a copy under ``<workdir>/splits/<dataset>/``, rewritten only when its content changes:
-a data set that is copied or unpacked again gets newer files, and Snakemake would otherwise
-retrain every model whose outputs carry no input checksums (those of ``--reuse-teacher``). Then,
-outside the workflow:
+For every split and seed it writes an experiment into a generated config and runs the real
+workflow (``snakemake --cores N`` in ``--workdir``; a re-run redoes only what is missing or out
+of date). Seed 0 is the data set's shipped split; seed S > 0 draws a split of the same size from
+``train.txt`` with ``random.Random(S)``. Every list the workflow reads (labeled, unlabeled, val,
+test) is a copy under ``<workdir>/splits/<dataset>/``, rewritten only when its content changes,
+so that a data set copied or unpacked again (newer files) re-runs nothing.
 
-- every model (SupOnly = the teacher, ST, ST++ student 1, ST++ final) is evaluated on ``test.txt``
-  (the workflow evaluates on ``val.txt``): ``results/<exp>/<model>/metrics_test.json``;
-- the workflow's pseudo-mask audit (``results/<exp>/audit/audit.json``: the teacher's
-  pseudo-masks against the unlabeled images' true masks, kept in the lists for auditing only) is
-  read into the record: mIoU on all unlabeled images, on the reliable and on the unreliable half,
-  the unreliable half as ST++ student 1 relabeled it, and the Spearman correlation of the
-  stability score with each image's pseudo-mask mIoU;
-- each stage's wall time is read from Snakemake's ``benchmarks/`` files.
+Everything is measured by the workflow itself: each experiment has ``data.test: test.txt``, so
+the evaluate rules score every model on val and on test and write each image's confusion
+matrix; the audit (``results/<exp>/audit/audit.json``) measures the teacher's pseudo-masks
+against the unlabeled images' true masks (kept in the lists for auditing only): mIoU on all
+unlabeled images, on the reliable and the unreliable half, the unreliable half as ST++ student 1
+relabeled it, and the Spearman correlation of the stability score with each image's mIoU.
 
-Each experiment's figures go to a record, ``benchmarks/records/<experiment>.json`` (``--records``):
-its settings (the data lists as digests of their lines, so that a record made in another work
-directory or on another machine still matches), the date, the machine, mIoU and per-class IoU on
-val and test for each model, the pseudo-mask audit and the stage times. The records are the
-durable result, to be committed; the work directory is scratch that a lost machine takes with it.
-The tables are made from the records: ``--from-records`` runs nothing and tabulates the records of
-the experiments that the other arguments name (refusing one whose settings differ), so that a
-table can join seeds that ran in different sessions. Writes ``<workdir>/semisup_<dataset>[_<tag>].md``
-(and prints it): one row per split and seed and the mean +- sample std over seeds, on val and on
-test. Nothing here tunes anything: settings come from ``config/<dataset>.yaml`` and ``--set``.
-Not run by the test suite (hours on a CPU).
+Ablations that leave the teacher as it is (R, selection, TTA, the student schedule, strong
+augmentation) share one: ``--teacher-from TAG`` (``untagged`` for the untagged run) sets the
+experiment's ``teacher_from`` to the experiment of the same split and seed with that tag, and
+the workflow copies that teacher (rule ``copy_teacher``) and checks that no teacher setting
+differs. The work directory keeps every experiment it has run in ``experiments.yaml``, and each
+run's config holds them all (finished ones cost Snakemake a look), so that the one a teacher
+comes from is there to depend on.
 
-Ablations (``--tag``) that leave the teacher as it is (R, the selection, TTA settings, strong
-augmentation, which acts on pseudo-labeled images only) may ``--reuse-teacher``: the untagged run's
-teacher folder of the same split and seed, and its data check, are hard-linked in before the
-workflow starts, so the ablation trains only what differs, as the paper's ablations share their
-teacher. Its pseudo-masks and stability scores are made again (they depend on ``label.*`` and
-``stpp.score_tta``). Every other setting must equal the untagged run's record. The teacher's
-stage times then repeat the untagged run's.
+Each experiment's figures go to a record, ``benchmarks/records/<experiment>.json``
+(``--records``): its settings (the data lists as digests of their lines, so that a record made
+in another work directory or machine still matches), the date, the machine, the code's commit,
+mIoU and per-class IoU on val and test for each model, the pseudo-mask audit and the stage
+times; beside it ``<experiment>.confusion.npz``, every model's per-image confusion matrices on
+val and test (compressed). The records are the durable result, to be committed; the work
+directory is scratch that a lost machine takes with it. ``--from-records`` runs nothing and
+tabulates the records of the experiments that the other arguments name (refusing one whose
+settings differ), so that a table can join seeds that ran in different sessions.
+
+The table (``<workdir>/semisup_<dataset>[_<tag>].md``, also printed) gives one row per split and
+seed and the mean +- sample std over seeds, on test and on val, and then every difference
+(ST - SupOnly, ST++ final - ST, ST++ final - SupOnly, student 1 - SupOnly) with its 90 %
+interval: per seed a paired bootstrap over that list's images (2,000 resamples, seed 0); over
+seeds the mean with a t-interval, and the pooled paired bootstrap (each seed's images resampled
+on their own, the seeds' differences averaged). An interval that spans 0 says the difference is
+not measurable at this size. Nothing here tunes anything: settings come from
+``config/<dataset>.yaml`` and ``--set``. Not run by the test suite (hours on a CPU).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -61,6 +64,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -68,7 +72,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from stages.seg.data import read_split_list, write_split_list  # noqa: E402
-from stages.seg.files import write_json  # noqa: E402
+from stages.seg.files import atomic_path, write_json  # noqa: E402
+from stages.seg.metrics import paired_bootstrap_interval, t_interval_90  # noqa: E402
 
 RECORDS = REPO / "benchmarks" / "records"
 METHODS = (("SupOnly", "teacher"), ("ST", "st_student"), ("ST++ student 1", "stpp_student1"),
@@ -77,7 +82,14 @@ METHODS = (("SupOnly", "teacher"), ("ST", "st_student"), ("ST++ student 1", "stp
 STAGES = (("teacher", "teacher/train.tsv"), ("label", "teacher/label_unlabeled/*.tsv"),
           ("score", "teacher/score_stability/*.tsv"), ("ST", "st_student/train.tsv"),
           ("student 1", "stpp_student1/train.tsv"), ("relabel", "stpp_student1/label_unreliable/*.tsv"),
-          ("student 2", "stpp_student2/train.tsv"), ("evaluate", "*/evaluate.tsv"))
+          ("student 2", "stpp_student2/train.tsv"), ("evaluate", "*/evaluate*.tsv"))
+# The differences the tables give with their intervals: (label, method a, method b) for b - a.
+DIFFERENCES = (("ST - SupOnly", "SupOnly", "ST"), ("ST++ final - ST", "ST", "ST++ final"),
+               ("ST++ final - SupOnly", "SupOnly", "ST++ final"), ("student 1 - SupOnly", "SupOnly", "ST++ student 1"))
+LISTS = ("val", "test")
+# Where the workflow writes a model's figures on each list (rules evaluate, evaluate_test).
+EVALUATIONS = {"val": "", "test": "test/"}
+UNTAGGED = "untagged"
 
 
 def parse_args(argv=None):
@@ -92,8 +104,9 @@ def parse_args(argv=None):
     p.add_argument("--tag", default=None, help="name of this variant (experiment and table suffix)")
     p.add_argument("--methods", nargs="+", default=None, choices=("SupOnly", "ST", "ST++"),
                    help="methods to run (default: the config's)")
-    p.add_argument("--reuse-teacher", action="store_true",
-                   help="with --tag: start from the untagged run's teacher (see above)")
+    p.add_argument("--teacher-from", default=None, metavar="TAG",
+                   help=f"with --tag: copy the teacher of the run tagged TAG ('{UNTAGGED}': the untagged run) of the "
+                        "same split and seed, which this work directory must have run (see above)")
     p.add_argument("--workdir", default=str(REPO / "runs" / "semisup"),
                    help="Snakemake working directory: results/, logs/, benchmarks/ and the tables")
     p.add_argument("--cores", type=int, default=2)
@@ -147,26 +160,44 @@ def write_list_if_changed(path: Path, samples: list) -> None:
     write_split_list(path, samples)
 
 
-def make_config(args, workdir: Path) -> tuple[Path, dict]:
+def register(workdir: Path, experiments: dict) -> dict:
+    """Every experiment this work directory has run, these ones (new or changed) included: the
+    generated config holds them all, so that a teacher_from names one that is there."""
+    path = workdir / "experiments.yaml"
+    known = yaml.safe_load(path.read_text()) if path.exists() else {}
+    known.update(experiments)
+    for name, e in experiments.items():
+        if e.get("teacher_from") and e["teacher_from"] not in known:
+            raise SystemExit(f"{name}: its teacher comes from {e['teacher_from']}, which {workdir} has not run; "
+                             "run that experiment first (the same command without --teacher-from, with its tag)")
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(known, sort_keys=False))
+    return known
+
+
+def make_config(args, workdir: Path, registry: bool = True) -> tuple[Path, dict]:
     base_path = Path(args.config or REPO / "config" / f"{args.dataset}.yaml")
     base = yaml.safe_load(base_path.read_text())
     (template,) = base["experiments"].values()
     root = (REPO / template["data"]["root"]).resolve()
     lists = workdir / "splits" / args.dataset
-    val = lists / "val.txt"
+    val, test = lists / "val.txt", lists / "test.txt"
     write_list_if_changed(val, read_split_list(root / template["data"]["val"]))
+    write_list_if_changed(test, read_split_list(root / "test.txt"))
     experiments = {}
     for split in args.splits:
         for seed in args.seeds:
             e = json.loads(json.dumps(template))
             e["data"]["root"] = str(root)
             e["data"]["labeled"], e["data"]["unlabeled"] = split_lists(root, split, seed, lists)
-            e["data"]["val"] = str(val)
+            e["data"]["val"], e["data"]["test"] = str(val), str(test)
             for item in args.set:
                 set_key(e, *parse_setting(item))
-            name = f"{args.dataset}_{split}_seed{seed}" + (f"_{args.tag}" if args.tag else "")
-            experiments[name] = e
-    config = {**base, "experiments": experiments}
+            stem = f"{args.dataset}_{split}_seed{seed}"
+            if getattr(args, "teacher_from", None):
+                e["teacher_from"] = stem if args.teacher_from == UNTAGGED else f"{stem}_{args.teacher_from}"
+            experiments[stem + (f"_{args.tag}" if args.tag else "")] = e
+    config = {**base, "experiments": register(workdir, experiments) if registry else experiments}
     if args.methods:
         config["methods"] = args.methods
     path = workdir / f"config_{args.dataset}{'_' + args.tag if args.tag else ''}.yaml"
@@ -174,85 +205,9 @@ def make_config(args, workdir: Path) -> tuple[Path, dict]:
     return path, experiments
 
 
-# Settings a reused teacher does not depend on: it sees no pseudo-labeled image, and the tagged
-# run labels and scores with it again (label.*, stpp.score_tta). stpp.checkpoints is not among
-# them: K sets which checkpoints the teacher kept.
-TEACHER_FREE = ("stpp.reliable_ratio", "stpp.selection", "stpp.score_tta", "stpp.student1_epochs",
-                "stpp.student_schedule",
-                "train.strong_augmentation", "label.")
-# What is not brought along: the teacher's pseudo-masks and stability scores (made under the
-# tagged run's label.* and stpp.score_tta; hard-linked, Snakemake would take them as they are,
-# since files of a new experiment carry no record of the params that made them) and its resume state.
-NOT_REUSED = ("*.shards", "resume", "pseudo_masks_*", "stability_scores*", "checkpoint_masks*", "label_*",
-              "score_stability*")
-
-
-def reuse_teacher(args, experiments: dict, workdir: Path) -> None:
-    """Hard-link the untagged run's teacher (its training and evaluation outputs, logs and times)
-    and its data check into each tagged experiment. The data check comes along because the
-    tagged experiment's own, run anew, would be newer than the teacher and re-train it (for the
-    same reason it is dated before the teacher: date_data_check_before_teacher). Refused
-    when a teacher setting differs from the untagged run's record."""
-    if not args.tag:
-        raise SystemExit("--reuse-teacher needs --tag: it reuses the untagged run's teacher")
-    for name, e in experiments.items():
-        base = name.removesuffix(f"_{args.tag}")
-        if not (workdir / "results" / base / "teacher" / "model.pt").exists():
-            raise SystemExit(f"--reuse-teacher: no teacher in {workdir / 'results' / base}; run the untagged benchmark first")
-        record = Path(args.records) / f"{base}.json"
-        if not record.exists():
-            raise SystemExit(f"--reuse-teacher: {record}: no record of the untagged run; let it finish first")
-        ours, theirs = flatten(record_settings(e)), flatten(json.loads(record.read_text())["settings"])
-        differ = sorted(k for k in ours.keys() | theirs.keys()
-                        if not k.startswith(TEACHER_FREE) and ours.get(k) != theirs.get(k))
-        if differ:
-            raise SystemExit(f"--reuse-teacher: {', '.join(differ)} differ from {record} and change the teacher; "
-                             "run without --reuse-teacher")
-        for tree in ("results", "benchmarks", "logs"):
-            for folder in ("teacher", "data_check"):
-                src, dst = workdir / tree / base / folder, workdir / tree / name / folder
-                if src.exists() and not dst.exists():
-                    shutil.copytree(src, dst, copy_function=os.link, ignore=shutil.ignore_patterns(*NOT_REUSED))
-        date_data_check_before_teacher(workdir / "results" / name)
-
-
-def date_data_check_before_teacher(results: Path) -> None:
-    """The untagged run's data check re-runs whenever the data's file times change (a new
-    checkout, a restored disk) and rewrites its digests, newer than its teacher. Its own
-    experiment keeps the teacher: Snakemake's metadata holds the digests' unchanged checksums.
-    The tagged experiment has no metadata for the reused files, so there the newer digests alone
-    would re-train the teacher. Its data check is therefore a copy (not a link, whose time is
-    the untagged file's) dated a second before the teacher's oldest output."""
-    teacher = [results / "teacher" / f for f in ("model.pt", "checkpoints", "train_log.tsv")]
-    before = min(p.stat().st_mtime for p in teacher if p.exists()) - 1
-    for path in (results / "data_check").iterdir():
-        if path.is_file() and path.stat().st_mtime > before:
-            copy = path.with_name(path.name + ".copy")
-            shutil.copyfile(path, copy)
-            copy.replace(path)  # a new file in place of the link; the untagged run's is untouched
-            os.utime(path, (before, before))
-
-
 def run(cmd: list[str], cwd: Path) -> None:
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=cwd, check=True)
-
-
-def evaluate_on_test(name: str, e: dict, workdir: Path, cores: int) -> None:
-    data = e["data"]
-    for _, model in METHODS:
-        folder = workdir / "results" / name / model
-        out = folder / "metrics_test.json"
-        per_image = folder / "per_image_confusion_test.npz"
-        if not (folder / "model.pt").exists():  # a method this run does not train
-            continue
-        if per_image.exists() and out.exists() and out.stat().st_mtime > (folder / "model.pt").stat().st_mtime:
-            continue
-        run([sys.executable, "-m", "stages.evaluate", "--model", str(folder / "model.pt"),
-             "--list", str(Path(data["root"]) / "test.txt"), "--data-root", data["root"],
-             "--num-classes", str(data["num_classes"]), "--ignore-labels", *map(str, data.get("ignore_labels", [])),
-             "--class-names", *data.get("class_names", map(str, range(data["num_classes"]))),
-             "--threads", str(cores), "--out", str(out), "--per-image", str(per_image)], workdir)
 
 
 def pseudo_mask_audit(name: str, workdir: Path) -> dict:
@@ -274,11 +229,13 @@ def pseudo_mask_audit(name: str, workdir: Path) -> dict:
             "spearman": audit.get("spearman_score_vs_miou")}
 
 
-def stage_minutes(name: str, workdir: Path) -> dict:
+def stage_minutes(name: str, e: dict, workdir: Path) -> dict:
+    """Minutes per stage from Snakemake's benchmark files; a copied teacher's are its source's."""
     out = {}
     for column, pattern in STAGES:
         seconds = 0.0
-        for path in glob.glob(str(workdir / "benchmarks" / name / pattern)):
+        owner = e.get("teacher_from") or name if column == "teacher" else name
+        for path in glob.glob(str(workdir / "benchmarks" / owner / pattern)):
             with open(path, newline="") as f:
                 seconds += sum(float(row["s"]) for row in csv.DictReader(f, delimiter="\t"))
         out[column] = seconds / 60
@@ -312,8 +269,9 @@ def record_settings(e: dict) -> dict:
     data = settings["data"]
     root = data.pop("root")
     data.pop("palette", None)  # colours of exported masks and figures: not a setting of the result
-    for key in ("labeled", "unlabeled", "val"):
-        data[key] = list_digest(Path(root) / data[key])
+    for key in ("labeled", "unlabeled", "val", "test"):
+        if data.get(key) is not None:
+            data[key] = list_digest(Path(root) / data[key])
     return settings
 
 
@@ -340,23 +298,53 @@ def code_version() -> str | None:
         return None
 
 
-def make_record(name: str, e: dict, workdir: Path, methods: list[str]) -> dict:
-    """One experiment's figures, read from its work directory."""
+def make_record(name: str, e: dict, workdir: Path, methods: list[str]) -> tuple[dict, dict]:
+    """One experiment's figures, read from its work directory, and its per-image confusion
+    matrices ({"<list>/ids": ids, "<list>/<method>": (N, C, C)}; empty where none were written)."""
     r = workdir / "results" / name
     record = {"experiment": name, "date": time.strftime("%Y-%m-%d"), "machine": machine(), "code": code_version(),
               "methods": methods, "settings": record_settings(e), "miou": {}, "iou": {}}
-    for split_name, fname in (("val", "metrics.json"), ("test", "metrics_test.json")):
-        record["miou"][split_name], record["iou"][split_name] = {}, {}
+    confusion = {}
+    for list_name in LISTS:
+        record["miou"][list_name], record["iou"][list_name] = {}, {}
         for method, model in METHODS:
-            path = r / model / fname
-            metrics = json.loads(path.read_text()) if path.exists() else {}
-            record["miou"][split_name][method] = finite(100 * metrics["miou"]) if metrics else None
-            record["iou"][split_name][method] = metrics.get("iou")
+            folder = r / model / EVALUATIONS[list_name]
+            metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
+            record["miou"][list_name][method] = finite(100 * metrics["miou"]) if metrics else None
+            record["iou"][list_name][method] = metrics.get("iou")
+            if (folder / "per_image_confusion.npz").exists():
+                with np.load(folder / "per_image_confusion.npz") as f:
+                    ids, cms = [str(i) for i in f["ids"]], f["confusion"]
+                known = confusion.setdefault(f"{list_name}/ids", ids)
+                if list(known) != ids:
+                    raise SystemExit(f"{folder / 'per_image_confusion.npz'}: its images differ from the other models'")
+                confusion[f"{list_name}/{method}"] = cms.astype(np.int32)  # pixel counts of one image
     audit = pseudo_mask_audit(name, workdir)
     record["pseudo_masks"] = {k: None if v is None else finite(v if k == "spearman" else 100 * v)
                               for k, v in audit.items()} or None
-    record["stage_minutes"] = stage_minutes(name, workdir)
-    return record
+    record["stage_minutes"] = stage_minutes(name, e, workdir)
+    return record, confusion
+
+
+def confusion_path(records_dir: Path, name: str) -> Path:
+    return records_dir / f"{name}.confusion.npz"
+
+
+def write_record(records_dir: Path, name: str, record: dict, confusion: dict) -> None:
+    write_json(records_dir / f"{name}.json", record)
+    if confusion:
+        with atomic_path(confusion_path(records_dir, name)) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **{k: np.asarray(v) for k, v in confusion.items()})
+
+
+def read_confusion(records_dir: Path, name: str) -> dict:
+    """A record's per-image confusion matrices ({} for a record made before they were kept)."""
+    path = confusion_path(records_dir, name)
+    if not path.exists():
+        return {}
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
 
 
 def load_records(folder: Path, experiments: dict) -> dict:
@@ -394,7 +382,65 @@ def nan(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
-def tables(args, records: dict) -> str:
+def group_of(name: str) -> str:
+    """The experiments' name without its split seed: the seeds of one setting form a group."""
+    return re.sub(r"_seed\d+", "", name).removesuffix(" (t)")
+
+
+def interval(diff: float, low: float, high: float) -> str:
+    """'+1.2 [-0.4, +2.9]' in points; the interval left out where it could not be computed."""
+    if math.isnan(diff):
+        return "-"
+    if math.isnan(low):
+        return f"{diff:+.1f}"
+    return f"{diff:+.1f} [{low:+.1f}, {high:+.1f}]"
+
+
+def difference_tables(records: dict, confusion: dict) -> list[str]:
+    """Per list: each difference per seed with its paired-bootstrap 90 % interval over images, and
+    for a group of seeds the mean with its t-interval and the pooled paired bootstrap."""
+    lines = []
+    for list_name in ("test", "val"):
+        lines += [f"## Differences in mIoU points on {list_name}, with 90 % intervals", "",
+                  "Per seed: paired bootstrap over the list's images (2,000 resamples). Over seeds: the mean's "
+                  "t-interval, then the pooled paired bootstrap. An interval that contains 0: not measurable at this "
+                  "size.", "",
+                  "| experiment | " + " | ".join(label for label, _, _ in DIFFERENCES) + " |",
+                  "|---|" + "---|" * len(DIFFERENCES)]
+        groups: dict[str, list[str]] = {}
+        for name, record in records.items():
+            cells = []
+            for _, a, b in DIFFERENCES:
+                ma, mb = nan(record["miou"][list_name].get(a)), nan(record["miou"][list_name].get(b))
+                pair = _pair(confusion.get(name, {}), list_name, a, b)
+                cells.append(interval(*(100 * v for v in paired_bootstrap_interval([pair])))
+                             if pair else interval(mb - ma, float("nan"), float("nan")))
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            groups.setdefault(group_of(name), []).append(name)
+        for group, members in groups.items():
+            if len(members) < 2:
+                continue
+            t_cells, pooled_cells = [], []
+            for _, a, b in DIFFERENCES:
+                diffs = [nan(records[m]["miou"][list_name].get(b)) - nan(records[m]["miou"][list_name].get(a))
+                         for m in members]
+                t_cells.append("-" if any(math.isnan(d) for d in diffs) else interval(*t_interval_90(diffs)))
+                pairs = [_pair(confusion.get(m, {}), list_name, a, b) for m in members]
+                pooled_cells.append(interval(*(100 * v for v in paired_bootstrap_interval(pairs)))
+                                    if all(pairs) else "-")
+            lines.append(f"| **{group}, mean of {len(members)} seeds, t-interval** | " + " | ".join(t_cells) + " |")
+            lines.append(f"| **{group}, pooled paired bootstrap** | " + " | ".join(pooled_cells) + " |")
+        lines.append("")
+    return lines
+
+
+def _pair(confusion: dict, list_name: str, a: str, b: str):
+    """The per-image matrices of methods a and b on a list, or None where a record lacks them."""
+    ka, kb = f"{list_name}/{a}", f"{list_name}/{b}"
+    return (confusion[ka], confusion[kb]) if ka in confusion and kb in confusion else None
+
+
+def tables(args, records: dict, confusion: dict | None = None) -> str:
     rows, sources = [], []
     for name, record in records.items():
         label = name
@@ -426,13 +472,14 @@ def tables(args, records: dict) -> str:
             values = [row[f"{split_name} {m}"] for m in cols]
             lines.append(f"| {row['experiment']} | " + " | ".join(fmt([v]) for v in values)
                          + f" | {fmt([values[1] - values[0]], True)} | {fmt([values[3] - values[1]], True)} |")
-            groups.setdefault(row["experiment"].split("_seed")[0], []).append(values)
+            groups.setdefault(group_of(row["experiment"]), []).append(values)
         for group, members in groups.items():
             if len(members) > 1:
                 cells = [fmt([v[i] for v in members]) for i in range(len(cols))]
                 cells += [fmt([v[1] - v[0] for v in members], True), fmt([v[3] - v[1] for v in members], True)]
                 lines.append(f"| **{group}, mean ± std of {len(members)}** | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += difference_tables(records, confusion or {})
     lines += ["## Teacher pseudo-masks against the true masks of the unlabeled images", "",
               "| experiment | mIoU all | reliable half | unreliable half | unreliable, relabeled by student 1 "
               "| Spearman(score, image mIoU) |",
@@ -458,23 +505,22 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    config, experiments = make_config(args, workdir)
+    if args.teacher_from and not args.tag:
+        raise SystemExit("--teacher-from needs --tag: the experiment that copies a teacher needs a name of its own")
+    config, experiments = make_config(args, workdir, registry=not args.from_records)
     records_dir = Path(args.records)
     if args.from_records:
         records = load_records(records_dir, experiments)
     else:
-        if args.reuse_teacher:
-            reuse_teacher(args, experiments, workdir)
         run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
              "--cores", str(args.cores), "--configfile", str(config), "--rerun-incomplete", *args.snakemake_args], REPO)
         methods = yaml.safe_load(config.read_text())["methods"]
         records = {}
         for name, e in experiments.items():
-            evaluate_on_test(name, e, workdir, args.cores)
-            records[name] = make_record(name, e, workdir, methods)
-            write_json(records_dir / f"{name}.json", records[name])
+            records[name], confusion = make_record(name, e, workdir, methods)
+            write_record(records_dir, name, records[name], confusion)
             print(f"wrote {records_dir / f'{name}.json'}")
-    table = tables(args, records)
+    table = tables(args, records, {name: read_confusion(records_dir, name) for name in records})
     out = workdir / f"semisup_{args.dataset}{'_' + args.tag if args.tag else ''}.md"
     out.write_text(table)
     print(table)

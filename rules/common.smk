@@ -16,12 +16,18 @@ sys.path.insert(0, workflow.basedir)
 from stages.seg.splits import parse_split_list
 
 EXPERIMENTS = list(config["experiments"])
-SPLIT_LISTS = ("labeled", "unlabeled", "val")
+
+
+def _one_of(names):
+    """A wildcard regex matching exactly these names (none: a regex that matches nothing)."""
+    return "|".join(map(re.escape, names)) or "(?!)"
+
+SPLIT_LISTS = ("labeled", "unlabeled", "val", "test")  # test: optional (data.test)
 STUDENTS = ["st_student", "stpp_student1", "stpp_student2", "stpp_student3"]
 
 
 wildcard_constraints:
-    experiment="|".join(map(re.escape, EXPERIMENTS)),
+    experiment=_one_of(EXPERIMENTS),
     student="|".join(STUDENTS),
     model="|".join(["teacher", *STUDENTS]),
     subset="unlabeled|unreliable",
@@ -45,9 +51,52 @@ def _check_experiments():
             )
         if e["stpp"]["checkpoints"] > e["train"]["epochs"]:
             raise ValueError(f"config: experiments.{name}.stpp.checkpoints exceeds train.epochs")
+        if e["teacher_from"] is not None:
+            _check_teacher_from(name, e)
+
+
+def teacher_settings(e):
+    """What a teacher depends on: its data, model, schedule and K checkpoints (not the students'
+    settings, labeling or scoring)."""
+    d = e["data"]
+    data = {key: d[key] for key in ("root", "labeled", "num_classes", "ignore_labels")}
+    if e["train"]["val_every"]:
+        data["val"] = d["val"]
+    # how many DataLoader workers and how often the resume state is saved change no weight
+    train = {k: v for k, v in e["train"].items() if k not in ("workers", "save_every_minutes")}
+    return {"data": data, "model": e["model"], "train": train, "stpp.checkpoints": e["stpp"]["checkpoints"]}
+
+
+def _flat(tree, prefix=""):
+    """{dotted key: value} of a nested dict."""
+    out = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+    return out
+
+
+def _check_teacher_from(name, e):
+    source = e["teacher_from"]
+    where = f"config: experiments.{name}.teacher_from"
+    if source not in config["experiments"]:
+        raise ValueError(f"{where} names {source!r}, which is not an experiment of this config; add it, or remove "
+                         "teacher_from to train this experiment's own teacher")
+    if config["experiments"][source]["teacher_from"] is not None:
+        raise ValueError(f"{where}: {source!r} itself takes its teacher from "
+                         f"{config['experiments'][source]['teacher_from']!r}; name that experiment instead")
+    ours, theirs = _flat(teacher_settings(e)), _flat(teacher_settings(config["experiments"][source]))
+    differ = sorted(key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key))
+    if differ:
+        raise ValueError(f"{where}: {', '.join(differ)} differ from {source!r}'s and would change the teacher; "
+                         "make them equal, or remove teacher_from")
 
 
 _check_experiments()
+
+
+# Which experiments train their teacher and which copy another's (rules train_teacher, copy_teacher).
+OWN_TEACHER = _one_of(n for n, e in config["experiments"].items() if e["teacher_from"] is None)
+BORROWED_TEACHER = _one_of(n for n, e in config["experiments"].items() if e["teacher_from"] is not None)
 
 
 def exp(wildcards):
@@ -55,14 +104,21 @@ def exp(wildcards):
 
 
 def split_list(experiment, key):
-    """Path of one of an experiment's split lists (relative to its data root unless absolute)."""
+    """Path of one of an experiment's split lists (relative to its data root unless absolute);
+    None for a test list the experiment does not have."""
     data = config["experiments"][experiment]["data"]
+    if data.get(key) is None:
+        return None
     return os.path.join(data["root"], data[key])
+
+
+def has_test(experiment):
+    return config["experiments"][experiment]["data"]["test"] is not None
 
 
 def data_lists(wildcards):
     """The split lists of an experiment (the data check's inputs)."""
-    lists = [split_list(wildcards.experiment, key) for key in SPLIT_LISTS]
+    lists = [split_list(wildcards.experiment, key) for key in SPLIT_LISTS if split_list(wildcards.experiment, key)]
     if set(lists) & set(rules.make_demo.output):
         checkpoints.make_demo.get()  # the lists do not exist until make_demo has run
     return lists
@@ -360,3 +416,9 @@ def summary_args(wildcards):
 
 def summary_inputs(wildcards):
     return [f"results/{wildcards.experiment}/{model}/metrics.json" for _, model in method_models()]
+
+
+def test_targets():
+    """Every trained model's evaluation on data.test, for the experiments that have one."""
+    return [f"results/{name}/{model}/test/metrics.json" for name in EXPERIMENTS if has_test(name)
+            for _, model in method_models()]

@@ -42,10 +42,12 @@ checkpoint check_data:
         labeled="results/{experiment}/data_check/labeled.digest",
         unlabeled="results/{experiment}/data_check/unlabeled.digest",
         val="results/{experiment}/data_check/val.digest",
+        # "no test list" without data.test, so that adding one re-runs only its evaluations
+        test="results/{experiment}/data_check/test.digest",
     params:
         # every image and mask, by size and time: a changed one re-runs the check (see data_stamp)
         files=data_stamp,
-        lists=lambda wildcards: _args(**{key: split_list(wildcards.experiment, key) for key in SPLIT_LISTS}),
+        lists=lambda wildcards: _args(**{key: split_list(wildcards.experiment, key) for key in SPLIT_LISTS}),  # test: None is left out
         data=data_args,
         train=lambda wildcards: _args(batch_size=exp(wildcards)["train"]["batch_size"],
                                       min_labeled=exp(wildcards)["train"]["min_labeled"],

@@ -30,6 +30,21 @@ rule evaluate:
         " --per-image {output.per_image} > {log} 2>&1"
 
 
+# The same on data.test, where an experiment has one: results/<experiment>/<model>/test/.
+use rule evaluate as evaluate_test with:
+    input:
+        model="results/{experiment}/{model}/model.pt",
+        images=lambda wildcards: split_list(wildcards.experiment, "test"),
+        data=checked_digests("test"),
+    output:
+        metrics="results/{experiment}/{model}/test/metrics.json",
+        per_image="results/{experiment}/{model}/test/per_image_confusion.npz",
+    log:
+        "logs/{experiment}/{model}/evaluate_test.log",
+    benchmark:
+        "benchmarks/{experiment}/{model}/evaluate_test.tsv"
+
+
 rule summarize:
     input:
         metrics=summary_inputs,

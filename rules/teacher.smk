@@ -3,6 +3,8 @@
 
 
 rule train_teacher:
+    wildcard_constraints:
+        experiment=OWN_TEACHER,
     input:
         labeled=lambda wildcards: split_list(wildcards.experiment, "labeled"),
         data=checked_digests("labeled", val_if_validating=True),
@@ -29,3 +31,32 @@ rule train_teacher:
         "{params.trainer} --labeled {input.labeled} {params.args} {params.runtime} --data-digests {input.data}"
         " --out-dir {params.out_dir}"
         " --resume-state {params.out_dir}/resume/state.pt > {log} 2>&1"
+
+
+# teacher_from: <experiment>: this experiment's teacher is a copy of that one's, a real
+# dependency of the DAG (re-training that teacher re-copies it and re-runs what follows here).
+rule copy_teacher:
+    input:
+        # the source's training outputs (model.pt is written last, so it stands for them all)
+        model=lambda wildcards: f"results/{exp(wildcards)['teacher_from']}/teacher/model.pt",
+        log_tsv=lambda wildcards: f"results/{exp(wildcards)['teacher_from']}/teacher/train_log.tsv",
+    output:
+        model="results/{experiment}/teacher/model.pt",
+        checkpoints=directory("results/{experiment}/teacher/checkpoints"),
+        log_tsv="results/{experiment}/teacher/train_log.tsv",
+    wildcard_constraints:
+        experiment=BORROWED_TEACHER,
+    params:
+        source=lambda wildcards, input: os.path.dirname(input.model),
+        out_dir=lambda wildcards, output: os.path.dirname(output.model),
+    threads: resources_of("small")["threads"]
+    resources:
+        **job_resources("small"),
+    log:
+        "logs/{experiment}/teacher/copy_teacher.log",
+    benchmark:
+        "benchmarks/{experiment}/teacher/copy_teacher.tsv"
+    conda:
+        "../envs/stpp.yaml"
+    shell:
+        "python -m stages.copy_teacher --source {params.source} --out-dir {params.out_dir} > {log} 2>&1"

@@ -1,26 +1,28 @@
 """Check an experiment's data before any training: every list, image and mask (stage 0).
 
     python -m stages.check_data --data-root ROOT --labeled labeled.txt --unlabeled unlabeled.txt \\
-        --val val.txt --num-classes C [--ignore-labels 11] [--batch-size 16 --min-labeled 200] \\
-        [--workers 2] --out-dir results/<experiment>/data_check
+        --val val.txt [--test test.txt] --num-classes C [--ignore-labels 11] \\
+        [--batch-size 16 --min-labeled 200] [--workers 2] --out-dir results/<experiment>/data_check
 
 Reports every problem at once, one line each (the list file and line, the file, what is wrong,
 how to fix it), and exits non-zero if there is any error:
 
-- a list that is missing, empty, or has a malformed line, a duplicate id, or (labeled and val
-  lists) a line without a mask;
+- a list that is missing, empty, or has a malformed line, a duplicate id, or (labeled, val and
+  test lists) a line without a mask;
 - an image or mask that is missing, undecodable or truncated: every file is decoded in full by
   the same code that training and labeling use, so what passes here reads there;
 - a colour mask, a mask whose size differs from its image's, mask values outside [0, C) that are
   not an ignore label;
 - the same image in two lists (by id, or by identical bytes under another name): labeled or
-  unlabeled images in val is test leakage; labeled images in the unlabeled list are an error
+  unlabeled images in val or test is test leakage, and so is an image in both val and test (a
+  figure tuned on val is then no test figure); labeled images in the unlabeled list are an error
   unless ``--allow-labeled-in-unlabeled`` (then a warning);
 - a teacher epoch (the labeled list, repeated to ``--min-labeled``) smaller than one batch.
 
 When all is well it writes into ``--out-dir``: ``manifest.tsv`` (per file: list, line, kind,
 path, bytes, SHA-256, width, height) and one ``<list>.digest`` per list, the SHA-256 of that
-list and of its files' contents. The workflow's rules take the digests of the lists they read
+list and of its files' contents (without ``--test``, ``test.digest`` says that there is no test
+list, so that adding one later re-runs only what reads it). The workflow's rules take the digests of the lists they read
 as inputs, so a changed image or mask re-runs exactly the jobs that read it, and a file that was
 only touched (same bytes) re-runs nothing.
 """
@@ -42,7 +44,8 @@ from .seg.files import write_text
 
 log = logging.getLogger("stpp")
 
-LISTS = ("labeled", "unlabeled", "val")
+LISTS = ("labeled", "unlabeled", "val", "test")
+NO_TEST_LIST = "no test list"
 MANIFEST_COLUMNS = ("list", "line", "kind", "path", "bytes", "sha256", "width", "height")
 
 
@@ -51,6 +54,7 @@ def build_parser():
     p.add_argument("--labeled", required=True, help="labeled split list (image and mask per line)")
     p.add_argument("--unlabeled", required=True, help="unlabeled split list (masks optional, audit only)")
     p.add_argument("--val", required=True, help="evaluation split list (image and mask per line)")
+    p.add_argument("--test", default=None, help="optional held-out test list (image and mask per line), checked as val")
     cli.add_data_args(p)
     p.add_argument("--min-labeled", type=int, default=1, help="train.min_labeled: the teacher's epoch size")
     p.add_argument("--allow-labeled-in-unlabeled", action="store_true",
@@ -116,21 +120,24 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
     """(errors, warnings, manifest rows, {list name: digest}) for the experiment's lists."""
     errors, warnings = [], []
     lists: dict[str, list[Sample]] = {}
-    for name in LISTS:
+    names = [name for name in LISTS if getattr(args, name) is not None]
+    for name in names:
         samples, problems = parse_split_list(getattr(args, name), need_masks=name != "unlabeled")
         lists[name] = samples
         errors += [f"{name} list: {p}" for p in problems]
 
     # The same image in two lists, by id.
     ids = {name: {s.id: s for s in samples} for name, samples in lists.items()}
-    for a, b in (("labeled", "val"), ("unlabeled", "val"), ("labeled", "unlabeled")):
+    pairs = [("labeled", "val"), ("unlabeled", "val"), ("labeled", "unlabeled"),
+             ("labeled", "test"), ("unlabeled", "test"), ("val", "test")]
+    for a, b in (pair for pair in pairs if set(pair) <= set(names)):
         for image_id in sorted(ids[a].keys() & ids[b].keys()):
             _overlap(args, errors, warnings, a, b, f"{image_id} is in the {a} and the {b} list "
                                                   f"({ids[a][image_id].origin} and {ids[b][image_id].origin})")
 
     # Every file once, however many lines name it.
     files: dict[tuple[str, str], str] = {}
-    for name in LISTS:
+    for name in names:
         for s in lists[name]:
             files.setdefault(("image", s.image), s.origin)
             if s.mask:
@@ -139,7 +146,7 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
     errors += sorted({f.error for f in found.values() if f.error})
 
     rows, digests, first_by_hash = [], {}, {}
-    for name in LISTS:
+    for name in names:
         digest = hashlib.sha256(Path(getattr(args, name)).read_bytes() if Path(getattr(args, name)).is_file() else b"")
         for s in lists[name]:
             image = found[("image", s.image)]
@@ -173,7 +180,10 @@ def _overlap(args, errors: list, warnings: list, a: str, b: str, what: str) -> N
     """File an image found in lists ``a`` and ``b`` as an error or a warning."""
     if a == b:
         warnings.append(what)
-    elif "val" in (a, b):
+    elif {a, b} == {"val", "test"}:
+        errors.append(f"{what}: settings tuned on val would be judged on an image they saw; remove it from one "
+                      "of the lists")
+    elif {"val", "test"} & {a, b}:
         errors.append(f"{what}: evaluating on a training image inflates mIoU; remove it from one of the lists")
     elif args.allow_labeled_in_unlabeled:
         warnings.append(what)
@@ -196,6 +206,8 @@ def check_data(args) -> None:
     write_text(out / "manifest.tsv", "\n".join(["\t".join(MANIFEST_COLUMNS), *("\t".join(r) for r in rows)]) + "\n")
     for name, digest in digests.items():
         write_text(out / f"{name}.digest", digest + "\n")
+    if "test" not in digests:
+        write_text(out / "test.digest", NO_TEST_LIST + "\n")
     images = sum(1 for r in rows if r[2] == "image")
     log.info("data check passed: %d lines, %d files in %.1f s (%d warnings) -> %s", images, len(rows),
              time.time() - t0, len(warnings), out / "manifest.tsv")

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -369,3 +371,19 @@ def test_a_read_only_folder_names_the_path(tmp_path, monkeypatch):
         write_text(tmp_path / "a.txt", "x")
     assert list(tmp_path.iterdir()) == []
 
+
+
+def test_a_test_list_is_checked_as_val_and_shares_no_image(data, capsys):
+    """data.test: its lines need masks, its files are decoded, and an image it shares with the
+    labeled, unlabeled or val list is refused; without it the digest says there is none."""
+    code, log = run_check(data, capsys)
+    assert code == 0 and (data.parent / "check" / "test.digest").read_text() == "no test list\n"
+    shutil.rmtree(data.parent / "check")
+    (data / "test.txt").write_text("img/8.png gt/8.png\n")  # 8 is a val image
+    assert_refused(data, capsys, "img/8.png is in the val and the test list", "settings tuned on val",
+                   extra=["--test", str(data / "test.txt")])
+    (data / "test.txt").write_text("img/1.png gt/1.png\n")  # a labeled one
+    assert_refused(data, capsys, "img/1.png is in the labeled and the test list", "inflates mIoU",
+                   extra=["--test", str(data / "test.txt")])
+    (data / "test.txt").write_text("img/9.png\n")  # no mask, and no such image
+    assert_refused(data, capsys, "test list", "img/9.png", extra=["--test", str(data / "test.txt")])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from stages.seg import metrics
 from stages.seg.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy, stability_score
 
 # 3 classes, 4x4. Three target pixels are ignored: two 255 and one 3 (== C, outside [0, C)).
@@ -127,3 +128,57 @@ def test_spearman():
     assert math.isnan(spearman([1], [2]))
     with pytest.raises(ValueError, match="paired"):
         spearman([1, 2], [1, 2, 3])
+
+
+def _two_class_images(bad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image confusion matrices of two models on images of 100 class-0 and 100 class-1
+    pixels: model a is perfect; model b calls every class-1 pixel 0 on the ``bad`` images."""
+    a = np.tile(np.diag([100, 100]), (len(bad), 1, 1))
+    b = a.copy()
+    b[bad] = [[100, 0], [100, 0]]
+    return a, b
+
+
+def _diff(n: int, k: int) -> float:
+    """mIoU(b) - mIoU(a) when k of the n images drawn are bad: IoU_0 = n / (n + k), IoU_1 = (n - k) / n."""
+    return (n / (n + k) + (n - k) / n) / 2 - 1
+
+
+def test_paired_bootstrap_matches_the_binomial_answer():
+    """Half the images bad: a resample of n images holds k ~ Binomial(n, 1/2) bad ones, and the
+    difference falls with k, so the interval's ends are the difference at k's 95 % and 5 % quantiles."""
+    from math import comb
+
+    n = 40
+    a, b = _two_class_images(np.arange(n) % 2 == 1)
+    diff, low, high = metrics.paired_bootstrap_interval([(a, b)], level=0.9, resamples=2000, seed=0)
+    assert diff == pytest.approx(_diff(n, n // 2))
+    cdf = np.cumsum([comb(n, k) / 2**n for k in range(n + 1)])
+    k05, k95 = int(np.searchsorted(cdf, 0.05)), int(np.searchsorted(cdf, 0.95))  # 15 and 25
+    assert _diff(n, k95 + 1) <= low <= _diff(n, k95 - 1)
+    assert _diff(n, k05 + 1) <= high <= _diff(n, k05 - 1)
+    # the same models, the same images: no difference and no spread
+    assert metrics.paired_bootstrap_interval([(a, a)]) == (0.0, 0.0, 0.0)
+    # deterministic for a seed
+    assert metrics.paired_bootstrap_interval([(a, b)], seed=3) == metrics.paired_bootstrap_interval([(a, b)], seed=3)
+
+
+def test_pooled_bootstrap_averages_the_seeds():
+    """Two seeds, one with no difference and one always bad: the pooled difference is their mean,
+    and seed 2's constant difference leaves seed 1's spread halved."""
+    n = 40
+    a1, b1 = _two_class_images(np.arange(n) % 2 == 1)
+    a2, b2 = _two_class_images(np.ones(n, bool))
+    single = metrics.paired_bootstrap_interval([(a1, b1)], seed=0)
+    pooled = metrics.paired_bootstrap_interval([(a1, b1), (a2, b2)], seed=0)
+    assert pooled[0] == pytest.approx((single[0] + _diff(n, n)) / 2)
+    assert pooled[2] - pooled[1] == pytest.approx((single[2] - single[1]) / 2)
+    with pytest.raises(ValueError, match="same|both"):
+        metrics.paired_bootstrap_interval([(a1, b1[:3])])
+
+
+def test_t_interval_90():
+    mean, low, high = metrics.t_interval_90([1.0, 2.0, 3.0])
+    assert mean == 2.0 and high - mean == pytest.approx(2.920 * 1.0 / np.sqrt(3))
+    assert np.isnan(metrics.t_interval_90([1.0])[1])
+    assert metrics.t_interval_90([0.0] * 12 + [1.0])[2] > 0  # 12 degrees of freedom: from the table's row 12

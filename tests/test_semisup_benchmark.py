@@ -32,6 +32,7 @@ def root(tmp_path) -> Path:
     write_split_list(root / "splits/1_8/labeled.txt", samples[:3])
     write_split_list(root / "splits/1_8/unlabeled.txt", samples[3:])
     write_split_list(root / "val.txt", samples[:2])
+    write_split_list(root / "test.txt", samples[8:])
     return root
 
 
@@ -82,6 +83,8 @@ def test_config_has_one_experiment_per_split_and_seed(root, tmp_path):
     assert e["stpp"]["reliable_ratio"] == 0.25 and e["train"]["strong_augmentation"] is False
     assert e["data"]["labeled"] == str(tmp_path / "splits/toy/1_8_seed3/labeled.txt")
     assert e["data"]["val"] == str(tmp_path / "splits/toy/val.txt")  # a copy as well
+    assert e["data"]["test"] == str(tmp_path / "splits/toy/test.txt")  # evaluated by the workflow
+    assert "teacher_from" not in e
     # a second data set in the same work directory keeps lists of its own
     args.dataset, args.seeds = "toy2", [0]
     (e2,) = semisup.make_config(args, tmp_path)[1].values()
@@ -126,13 +129,14 @@ def test_pseudo_mask_audit_and_tables(root, tmp_path):
     assert semisup.pseudo_mask_audit(name, work)["relabeled"] == 1.0
 
     for (method, model), miou in zip(semisup.METHODS, (0.5, 0.6, 0.62, 0.65)):
-        for fname in ("metrics.json", "metrics_test.json"):
-            (r / model).mkdir(parents=True, exist_ok=True)
-            (r / model / fname).write_text(json.dumps({"miou": miou}))
+        for folder in (r / model, r / model / "test"):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "metrics.json").write_text(json.dumps({"miou": miou}))
     bench = work / "benchmarks" / name / "teacher"
     bench.mkdir(parents=True)
     (bench / "train.tsv").write_text("s\th:m:s\n120.0\t0:02:00\n")
-    record = semisup.make_record(name, e, work, ["SupOnly", "ST", "ST++"])
+    record, confusion = semisup.make_record(name, e, work, ["SupOnly", "ST", "ST++"])
+    assert confusion == {}  # no per-image matrices written
     assert record["miou"]["test"]["ST"] == pytest.approx(60.0) and record["stage_minutes"]["teacher"] == 2.0
     assert record["pseudo_masks"]["reliable"] == 100.0
     json.dumps(record, allow_nan=False)  # strict JSON: what was not measured is null
@@ -177,7 +181,7 @@ def test_records_match_wherever_the_lists_are_and_refuse_other_settings(root, tm
     work = tmp_path / "work"
     (work / "results" / "toy_1_8_seed0" / "teacher").mkdir(parents=True)
     (work / "results" / "toy_1_8_seed0" / "teacher" / "metrics.json").write_text(json.dumps({"miou": 0.5, "iou": {"a": 0.5}}))
-    record = semisup.make_record("toy_1_8_seed0", toy_experiment(root), work, ["SupOnly"])
+    record, _ = semisup.make_record("toy_1_8_seed0", toy_experiment(root), work, ["SupOnly"])
     assert record["miou"]["val"]["SupOnly"] == 50.0 and record["miou"]["test"]["SupOnly"] is None
     assert record["iou"]["val"]["SupOnly"] == {"a": 0.5} and record["pseudo_masks"] is None
     assert "root" not in record["settings"]["data"] and record["settings"]["data"]["val"].startswith("sha256:")
@@ -202,57 +206,83 @@ def test_records_match_wherever_the_lists_are_and_refuse_other_settings(root, tm
 
 
 def test_a_transcribed_record_is_marked_in_the_tables(root, tmp_path):
-    record = semisup.make_record("toy_1_8_seed0", toy_experiment(root), tmp_path, ["SupOnly"])
+    record, _ = semisup.make_record("toy_1_8_seed0", toy_experiment(root), tmp_path, ["SupOnly"])
     record["source"] = "docs/study.md, run B"
     table = semisup.tables(TABLE_ARGS, {"toy_1_8_seed0": record})
     assert "| toy_1_8_seed0 (t) | - | - | - | - | - | - |" in table
     assert table.rstrip().endswith("- toy_1_8_seed0: docs/study.md, run B")
 
 
-def test_reuse_teacher_links_the_untagged_teacher_and_refuses_teacher_settings(root, tmp_path):
+def test_teacher_from_names_a_run_of_the_work_directory(root, tmp_path):
+    """--teacher-from sets teacher_from to the same split and seed of the named tag; the work
+    directory's registry keeps every experiment, so the source is in every later config."""
+    base = yaml.safe_load((REPO / "config" / "msrc21.yaml").read_text())
+    (name,) = base["experiments"]
+    base["experiments"][name]["data"]["root"] = str(root)
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+
+    def args(tag, teacher_from=None, **more):
+        return Namespace(dataset="toy", config=str(tmp_path / "base.yaml"), splits=["1_8"], seeds=[0, 1], set=[],
+                         tag=tag, methods=None, teacher_from=teacher_from, **more)
+
+    with pytest.raises(SystemExit, match="toy_1_8_seed0_tta: its teacher comes from toy_1_8_seed0, which .* has not run"):
+        semisup.make_config(args("tta", semisup.UNTAGGED), tmp_path)
+    semisup.make_config(args(None), tmp_path)
+    path, experiments = semisup.make_config(args("tta", semisup.UNTAGGED), tmp_path)
+    assert [e["teacher_from"] for e in experiments.values()] == ["toy_1_8_seed0", "toy_1_8_seed1"]
+    config = yaml.safe_load(path.read_text())
+    assert list(config["experiments"]) == ["toy_1_8_seed0", "toy_1_8_seed1", "toy_1_8_seed0_tta", "toy_1_8_seed1_tta"]
+    _, experiments = semisup.make_config(args("r25", "tta"), tmp_path)  # a tagged source
+    assert experiments["toy_1_8_seed1_r25"]["teacher_from"] == "toy_1_8_seed1_tta"
+    # tabulating from records registers nothing
+    semisup.make_config(args("other"), tmp_path, registry=False)
+    assert "toy_1_8_seed0_other" not in yaml.safe_load((tmp_path / "experiments.yaml").read_text())
+    with pytest.raises(SystemExit, match="--teacher-from needs --tag"):
+        semisup.main(["--dataset", "toy", "--teacher-from", "x", "--workdir", str(tmp_path), "--from-records"])
+
+
+def test_records_keep_per_image_matrices_and_the_tables_give_intervals(root, tmp_path):
+    """Per-image confusion matrices go into the record's .npz and come back as the paired intervals."""
+    from stages.evaluate import write_per_image_confusion
+
     work, records = tmp_path / "work", tmp_path / "records"
-    teacher = work / "results" / "toy_1_8_seed0" / "teacher"
-    (teacher / "checkpoints").mkdir(parents=True)
-    (teacher / "model.pt").write_bytes(b"weights")
-    (teacher / "checkpoints" / "checkpoint_1.pt").write_bytes(b"c1")
-    (teacher / "resume").mkdir()
-    (teacher / "resume" / "state.pt").write_bytes(b"partial")
-    for made_with_settings_of_its_own in ("pseudo_masks_unlabeled.h5", "stability_scores.tsv", "checkpoint_masks.h5"):
-        (teacher / made_with_settings_of_its_own).write_bytes(b"x")
-    (work / "results" / "toy_1_8_seed0" / "data_check").mkdir()
-    (work / "results" / "toy_1_8_seed0" / "data_check" / "labeled.digest").write_text("d")
-    for tree in ("benchmarks", "logs"):
-        (work / tree / "toy_1_8_seed0" / "teacher").mkdir(parents=True)
-    base = toy_experiment(root, min_labeled=40)
-    base["stpp"] = {"checkpoints": 3, "reliable_ratio": 0.5, "score_tta": False}
-    semisup.write_json(records / "toy_1_8_seed0.json", {"settings": semisup.record_settings(base)})
+    rng = np.random.default_rng(0)
+    names = []
+    for seed in (0, 1):
+        name = f"toy_1_8_seed{seed}"
+        names.append(name)
+        r = work / "results" / name
+        for k, (_, model) in enumerate(semisup.METHODS):
+            for folder in (r / model, r / model / "test"):
+                folder.mkdir(parents=True, exist_ok=True)
+                # 20 images; a later method gets more pixels right
+                per_image = {}
+                for i in range(20):
+                    right = int(rng.integers(50, 60)) + 10 * k
+                    per_image[f"img{i}"] = torch_matrix([[right, 100 - right], [0, 100]])
+                write_per_image_confusion(folder / "per_image_confusion.npz", per_image)
+                from stages.seg.metrics import mean_iou
+                total = sum(per_image.values())
+                (folder / "metrics.json").write_text(json.dumps({"miou": mean_iou(total)}))
+        record, confusion = semisup.make_record(name, toy_experiment(root), work, ["SupOnly", "ST", "ST++"])
+        assert confusion["test/ST"].shape == (20, 2, 2) and list(confusion["val/ids"])[:2] == ["img0", "img1"]
+        semisup.write_record(records, name, record, confusion)
+    loaded = {n: json.loads((records / f"{n}.json").read_text()) for n in names}
+    confusion = {n: semisup.read_confusion(records, n) for n in names}
+    table = semisup.tables(TABLE_ARGS, loaded, confusion)
+    section = table.split("## Differences in mIoU points on test")[1].split("##")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| toy_1_8_seed0 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    diff, low, high = (float(x) for x in cells[0].replace("[", "").replace("]", "").replace(",", "").split())
+    assert low < diff < high and low > 0  # ST is 10 pixels in 100 better on every image
+    assert "**toy_1_8, mean of 2 seeds, t-interval**" in section and "**toy_1_8, pooled paired bootstrap**" in section
+    assert semisup.read_confusion(records, "toy_1_8_seed9") == {}  # an old record: values, no intervals
 
-    def tagged(tag, **changes):
-        e = json.loads(json.dumps(base))
-        for key, value in changes.items():
-            semisup.set_key(e, key.replace("__", "."), value)
-        return Namespace(tag=tag, records=str(records)), {f"toy_1_8_seed0_{tag}": e}
 
-    # a teacher setting given again with the untagged run's value (train.min_labeled) is fine
-    semisup.reuse_teacher(*tagged("tta", stpp__score_tta=True, stpp__reliable_ratio=0.25, train__min_labeled=40,
-                                  train__strong_augmentation=False), work)
-    reused = work / "results" / "toy_1_8_seed0_tta" / "teacher"
-    assert (reused / "model.pt").read_bytes() == b"weights"
-    assert (reused / "model.pt").stat().st_ino == (teacher / "model.pt").stat().st_ino  # a hard link
-    assert (reused / "checkpoints" / "checkpoint_1.pt").exists() and not (reused / "resume").exists()
-    # made again by the tagged run, under its own label.* and stpp.score_tta
-    assert sorted(p.name for p in reused.iterdir()) == ["checkpoints", "model.pt"]
-    # the data check comes along, or the tagged run's own would be newer than the teacher
-    assert (work / "results" / "toy_1_8_seed0_tta" / "data_check" / "labeled.digest").exists()
+def torch_matrix(rows):
+    import torch
 
-    for tag, key, value in [("lr", "train__lr", 0.1), ("k", "stpp__checkpoints", 2), ("ml", "train__min_labeled", 80)]:
-        with pytest.raises(SystemExit, match=f"{key.replace('__', '.')} differ from .* change the teacher"):
-            semisup.reuse_teacher(*tagged(tag, **{key: value}), work)
-    with pytest.raises(SystemExit, match="no teacher"):
-        semisup.reuse_teacher(Namespace(tag="r75", records=str(records)), {"toy_1_8_seed5_r75": base}, work)
-    (records / "toy_1_8_seed0.json").unlink()
-    with pytest.raises(SystemExit, match="no record of the untagged run"):
-        semisup.reuse_teacher(*tagged("r25", stpp__reliable_ratio=0.25), work)
+    return torch.tensor(rows, dtype=torch.int64)
 
 
 def test_demo_benchmark_reads_a_finished_seed_and_its_audit(tmp_path):

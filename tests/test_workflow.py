@@ -216,39 +216,60 @@ def test_student1_epochs_lengthens_student1_only(tiny_run):
     assert "--epochs 3 " in by_student["stpp_student2"]  # train.epochs
 
 
-def test_a_reused_teacher_is_not_retrained_and_its_pseudo_labels_are_made_again(tiny_run, tmp_path):
-    """benchmarks/semisup.py --reuse-teacher on a finished run: the tagged experiment (here with
-    the paper's TTA scoring) labels and scores with the reused teacher but never re-trains it.
-    It re-trained it once the workflow had its data check (newer than the linked teacher), it
-    would have kept the untagged run's no-TTA scores had they been linked too, and it re-trained
-    it again when the untagged run's data check had re-run after its teacher (as after every
-    change of the data's file times), its digests newer than the teacher."""
-    from argparse import Namespace
-    semisup = benchmark_scripts.load("semisup")
+def test_teacher_from_copies_the_teacher_and_data_test_scores_every_model(tiny_run):
+    """An experiment with teacher_from: tiny (here with the paper's TTA scoring and the
+    labeled-passes schedule) copies tiny's teacher, labels and scores with it, trains its own
+    students, and evaluates every model on its data.test list too; tiny's outputs are untouched.
+    A teacher setting that differs, or a source that is no experiment, is refused by name."""
+    from stages.make_demo import make_demo
+
     workdir, _ = tiny_run
-    for path in (workdir / "resources" / "demo").rglob("*.png"):
-        os.utime(path)  # the untagged check re-runs and rewrites its digests after the teacher
-    snakemake("--cores", "1", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir),
-              "results/tiny/data_check/manifest.tsv")
-    digest = workdir / "results" / "tiny" / "data_check" / "labeled.digest"
-    assert digest.stat().st_mtime > (workdir / "results" / "tiny" / "teacher" / "model.pt").stat().st_mtime
-    untagged_time = digest.stat().st_mtime_ns
+    snakemake("--cores", "2", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir))
+    results = workdir / "results"
+    trained = {p: p.stat().st_mtime_ns for p in (results / "tiny").rglob("*") if p.is_file()}
+    make_demo(workdir / "held_out", num_labeled=1, num_unlabeled=1, num_val=2, size=(32, 32), seed=7)
+    held_out = workdir / "held_out"
+    (held_out / "test.txt").write_text("".join(  # absolute paths: another folder than the data root
+        f"{held_out / line.split()[0]} {held_out / line.split()[1]}\n" for line in (held_out / "val.txt").read_text().splitlines()))
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
-    base = config["experiments"]["tiny"]
-    absolute = lambda e: {**e, "data": {**e["data"], "root": str(workdir / e["data"]["root"])}}  # noqa: E731
-    semisup.write_json(tmp_path / "tiny.json", {"settings": semisup.record_settings(absolute(base))})
-    tagged = yaml.safe_load(yaml.safe_dump(base))
-    tagged["stpp"]["score_tta"] = True
-    semisup.reuse_teacher(Namespace(tag="tta", records=str(tmp_path)), {"tiny_tta": absolute(tagged)}, workdir)
+    tagged = yaml.safe_load(yaml.safe_dump(config["experiments"]["tiny"]))
+    tagged["teacher_from"] = "tiny"
+    tagged["stpp"].update(score_tta=True, student_schedule="labeled_passes")
+    tagged["data"]["test"] = str(held_out / "test.txt")
     config["experiments"]["tiny_tta"] = tagged
-    path = workdir / "tiny_reuse.yaml"
+    path = workdir / "tiny_teacher_from.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = snakemake("-n", "-p", "--configfile", str(path), "--directory", str(workdir), "results/tiny_tta/summary.tsv")
-    rules = planned_rules(proc)
-    assert {"label_shard", "score_shard", "train_student"} <= rules
-    assert not rules & {"train_teacher", "check_data", "make_demo"}, rules
-    assert "stages.score" in proc.stdout and "--tta" in proc.stdout.split("stages.score")[1].split("\n")[0]
-    assert digest.stat().st_mtime_ns == untagged_time  # the untagged run's own files are untouched
+    args = ("--configfile", str(path), "--directory", str(workdir))
+
+    rules = planned_rules(snakemake("-n", *args))
+    assert {"copy_teacher", "label_shard", "score_shard", "train_student", "evaluate_test"} <= rules
+    assert "train_teacher" not in rules
+    proc = snakemake("--cores", "2", "-p", *args)
+    copied, source = results / "tiny_tta" / "teacher", results / "tiny" / "teacher"
+    for name in ("model.pt", "train_log.tsv", "checkpoints/checkpoint_1.pt", "checkpoints/checkpoint_2.pt"):
+        assert (copied / name).read_bytes() == (source / name).read_bytes()
+    assert "--tta" in (proc.stdout + proc.stderr).split("stages.score")[1].split("\n")[0]
+    for model in ("teacher", "st_student", "stpp_student1", "stpp_student2"):
+        metrics = json.loads((results / "tiny_tta" / model / "test" / "metrics.json").read_text())
+        assert metrics["list"] == str(held_out / "test.txt")
+        with np.load(results / "tiny_tta" / model / "test" / "per_image_confusion.npz") as f:
+            assert f["confusion"].shape == (2, 4, 4) and f["confusion"].sum() == 2 * 32 * 32
+    with np.load(results / "tiny" / "teacher" / "per_image_confusion.npz") as f:  # on val, every experiment
+        total = f["confusion"].sum(0)
+    assert total.tolist() == json.loads((results / "tiny" / "teacher" / "metrics.json").read_text())["confusion_matrix"]
+    # the labeled-passes schedule: student 1 (4 labeled + 3 reliable) trained longer than train.epochs
+    epochs = len((results / "tiny_tta" / "stpp_student1" / "train_log.tsv").read_text().splitlines()) - 1
+    assert epochs > 3
+    assert {p: p.stat().st_mtime_ns for p in trained} == trained  # tiny is as it was
+
+    for change, message in [(("train", "lr", 0.5), "train.lr differ from 'tiny'"),
+                            ((None, "teacher_from", "nowhere"), "names 'nowhere', which is not an experiment")]:
+        bad = yaml.safe_load(yaml.safe_dump(config))
+        part, key, value = change
+        (bad["experiments"]["tiny_tta"][part] if part else bad["experiments"]["tiny_tta"])[key] = value
+        path.write_text(yaml.safe_dump(bad))
+        proc = snakemake("-n", *args, check=False)
+        assert proc.returncode != 0 and message in proc.stdout + proc.stderr
 
 
 def test_third_round_adds_student3_to_the_plan(tiny_run):

@@ -89,3 +89,65 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     rx, ry = ranks(x) - (len(x) - 1) / 2, ranks(y) - (len(y) - 1) / 2
     denom = np.sqrt((rx**2).sum() * (ry**2).sum())
     return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+
+
+# Paired comparisons of two models evaluated on the same images (benchmarks/semisup.py).
+
+def miou_of_counts(cms: np.ndarray) -> np.ndarray:
+    """mIoU of each of a stack of (C, C) confusion matrices, (..., C, C) -> (...): as
+    :func:`mean_iou`, a class absent from target and prediction left out."""
+    cms = np.asarray(cms, dtype=np.float64)
+    tp = np.diagonal(cms, axis1=-2, axis2=-1)
+    union = cms.sum(-1) + cms.sum(-2) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, tp / union, np.nan)
+        return np.nanmean(iou, axis=-1)
+
+
+def bootstrap_mean_differences(pairs, resamples: int = 2000, seed: int = 0) -> tuple[float, np.ndarray]:
+    """(observed, resampled) mean over ``pairs`` of mIoU(b) - mIoU(a), where each pair is two
+    models' per-image confusion matrices (N, C, C) on the same N images in the same order.
+
+    Paired bootstrap: each resample draws each pair's images with replacement (pairs are resampled
+    independently, e.g. one per split seed, each with its own test images) and recomputes both
+    models' mIoU from the drawn images' summed matrices, so that an image that is hard for one
+    model and easy for the other counts once, for both."""
+    rng = np.random.default_rng(seed)
+    observed, resampled = 0.0, np.zeros(resamples)
+    for a, b in pairs:
+        a, b = np.asarray(a), np.asarray(b)
+        if a.shape != b.shape or a.ndim != 3:
+            raise ValueError(f"two models' per-image confusion matrices must both be (N, C, C), got {a.shape} and {b.shape}")
+        n = len(a)
+        observed += miou_of_counts(b.sum(0)) - miou_of_counts(a.sum(0))
+        weights = rng.multinomial(n, np.full(n, 1 / n), size=resamples).astype(np.float64)  # (R, N) draw counts
+        flat_a, flat_b = a.reshape(n, -1).astype(np.float64), b.reshape(n, -1).astype(np.float64)
+        shape = (resamples, *a.shape[1:])
+        resampled += miou_of_counts((weights @ flat_b).reshape(shape)) - miou_of_counts((weights @ flat_a).reshape(shape))
+    return observed / len(pairs), resampled / len(pairs)
+
+
+def paired_bootstrap_interval(pairs, level: float = 0.9, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """(difference, low, high): :func:`bootstrap_mean_differences` and its percentile interval."""
+    observed, resampled = bootstrap_mean_differences(pairs, resamples, seed)
+    low, high = np.quantile(resampled, [(1 - level) / 2, (1 + level) / 2])
+    return float(observed), float(low), float(high)
+
+
+# One-sided 95 % quantiles of Student's t (the two-sided 90 % interval) by degrees of freedom;
+# between rows the lower row's (wider) value is taken.
+T_95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895, 8: 1.860, 9: 1.833, 10: 1.812,
+        12: 1.782, 15: 1.753, 20: 1.725, 30: 1.697}
+
+
+def t_interval_90(values) -> tuple[float, float, float]:
+    """(mean, low, high): the two-sided 90 % t-interval of the mean of ``values`` (e.g. one
+    difference per split seed); low and high are NaN for a single value, whose spread is unknown."""
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    df = len(values) - 1
+    t = T_95[max(d for d in T_95 if d <= df)]  # between table rows, the wider interval's
+    half = t * float(values.std(ddof=1)) / np.sqrt(len(values))
+    return mean, mean - half, mean + half

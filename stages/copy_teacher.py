@@ -1,0 +1,49 @@
+"""Take another experiment's teacher as this experiment's (config ``teacher_from``).
+
+    python -m stages.copy_teacher --source results/<other>/teacher --out-dir results/<this>/teacher
+
+Copies what the teacher's training wrote (``model.pt``, ``checkpoints/``, ``train_log.tsv`` and,
+where the source kept one, ``best.pt``), each file atomically, so that this experiment's
+labeling, scoring and evaluation run on the very weights of the other's teacher while the rest of
+its settings (students, R, TTA, schedule) may differ: the paper's ablations share their teacher.
+Copies rather than links: a copy is newer than its source, so Snakemake's file times order the
+DAG as for a teacher trained here, and re-training the source re-copies it.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from .seg import cli
+from .seg.files import atomic_path
+
+log = logging.getLogger("stpp")
+
+
+def build_parser():
+    p = cli.parser(__doc__.split("\n\n")[0])
+    p.add_argument("--source", required=True, help="the other experiment's teacher folder")
+    p.add_argument("--out-dir", required=True, help="this experiment's teacher folder")
+    return p
+
+
+def copy_teacher(args) -> None:
+    source, out = Path(args.source), Path(args.out_dir)
+    files = [source / "model.pt", source / "train_log.tsv", *sorted((source / "checkpoints").glob("checkpoint_*.pt"))]
+    files += [source / "best.pt"] if (source / "best.pt").exists() else []
+    for src in files:
+        dst = out / src.relative_to(source)
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)  # K = 1 keeps none, the folder is an output
+    log.info("copied the teacher of %s (%d files) to %s", source, len(files), out)
+
+
+def main(argv=None) -> None:
+    cli.run(copy_teacher, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    main()
