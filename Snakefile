@@ -41,9 +41,19 @@ rule all:
 
 
 onsuccess:
-    # The comparison table of every experiment, at the end of the run's output.
+    # What the run found, at the end of its output: each experiment's table, each method against
+    # SupOnly, and where to look next. One evaluation on one val list is one sample: the studies'
+    # intervals (docs/results.md) say what a difference of this size means.
+    from stages.summarize import against_supervised
+
     for experiment in EXPERIMENTS:
         summary = f"results/{experiment}/summary.tsv"
         if os.path.exists(summary):
             with open(summary) as table:
-                print(f"\n{summary}:\n{table.read()}", end="")
+                text = table.read()
+            print(f"\n{summary}:\n{text}", end="")
+            for line in against_supervised(text):
+                print(f"  {line}")
+            if os.path.exists(f"results/{experiment}/audit"):
+                print(f"  audit: results/{experiment}/audit/ (audit.json and the figures)")
+    print("report: snakemake --report report.html (the summaries, the audit, every figure, job timings)")

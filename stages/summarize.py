@@ -38,6 +38,22 @@ def summary_table(methods: list[tuple[str, dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def against_supervised(table: str) -> list[str]:
+    """One line per method of a summary.tsv against SupOnly, e.g. ``ST: +4.10 mIoU over SupOnly``
+    (none without a SupOnly row: there is nothing to compare with)."""
+    rows = [line.split("\t") for line in table.strip().splitlines()[1:]]
+    miou = {row[0]: float(row[1]) for row in rows}
+    if "SupOnly" not in miou:
+        return []
+    out = []
+    for method, value in miou.items():
+        if method != "SupOnly":
+            diff = value - miou["SupOnly"]
+            out.append(f"{method}: {diff:+.2f} mIoU {'over' if diff >= 0 else 'under'} SupOnly ({value:.2f} against "
+                       f"{miou['SupOnly']:.2f})")
+    return out
+
+
 def summarize(args) -> None:
     methods = []
     for item in args.methods:

@@ -327,3 +327,12 @@ def test_a_model_for_another_number_of_classes_is_refused(demo, teacher, tmp_pat
             score.main(["--checkpoints", str(model), str(model), "--scores", str(out), "--masks",
                         str(tmp_path / "masks.h5"), *common])
     assert not list(tmp_path.iterdir())
+
+
+def test_methods_against_supervised():
+    from stages.summarize import against_supervised
+
+    table = "method\tmiou\ta\nSupOnly\t50.00\t50.00\nST\t54.10\t54.10\nST++ final\t49.50\t49.50\n"
+    assert against_supervised(table) == ["ST: +4.10 mIoU over SupOnly (54.10 against 50.00)",
+                                         "ST++ final: -0.50 mIoU under SupOnly (49.50 against 50.00)"]
+    assert against_supervised("method\tmiou\nST\t54.10\n") == []  # no SupOnly row, nothing to compare

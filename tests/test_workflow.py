@@ -116,6 +116,11 @@ def test_end_to_end_artifacts(tiny_run):
     assert [r["method"] for r in rows] == ["SupOnly", "ST", "ST++ student 1", "ST++ final"]
     assert all(0 <= float(r["miou"]) <= 100 for r in rows)
     assert (results / "summary.tsv").read_text() in proc.stdout  # the table is printed at the end
+    sup = float(rows[0]["miou"])
+    for row in rows[1:]:  # and each method against SupOnly, then where the audit and the report are
+        diff = float(row["miou"]) - sup
+        assert f"{row['method']}: {diff:+.2f} mIoU {'over' if diff >= 0 else 'under'} SupOnly" in proc.stdout
+    assert "audit: results/tiny/audit/" in proc.stdout and "snakemake --report report.html" in proc.stdout
 
     audit = json.loads((results / "audit" / "audit.json").read_text())  # the demo's unlabeled masks are the truth
     assert audit["images"] == len(unlabeled) and 0 <= audit["teacher"]["unreliable"]["miou"] <= 1
