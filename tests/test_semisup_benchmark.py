@@ -300,3 +300,17 @@ def test_demo_benchmark_reads_a_finished_seed_and_its_audit(tmp_path):
     assert row["miou"] == {"SupOnly": 40.0, "ST": 45.0} and row["wall"] == 12.5
     assert row["pseudo"]["all"] == 50.0 and row["pseudo"]["spearman"] == 0.3
     assert math.isnan(row["pseudo"]["relabeled"])  # not measured: no student-1 relabels
+
+
+def test_a_record_from_before_train_init_is_one_of_shared_heads(root, tmp_path):
+    """Records made before train.init lack it and had every model start from one head: they match
+    train.init: shared, not the new default; new records name the setting even when defaulted."""
+    record, _ = semisup.make_record("toy_1_8_seed0", toy_experiment(root), tmp_path, ["SupOnly"])
+    assert record["settings"]["train"]["init"] == "per_model"
+    assert record["settings"]["stpp"]["student_schedule"] == "epochs"
+    del record["settings"]["train"]["init"], record["settings"]["stpp"]
+    semisup.write_json(tmp_path / "records" / "toy_1_8_seed0.json", record)
+    with pytest.raises(SystemExit, match=r"other settings \(train.init\)"):
+        semisup.load_records(tmp_path / "records", {"toy_1_8_seed0": toy_experiment(root)})
+    shared = toy_experiment(root, init="shared")
+    assert semisup.load_records(tmp_path / "records", {"toy_1_8_seed0": shared})
