@@ -34,13 +34,12 @@ rule audit:
 rule figure_scores:
     input:
         scores="results/{experiment}/teacher/stability_scores.tsv",
+        reliable="results/{experiment}/stpp_split/reliable_ids.txt",
         per_image="results/{experiment}/audit/per_image.tsv",
         data=checked_digests("unlabeled"),  # every job downstream of the check takes one (common.smk)
     output:
         report("results/{experiment}/audit/stability_scores.png", caption="../report/stability_scores.rst",
                category="Audit", subcategory="{experiment}"),
-    params:
-        ratio=lambda wildcards: exp(wildcards)["stpp"]["reliable_ratio"],
     threads: resources_of("small")["threads"]
     resources:
         **job_resources("small"),
@@ -51,7 +50,7 @@ rule figure_scores:
     conda:
         "../envs/stpp.yaml"
     shell:
-        "python -m stages.figures scores --scores {input.scores} --ratio {params.ratio}"
+        "python -m stages.figures scores --scores {input.scores} --reliable {input.reliable}"
         " --per-image {input.per_image} --out {output} > {log} 2>&1"
 
 

@@ -31,8 +31,7 @@ from .seg.files import atomic_path, write_json
 from .seg.images import decode_mask
 from .seg.maskstore import MaskStore
 from .seg.metrics import confusion_matrix, iou_per_class, mean_iou, spearman
-from .seg.splits import read_split_list
-from .split import read_scores
+from .seg.splits import read_scores, read_split_list
 
 log = logging.getLogger("stpp")
 

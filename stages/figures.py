@@ -1,12 +1,13 @@
 """Figures of an experiment as PNG files, for people who would rather look than read.
 
-    python -m stages.figures scores --scores stability_scores.tsv --ratio 0.5 [--per-image per_image.tsv] --out F.png
+    python -m stages.figures scores --scores stability_scores.tsv --reliable reliable_ids.txt [--per-image per_image.tsv] --out F.png
     python -m stages.figures contact --list unlabeled.txt --data-root ROOT --teacher-masks T.h5 \\
         [--checkpoint-masks K.h5 --scores S.tsv --relabeled R.h5] --select most_stable --out F.png
     python -m stages.figures curves --logs NAME=train_log.tsv ... --out F.png
     python -m stages.figures summary --summary summary.tsv --out F.png
 
-- ``scores``: the stability-score histogram with the top-R cut marked and, with the audit's
+- ``scores``: the stability-score histogram of the reliable and the unreliable half as the split
+  made them (the cut marked where a score separates them: not under ``selection: random``) and, with the audit's
   ``per_image.tsv``, score against per-image pseudo-mask mIoU (the paper's Figure 3 as a scatter).
 - ``contact``: a contact sheet, one row per image: the image, the teacher's TTA pseudo-mask,
   each checkpoint's mask, student 1's relabel, the ground truth, in the data set's palette with
@@ -37,8 +38,7 @@ from .seg.files import atomic_path  # noqa: E402
 from .seg.images import IGNORE_INDEX, decode_image, decode_mask  # noqa: E402
 from .seg.maskstore import MaskStore  # noqa: E402
 from .seg.palettes import palette  # noqa: E402
-from .seg.splits import read_split_list  # noqa: E402
-from .split import read_scores  # noqa: E402
+from .seg.splits import read_scores, read_split_list, score_threshold  # noqa: E402
 
 log = logging.getLogger("stpp")
 SELECTIONS = ("most_stable", "least_stable", "random")
@@ -57,16 +57,19 @@ def save(fig, path: str, dpi: int = 100) -> None:
 
 
 def scores_figure(args) -> None:
-    scores = sorted(read_scores(args.scores).values(), reverse=True)
-    cut = math.floor(len(scores) * args.ratio)
+    scores = read_scores(args.scores)
+    reliable = [s.id for s in read_split_list(args.reliable)]
+    chosen = set(reliable)
     per_image = [r for r in read_tsv(args.per_image) if r["teacher_miou"] and r["score"]] if args.per_image else []
     fig, axes = plt.subplots(1, 2 if per_image else 1, figsize=(11 if per_image else 5.5, 4), squeeze=False)
     ax = axes[0][0]
-    ax.hist(scores, bins=min(30, max(5, len(scores) // 4)), color="#4c72b0")
-    if 0 < cut < len(scores):
-        threshold = (scores[cut - 1] + scores[cut]) / 2
-        ax.axvline(threshold, color="#c44e52", linestyle="--", label=f"top R = {args.ratio:g}: {cut} reliable")
-        ax.legend()
+    halves = [[v for i, v in scores.items() if i in chosen], [v for i, v in scores.items() if i not in chosen]]
+    ax.hist(halves, bins=min(30, max(5, len(scores) // 4)), stacked=True, color=["#55a868", "#c44e52"],
+            label=[f"reliable ({len(halves[0])})", f"unreliable ({len(halves[1])})"])
+    threshold = score_threshold(scores, reliable)
+    if threshold is not None:
+        ax.axvline(threshold, color="black", linestyle="--", label="the split's cut")
+    ax.legend()
     ax.set(xlabel="stability score", ylabel="images", title=f"Stability scores of {len(scores)} unlabeled images")
     if per_image:
         ax = axes[0][1]
@@ -187,7 +190,7 @@ def build_parser():
     sub = p.add_subparsers(dest="figure", required=True)
     s = sub.add_parser("scores", help="stability-score histogram (and score vs mIoU)")
     s.add_argument("--scores", required=True)
-    s.add_argument("--ratio", type=float, required=True, help="R, the reliable share")
+    s.add_argument("--reliable", required=True, help="reliable_ids.txt of the split: the figure shows that split")
     s.add_argument("--per-image", default=None, help="the audit's per_image.tsv")
     c = sub.add_parser("contact", help="a contact sheet of images and their masks")
     c.add_argument("--list", required=True)

@@ -12,13 +12,11 @@ drawn uniformly with ``--seed`` instead of by score; the scores are still read a
 
 from __future__ import annotations
 
-import csv
 import logging
-import math
 import random
 
 from .seg import cli
-from .seg.splits import read_split_list, write_split_list
+from .seg.splits import read_scores, read_split_list, reliable_count, write_split_list
 
 log = logging.getLogger("stpp")
 
@@ -36,19 +34,9 @@ def build_parser():
     return p
 
 
-def read_scores(path: str) -> dict[str, float]:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    if not rows or "id" not in rows[0] or "score" not in rows[0]:
-        raise ValueError(f"{path} is not a stability_scores.tsv (needs 'id' and 'score' columns)")
-    return {row["id"]: float(row["score"]) for row in rows}
-
-
 def rank(samples: list, scores: dict[str, float], ratio: float, shuffle_seed: int | None = None) -> tuple[list, list]:
     """(reliable, unreliable), each in descending score order; or, with ``shuffle_seed``, in a
     random order drawn with that seed (the random-selection ablation)."""
-    if not 0.0 <= ratio <= 1.0:
-        raise ValueError(f"the reliable ratio must be in [0, 1], got {ratio}")
     missing = [s.id for s in samples if s.id not in scores]
     if missing:
         raise ValueError(f"no stability score for {len(missing)} listed images, e.g. {missing[:3]}")
@@ -56,7 +44,7 @@ def rank(samples: list, scores: dict[str, float], ratio: float, shuffle_seed: in
         ordered = sorted(samples, key=lambda s: -scores[s.id])  # sorted() is stable
     else:
         ordered = random.Random(shuffle_seed).sample(samples, len(samples))
-    cut = math.floor(len(ordered) * ratio)
+    cut = reliable_count(len(ordered), ratio)
     return ordered[:cut], ordered[cut:]
 
 

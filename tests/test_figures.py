@@ -33,6 +33,7 @@ def results(tmp_path_factory) -> Path:
     scores = rng.uniform(0, 2, len(ids))
     (root / "scores.tsv").write_text("id\tscore\n" + "".join(f"{i}\t{s:.4f}\n" for i, s in zip(ids, scores)))
     order = np.argsort(-scores)
+    (root / "reliable_ids.txt").write_text("".join(f"{ids[j]}\n" for j in order[:4]))  # the top half
     (root / "per_image.tsv").write_text("id\tscore\treliable\tteacher_miou\tstudent1_miou\n" + "".join(
         f"{ids[j]}\t{scores[j]:.4f}\t{int(rank < 4)}\t{rng.uniform():.4f}\t\n" for rank, j in enumerate(order)))
     (root / "train_log.tsv").write_text("epoch\titerations\tloss\tlr\tseconds\timages_per_s\tval_miou\n"
@@ -56,10 +57,11 @@ def within(size: tuple[int, int], inches: tuple[float, float], dpi: int = 100, s
 
 def test_scores_figure(results):
     out = results / "scores.png"
-    figures.main(["scores", "--scores", str(results / "scores.tsv"), "--ratio", "0.5",
+    figures.main(["scores", "--scores", str(results / "scores.tsv"), "--reliable", str(results / "reliable_ids.txt"),
                   "--per-image", str(results / "per_image.tsv"), "--out", str(out)])
     assert within(png_size(out), (11, 4))
-    figures.main(["scores", "--scores", str(results / "scores.tsv"), "--ratio", "0.5", "--out", str(out)])
+    figures.main(["scores", "--scores", str(results / "scores.tsv"), "--reliable", str(results / "reliable_ids.txt"),
+                  "--out", str(out)])
     assert within(png_size(out), (5.5, 4))  # without ground truth: the histogram alone
 
 
@@ -90,3 +92,24 @@ def test_curves_and_summary(results):
     assert within(png_size(results / "curves.png"), (15, 4))
     figures.main(["summary", "--summary", str(results / "summary.tsv"), "--out", str(results / "summary.png")])
     assert within(png_size(results / "summary.png"), (1.3 * 3 + 2, 4))
+
+
+def test_the_scores_figure_marks_the_split_that_was_made(tmp_path):
+    """The cut comes from the split's own reliable list: under selection: random no score
+    separates the halves and no line is drawn (it once drew a top-R line the split never used)."""
+    from stages import split
+    from stages.seg.splits import read_scores, score_threshold
+
+    ids = [f"img/{i}.png" for i in range(10)]
+    (tmp_path / "unlabeled.txt").write_text("".join(f"{i}\n" for i in ids))
+    (tmp_path / "scores.tsv").write_text("id\tscore\n" + "".join(f"{i}\t{n / 10}\n" for n, i in enumerate(ids)))
+    scores = read_scores(tmp_path / "scores.tsv")
+    for selection, expected in (("stability", 0.45), ("random", None)):
+        split.main(["--scores", str(tmp_path / "scores.tsv"), "--list", str(tmp_path / "unlabeled.txt"),
+                    "--ratio", "0.5", "--selection", selection, "--seed", "1",
+                    "--reliable", str(tmp_path / "r.txt"), "--unreliable", str(tmp_path / "u.txt")])
+        reliable = (tmp_path / "r.txt").read_text().split()
+        assert score_threshold(scores, reliable) == (pytest.approx(expected) if expected else None)
+        figures.main(["scores", "--scores", str(tmp_path / "scores.tsv"), "--reliable", str(tmp_path / "r.txt"),
+                      "--out", str(tmp_path / f"{selection}.png")])
+        assert png_size(tmp_path / f"{selection}.png")

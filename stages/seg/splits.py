@@ -10,6 +10,7 @@ Free of torch, so that the Snakefile can read lists to name a data check's input
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 from dataclasses import dataclass, field
@@ -82,3 +83,31 @@ def repeats(n: int, target: int) -> int:
 
 def write_split_list(path: str | os.PathLike, samples: Sequence[Sample]) -> None:
     write_text(path, "".join(s.line() + "\n" for s in samples))
+
+
+def read_scores(path: str | os.PathLike) -> dict[str, float]:
+    """{image id: stability score} of a stability_scores.tsv (stages.score)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows or "id" not in rows[0] or "score" not in rows[0]:
+        raise ValueError(f"{path} is not a stability_scores.tsv (needs 'id' and 'score' columns)")
+    return {row["id"]: float(row["score"]) for row in rows}
+
+
+def reliable_count(n: int, ratio: float) -> int:
+    """How many of ``n`` unlabeled images are reliable at R = ``ratio``: floor(N * R)."""
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"the reliable ratio must be in [0, 1], got {ratio}")
+    return math.floor(n * ratio)
+
+
+def score_threshold(scores: dict[str, float], reliable_ids) -> float | None:
+    """The score that separates the split's reliable images from the rest, midway between the
+    lowest reliable and the highest unreliable score; None where no score does (a random
+    selection, or one half empty), so that a figure marks the split that was made."""
+    reliable = [scores[i] for i in reliable_ids]
+    unreliable = [v for i, v in scores.items() if i not in set(reliable_ids)]
+    if not reliable or not unreliable or min(reliable) < max(unreliable):
+        return None
+    return (min(reliable) + max(unreliable)) / 2
+
