@@ -19,6 +19,9 @@ from stages.make_demo import CLASS_NAMES, make_demo
 from stages.seg.io import load_model
 from test_train import assert_same_weights
 
+# workflow runs, SLURM, DDP and signals: the slow tier (`pytest -m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 C = len(CLASS_NAMES)
 

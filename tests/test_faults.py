@@ -21,6 +21,9 @@ from stages.seg.io import load_model
 from stages.seg.maskstore import MaskStore
 from test_train import assert_same_weights
 
+# workflow runs, SLURM, DDP and signals: the slow tier (`pytest -m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 C = len(CLASS_NAMES)
 SIZE = 32

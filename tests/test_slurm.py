@@ -20,6 +20,9 @@ import yaml
 from slurm_cluster import Cluster, Unavailable
 from test_workflow import TINY
 
+# workflow runs, SLURM, DDP and signals: the slow tier (`pytest -m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 8  # long enough a teacher (about a second per epoch) to be cancelled in the middle
 

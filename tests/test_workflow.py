@@ -22,6 +22,9 @@ from stages.seg.maskstore import MaskStore
 
 import benchmark_scripts
 
+# workflow runs, SLURM, DDP and signals: the slow tier (`pytest -m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 
 

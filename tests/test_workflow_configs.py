@@ -15,6 +15,9 @@ import yaml
 
 from test_workflow import REPO, TINY, planned_rules, snakemake
 
+# workflow runs, SLURM, DDP and signals: the slow tier (`pytest -m "not slow"` leaves them out)
+pytestmark = pytest.mark.slow
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
