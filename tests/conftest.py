@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
+from leftovers import end_processes_under
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
@@ -38,3 +42,15 @@ def pytest_collection_modifyitems(items):
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the order within each file and among the rest is kept
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind(tmp_path_factory):
+    """At the end of each worker's session, no process may still run in (or name) its temporary
+    folders: a workflow run, a SLURM job, a DDP process or a daemon that a test forgot. Those found
+    are killed, and the session errs naming them."""
+    yield
+    left = end_processes_under(tmp_path_factory.getbasetemp())
+    if left:
+        raise AssertionError("processes left behind by the tests (killed now): "
+                             + "; ".join(f"{pid}: {cmd[:200]}" for pid, cmd in left.items()))

@@ -20,6 +20,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from leftovers import end_processes_under
+
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 CONF = Path("/etc/slurm/slurm.conf")
 DAEMONS = ["/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/sbin/munged"]
@@ -142,6 +144,13 @@ class Cluster:
             time.sleep(0.3)
 
     def __exit__(self, *exc) -> None:
+        # Jobs first: slurmstepd runs each in a session of its own, which stopping slurmd leaves
+        # alive (a job's snakemake process outlived the suite by 51 minutes once).
+        if self.started:
+            subprocess.run(["scancel", "--full", "--user", str(os.getuid())], env=self.env, capture_output=True)
+            deadline = time.time() + 30
+            while time.time() < deadline and self.squeue():
+                time.sleep(0.5)
         for proc in reversed(self.started):  # slurmd, slurmctld, then munged
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)  # its session: runuser and munged alike
@@ -151,6 +160,9 @@ class Cluster:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
         self.started.clear()
+        left = end_processes_under(self.folder, grace=5)  # a job step that scancel did not reach
+        if left:
+            print(f"killed what the SLURM jobs left running: {left}")
         if self.wrote_conf:
             before = self.folder / "slurm.conf.before"
             if before.exists():
