@@ -82,7 +82,8 @@ METHODS = (("SupOnly", "teacher"), ("ST", "st_student"), ("ST++ student 1", "stp
 STAGES = (("teacher", "teacher/train.tsv"), ("label", "teacher/label_unlabeled/*.tsv"),
           ("score", "teacher/score_stability/*.tsv"), ("ST", "st_student/train.tsv"),
           ("student 1", "stpp_student1/train.tsv"), ("relabel", "stpp_student1/label_unreliable/*.tsv"),
-          ("student 2", "stpp_student2/train.tsv"), ("evaluate", "*/evaluate*.tsv"))
+          ("student 2", "stpp_student2/train.tsv"), ("relabel 2", "stpp_student2/label_unlabeled/*.tsv"),
+          ("student 3", "stpp_student3/train.tsv"), ("evaluate", "*/evaluate*.tsv"))
 # The differences the tables give with their intervals: (label, method a, method b) for b - a.
 DIFFERENCES = (("ST - SupOnly", "SupOnly", "ST"), ("ST++ final - ST", "ST", "ST++ final"),
                ("ST++ final - SupOnly", "SupOnly", "ST++ final"), ("student 1 - SupOnly", "SupOnly", "ST++ student 1"))
@@ -322,9 +323,11 @@ def code_version() -> str | None:
         return None
 
 
-def make_record(name: str, e: dict, workdir: Path, methods: list[str]) -> tuple[dict, dict]:
+def make_record(name: str, e: dict, workdir: Path, methods: list[str], rounds: int = 2) -> tuple[dict, dict]:
     """One experiment's figures, read from its work directory, and its per-image confusion
-    matrices ({"<list>/ids": ids, "<list>/<method>": (N, C, C)}; empty where none were written)."""
+    matrices ({"<list>/ids": ids, "<list>/<method>": (N, C, C)}; empty where none were written).
+    ``rounds``: the config's; an experiment's own stpp.rounds wins (3: ST++ final is student 3)."""
+    final = f"stpp_student{e.get('stpp', {}).get('rounds') or rounds}"
     r = workdir / "results" / name
     record = {"experiment": name, "date": time.strftime("%Y-%m-%d"), "machine": machine(), "code": code_version(),
               "methods": methods, "settings": record_settings(e), "miou": {}, "iou": {}}
@@ -332,6 +335,7 @@ def make_record(name: str, e: dict, workdir: Path, methods: list[str]) -> tuple[
     for list_name in LISTS:
         record["miou"][list_name], record["iou"][list_name] = {}, {}
         for method, model in METHODS:
+            model = final if method == "ST++ final" else model
             folder = r / model / EVALUATIONS[list_name]
             metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
             record["miou"][list_name][method] = finite(100 * metrics["miou"]) if metrics else None
@@ -541,10 +545,11 @@ def main(argv=None) -> None:
     else:
         run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
              "--cores", str(args.cores), "--configfile", str(config), "--rerun-incomplete", *args.snakemake_args], REPO)
-        methods = yaml.safe_load(config.read_text())["methods"]
+        generated = yaml.safe_load(config.read_text())
+        methods, rounds = generated["methods"], generated.get("rounds", 2)
         records = {}
         for name, e in experiments.items():
-            records[name], confusion = make_record(name, e, workdir, methods)
+            records[name], confusion = make_record(name, e, workdir, methods, rounds)
             write_record(records_dir, name, records[name], confusion)
             print(f"wrote {records_dir / f'{name}.json'}")
     table = tables(args, records, {name: read_confusion(records_dir, name) for name in records})

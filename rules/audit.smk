@@ -84,14 +84,15 @@ rule figure_contact_sheet:
 
 rule figure_training_curves:
     input:
-        logs=lambda wildcards: [f"results/{wildcards.experiment}/{model}/train_log.tsv" for _, model in method_models()],
+        logs=lambda wildcards: [f"results/{wildcards.experiment}/{model}/train_log.tsv"
+                                for _, model in method_models(wildcards.experiment)],
         data=checked_digests("labeled"),
     output:
         report("results/{experiment}/audit/training_curves.png", caption="../report/training_curves.rst",
                category="Training", subcategory="{experiment}"),
     params:
         logs=lambda wildcards: shlex.join(f"{model}=results/{wildcards.experiment}/{model}/train_log.tsv"
-                                          for _, model in method_models()),
+                                          for _, model in method_models(wildcards.experiment)),
     threads: resources_of("small")["threads"]
     resources:
         **job_resources("small"),

@@ -177,8 +177,14 @@ def job_resources(kind):
     return out
 
 
-def method_models():
+def rounds(experiment):
+    """ST++'s rounds for an experiment: its stpp.rounds, else the config's rounds."""
+    return config["experiments"][experiment]["stpp"]["rounds"] or config["rounds"]
+
+
+def method_models(experiment):
     """Rows of the summary: (method name, trained model) in the configured order."""
+    n = rounds(experiment)
     rows = []
     if "SupOnly" in config["methods"]:
         rows.append(("SupOnly", "teacher"))
@@ -186,9 +192,9 @@ def method_models():
         rows.append(("ST", "st_student"))
     if "ST++" in config["methods"]:
         rows.append(("ST++ student 1", "stpp_student1"))
-        if config["rounds"] == 3:
+        if n == 3:
             rows.append(("ST++ student 2", "stpp_student2"))
-        rows.append(("ST++ final", f"stpp_student{config['rounds']}"))
+        rows.append(("ST++ final", f"stpp_student{n}"))
     return rows
 
 
@@ -411,14 +417,14 @@ def class_names(wildcards):
 
 
 def summary_args(wildcards):
-    return shlex.join(f"{name}=results/{wildcards.experiment}/{model}/metrics.json" for name, model in method_models())
+    return shlex.join(f"{name}=results/{wildcards.experiment}/{model}/metrics.json" for name, model in method_models(wildcards.experiment))
 
 
 def summary_inputs(wildcards):
-    return [f"results/{wildcards.experiment}/{model}/metrics.json" for _, model in method_models()]
+    return [f"results/{wildcards.experiment}/{model}/metrics.json" for _, model in method_models(wildcards.experiment)]
 
 
 def test_targets():
     """Every trained model's evaluation on data.test, for the experiments that have one."""
     return [f"results/{name}/{model}/test/metrics.json" for name in EXPERIMENTS if has_test(name)
-            for _, model in method_models()]
+            for _, model in method_models(name)]

@@ -282,14 +282,20 @@ def test_teacher_from_copies_the_teacher_and_data_test_scores_every_model(tiny_r
         assert proc.returncode != 0 and message in proc.stdout + proc.stderr
 
 
-def test_third_round_adds_student3_to_the_plan(tiny_run):
+def test_third_round_adds_student3_to_the_plan(tiny_run, tmp_path):
+    """rounds: 3 for the whole config, or stpp.rounds: 3 for one experiment: student 2 relabels
+    every unlabeled image and student 3 learns from them; the teacher is reused."""
     workdir, _ = tiny_run
-    proc = snakemake("-n", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir),
-                     "--config", "rounds=3")
-    text = proc.stdout + proc.stderr
-    assert "results/tiny/stpp_student2/pseudo_masks_unlabeled.h5" in text  # student 2 relabels everything
-    assert "results/tiny/stpp_student3/model.pt" in text
-    assert "rule train_teacher" not in text  # the teacher is reused
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["experiments"]["tiny"]["stpp"]["rounds"] = 3
+    (tmp_path / "rounds.yaml").write_text(yaml.safe_dump(config))
+    for extra in (("--configfile", str(workdir / "tiny.yaml"), "--config", "rounds=3"),
+                  ("--configfile", str(tmp_path / "rounds.yaml"))):
+        proc = snakemake("-n", *extra, "--directory", str(workdir))
+        text = proc.stdout + proc.stderr
+        assert "results/tiny/stpp_student2/pseudo_masks_unlabeled.h5" in text  # student 2 relabels everything
+        assert "results/tiny/stpp_student3/model.pt" in text
+        assert "rule train_teacher" not in text  # the teacher is reused
 
 
 def ran_rules(proc: subprocess.CompletedProcess) -> set[str]:
