@@ -14,7 +14,6 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-
 validate(config, "config/config.schema.yaml")
 
 
@@ -31,13 +30,13 @@ include: "rules/audit.smk"
 
 
 rule all:
+    default_target: True
     input:
         summaries=expand("results/{experiment}/summary.tsv", experiment=EXPERIMENTS),
         # so that a data check that failed (and lost its outputs) runs again until the data passes
         data_checks=expand("results/{experiment}/data_check/manifest.tsv", experiment=EXPERIMENTS),
         audits=audit_targets(),
         test_metrics=test_targets(),
-    default_target: True
 
 
 onsuccess:

@@ -27,18 +27,23 @@ import time
 from pathlib import Path
 
 import yaml
-
 from semisup import REPO, fmt, machine, parse_setting, pseudo_mask_audit, set_key
 
 COLUMNS = ("SupOnly", "ST", "ST++ student 1", "ST++ final")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="demo data seeds")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="overrides (YAML values): demo.<key> for the data, any other key for the experiment")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="overrides (YAML values): demo.<key> for the data, any other key for the experiment",
+    )
     p.add_argument("--workdir", default=str(REPO / "runs" / "demo"), help="one sub-folder per seed")
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--force", action="store_true", help="delete and re-run seeds that already ran")
@@ -66,8 +71,19 @@ def run_seed(seed: int, args) -> dict:
     timing = folder / "wall_seconds.txt"
     if not summary.exists():
         (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-               str(folder), "--cores", str(args.cores), "--configfile", str(folder / "config.yaml")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(folder),
+            "--cores",
+            str(args.cores),
+            "--configfile",
+            str(folder / "config.yaml"),
+        ]
         print("+", " ".join(cmd), flush=True)
         start = time.monotonic()
         with open(folder / "snakemake.log", "w") as log:
@@ -77,13 +93,26 @@ def run_seed(seed: int, args) -> dict:
         miou = {row["method"]: float(row["miou"]) for row in csv.DictReader(f, delimiter="\t")}
     audit = pseudo_mask_audit(name, folder)  # the run's own audit/audit.json
     pseudo = {k: float("nan") if v is None else v if k == "spearman" else 100 * v for k, v in audit.items()}
-    return {"seed": seed, "miou": miou, "pseudo": pseudo,
-            "wall": float(timing.read_text()) if timing.exists() else float("nan")}
+    return {
+        "seed": seed,
+        "miou": miou,
+        "pseudo": pseudo,
+        "wall": float(timing.read_text()) if timing.exists() else float("nan"),
+    }
 
 
 def table(rows: list[dict], args) -> str:
-    head = ["seed", *COLUMNS, "ST - SupOnly", "ST++ final - ST", "pseudo-masks all", "reliable", "unreliable",
-            "Spearman", "wall s"]
+    head = [
+        "seed",
+        *COLUMNS,
+        "ST - SupOnly",
+        "ST++ final - ST",
+        "pseudo-masks all",
+        "reliable",
+        "unreliable",
+        "Spearman",
+        "wall s",
+    ]
 
     def cells(values: list[list[float]]) -> list[str]:
         return [fmt(v, signed=i in (4, 5)) for i, v in enumerate(values)]
@@ -91,21 +120,34 @@ def table(rows: list[dict], args) -> str:
     def columns(row: dict) -> list[float]:
         m, p = row["miou"], row["pseudo"]
         nan = float("nan")
-        return [*(m.get(c, nan) for c in COLUMNS), m.get("ST", nan) - m.get("SupOnly", nan),
-                m.get("ST++ final", nan) - m.get("ST", nan),
-                *(p.get(k, nan) for k in ("all", "reliable", "unreliable", "spearman")), row["wall"]]
+        return [
+            *(m.get(c, nan) for c in COLUMNS),
+            m.get("ST", nan) - m.get("SupOnly", nan),
+            m.get("ST++ final", nan) - m.get("ST", nan),
+            *(p.get(k, nan) for k in ("all", "reliable", "unreliable", "spearman")),
+            row["wall"],
+        ]
 
     per_seed = [columns(r) for r in rows]
     m = machine()
-    lines = [f"demo, config/config.yaml" + (f" --set {' '.join(args.set)}" if args.set else "")
-             + f"; {time.strftime('%Y-%m-%d')}, {m['cores']} cores of {m['cpu']} ({m['cpu_capability']})", "",
-             "mIoU (%) on the demo's val list; pseudo-masks: the teacher's against the true masks of the unlabeled images",
-             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row, values in zip(rows, per_seed):
+    lines = [
+        "demo, config/config.yaml"
+        + (f" --set {' '.join(args.set)}" if args.set else "")
+        + f"; {time.strftime('%Y-%m-%d')}, {m['cores']} cores of {m['cpu']} ({m['cpu_capability']})",
+        "",
+        "mIoU (%) on the demo's val list; pseudo-masks: the teacher's against the true masks of the unlabeled images",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for row, values in zip(rows, per_seed, strict=True):
         lines.append(f"| {row['seed']} | " + " | ".join(cells([[v] for v in values])) + " |")
     if len(rows) > 1:
-        lines.append(f"| **mean ± std of {len(rows)}** | "
-                     + " | ".join(cells([[v[i] for v in per_seed] for i in range(len(head) - 1)])) + " |")
+        lines.append(
+            f"| **mean ± std of {len(rows)}** | "
+            + " | ".join(cells([[v[i] for v in per_seed] for i in range(len(head) - 1)]))
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 

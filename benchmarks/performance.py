@@ -49,8 +49,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # config/camvid.yaml
-CAMVID = dict(num_classes=11, ignore=11, arch="deeplabv3plus", output_stride=16, head_channels=128, crop=160,
-              batch=8, lr=0.01, label_batch=8)
+CAMVID = dict(
+    num_classes=11,
+    ignore=11,
+    arch="deeplabv3plus",
+    output_stride=16,
+    head_channels=128,
+    crop=160,
+    batch=8,
+    lr=0.01,
+    label_batch=8,
+)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 TTA_SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
 
@@ -62,7 +71,9 @@ def measured(cmd: list[str], log: Path | None = None, cwd: Path | None = None) -
     """Run ``cmd``; (wall seconds, peak resident MB of it and its children). Output to ``log``."""
     out = open(log, "w") if log else subprocess.DEVNULL
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -94,8 +105,13 @@ def model_file(work: Path, backbone: str) -> Path:
 
     path = work / f"{backbone}.pt"
     if not path.exists():
-        spec = dict(arch=CAMVID["arch"], backbone=backbone, num_classes=CAMVID["num_classes"],
-                    output_stride=CAMVID["output_stride"], head_channels=CAMVID["head_channels"])
+        spec = dict(
+            arch=CAMVID["arch"],
+            backbone=backbone,
+            num_classes=CAMVID["num_classes"],
+            output_stride=CAMVID["output_stride"],
+            head_channels=CAMVID["head_channels"],
+        )
         pretrained = "imagenet" if backbone == "efficientnet_lite0" else None
         save_model(path, build_model(pretrained=pretrained, **spec), spec)
     return path
@@ -105,23 +121,55 @@ def model_file(work: Path, backbone: str) -> Path:
 # training
 # ---------------------------------------------------------------------------------------------
 def train_common(a, backbone: str, workers: int) -> list:
-    return ["--data-root", a.data_root, "--labeled", Path(a.data_root) / a.labeled, "--num-classes", CAMVID["num_classes"],
-            "--ignore-labels", CAMVID["ignore"], "--arch", CAMVID["arch"], "--backbone", backbone,
-            "--output-stride", CAMVID["output_stride"], "--head-channels", CAMVID["head_channels"],
-            *(["--pretrained", "imagenet"] if backbone == "efficientnet_lite0" else []),
-            "--crop-size", CAMVID["crop"], "--batch-size", CAMVID["batch"], "--lr", CAMVID["lr"],
-            "--epochs", a.train_epochs, "--min-labeled", a.train_images, "--workers", workers,
-            "--threads", a.threads]
+    return [
+        "--data-root",
+        a.data_root,
+        "--labeled",
+        Path(a.data_root) / a.labeled,
+        "--num-classes",
+        CAMVID["num_classes"],
+        "--ignore-labels",
+        CAMVID["ignore"],
+        "--arch",
+        CAMVID["arch"],
+        "--backbone",
+        backbone,
+        "--output-stride",
+        CAMVID["output_stride"],
+        "--head-channels",
+        CAMVID["head_channels"],
+        *(["--pretrained", "imagenet"] if backbone == "efficientnet_lite0" else []),
+        "--crop-size",
+        CAMVID["crop"],
+        "--batch-size",
+        CAMVID["batch"],
+        "--lr",
+        CAMVID["lr"],
+        "--epochs",
+        a.train_epochs,
+        "--min-labeled",
+        a.train_images,
+        "--workers",
+        workers,
+        "--threads",
+        a.threads,
+    ]
 
 
 def train_pipeline(a, work: Path, name: str, backbone="efficientnet_lite0", workers=1, *switches) -> dict:
     out = work / name
-    _, peak = measured(stage("train", *train_common(a, backbone, workers), "--out-dir", out, "--device", "cpu", *switches), work / f"{name}.log")
+    _, peak = measured(
+        stage("train", *train_common(a, backbone, workers), "--out-dir", out, "--device", "cpu", *switches),
+        work / f"{name}.log",
+    )
     rows = [line.split("\t") for line in (out / "train_log.tsv").read_text().splitlines()]
     cols = {c: i for i, c in enumerate(rows[0])}
     later = rows[2:]  # epoch 1 warms up (allocator, caches)
-    return {"images_per_s": float(np.mean([float(r[cols["images_per_s"]]) for r in later])),
-            "data_wait_share": float(np.mean([float(r[cols["data_wait_share"]]) for r in later])), "peak_mb": peak}
+    return {
+        "images_per_s": float(np.mean([float(r[cols["images_per_s"]]) for r in later])),
+        "data_wait_share": float(np.mean([float(r[cols["data_wait_share"]]) for r in later])),
+        "peak_mb": peak,
+    }
 
 
 def train_plain(a, work: Path, name: str, backbone="efficientnet_lite0", workers=1) -> dict:
@@ -158,7 +206,7 @@ class PlainPairs:
         msk = np.pad(msk, ((0, ph), (0, pw)), constant_values=255)
         y = int(torch.randint(0, img.shape[0] - self.crop + 1, ()))
         x = int(torch.randint(0, img.shape[1] - self.crop + 1, ()))
-        img, msk = img[y:y + self.crop, x:x + self.crop], msk[y:y + self.crop, x:x + self.crop]
+        img, msk = img[y : y + self.crop, x : x + self.crop], msk[y : y + self.crop, x : x + self.crop]
         if torch.rand(()) < 0.5:
             img, msk = img[:, ::-1], msk[:, ::-1]
         img = (img - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
@@ -176,8 +224,18 @@ def plain_train(argv) -> None:
     p = argparse.ArgumentParser()
     for k in ("data-root", "labeled", "arch", "backbone", "pretrained", "out"):
         p.add_argument(f"--{k}", default=None)
-    for k in ("num-classes", "ignore-labels", "output-stride", "head-channels", "crop-size", "batch-size",
-              "epochs", "min-labeled", "workers", "threads"):
+    for k in (
+        "num-classes",
+        "ignore-labels",
+        "output-stride",
+        "head-channels",
+        "crop-size",
+        "batch-size",
+        "epochs",
+        "min-labeled",
+        "workers",
+        "threads",
+    ):
         p.add_argument(f"--{k}", type=int)
     p.add_argument("--lr", type=float)
     a = p.parse_args(argv)
@@ -186,9 +244,9 @@ def plain_train(argv) -> None:
     lines = Path(a.labeled).read_text().split("\n")
     lines = [line for line in lines if line.strip()]
     data = PlainPairs(Path(a.data_root), lines, a.crop_size, a.ignore_labels, -(-a.min_labeled // len(lines)))
-    model = build_model(a.arch, a.backbone, a.num_classes, a.output_stride,
-                        pretrained=a.pretrained,
-                        head_channels=a.head_channels).train()
+    model = build_model(
+        a.arch, a.backbone, a.num_classes, a.output_stride, pretrained=a.pretrained, head_channels=a.head_channels
+    ).train()
     lr = a.lr * a.batch_size / 16
     opt = torch.optim.SGD(param_groups(model, lr, 10.0), lr=lr, momentum=0.9, weight_decay=1e-4)
     speeds = []
@@ -208,14 +266,31 @@ def plain_train(argv) -> None:
 # labeling, scoring, evaluation
 # ---------------------------------------------------------------------------------------------
 def label_command(a, model: Path, images: Path, out: Path, threads: int, *options) -> list[str]:
-    return stage("label", "--model", model, "--list", images, "--data-root", a.data_root, "--out", out,
-                 "--device", "cpu", "--threads", threads, "--batch-size", a.label_batch, *options)
+    return stage(
+        "label",
+        "--model",
+        model,
+        "--list",
+        images,
+        "--data-root",
+        a.data_root,
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        "--threads",
+        threads,
+        "--batch-size",
+        a.label_batch,
+        *options,
+    )
 
 
 def label_pipeline(a, work: Path, name: str, model: Path, images: Path, *options) -> dict:
     n = len(images.read_text().splitlines())
-    seconds, peak = measured(label_command(a, model, images, work / f"{name}.h5", a.threads, *options),
-                             work / f"{name}.log")
+    seconds, peak = measured(
+        label_command(a, model, images, work / f"{name}.h5", a.threads, *options), work / f"{name}.log"
+    )
     return {"images_per_s": n / seconds, "seconds": seconds, "peak_mb": peak, "images": n}
 
 
@@ -253,10 +328,15 @@ def label_sharded(a, work: Path, name: str, model: Path, images: Path, shards: i
     """``label.shards`` jobs at once, one thread each (the workflow on a machine of ``shards`` cores)."""
     n = len(images.read_text().splitlines())
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(label_command(a, model, images, work / f"{name}_{i}.h5", 1, "--shard", i,
-                                            "--num-shards", shards),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}) for i in range(shards)]
+    procs = [
+        subprocess.Popen(
+            label_command(a, model, images, work / f"{name}_{i}.h5", 1, "--shard", i, "--num-shards", shards),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        for i in range(shards)
+    ]
     if any(proc.wait() for proc in procs):
         raise RuntimeError(f"a labeling shard of {name} failed")
     seconds = time.perf_counter() - t0
@@ -265,21 +345,49 @@ def label_sharded(a, work: Path, name: str, model: Path, images: Path, shards: i
 
 def label_naive(a, work: Path, name: str, model: Path, images: Path) -> dict:
     n = len(images.read_text().splitlines())
-    seconds, peak = measured(this("naive-label", model, images, a.data_root, work / name, a.threads),
-                             work / f"{name}.log")
+    seconds, peak = measured(
+        this("naive-label", model, images, a.data_root, work / name, a.threads), work / f"{name}.log"
+    )
     return {"images_per_s": n / seconds, "seconds": seconds, "peak_mb": peak, "images": n}
 
 
 def score_overhead(a, work: Path, model: Path, images: Path, num_classes: int = CAMVID["num_classes"]) -> dict:
     log = work / "score.log"
-    seconds, peak = measured(stage("score", "--checkpoints", model, model, model, "--list", images, "--data-root",
-                                   a.data_root, "--num-classes", num_classes, "--scores",
-                                   work / "scores.tsv", "--masks", work / "score_masks.h5", "--device", "cpu",
-                                   "--threads", a.threads, "--batch-size", a.label_batch), log)
+    seconds, peak = measured(
+        stage(
+            "score",
+            "--checkpoints",
+            model,
+            model,
+            model,
+            "--list",
+            images,
+            "--data-root",
+            a.data_root,
+            "--num-classes",
+            num_classes,
+            "--scores",
+            work / "scores.tsv",
+            "--masks",
+            work / "score_masks.h5",
+            "--device",
+            "cpu",
+            "--threads",
+            a.threads,
+            "--batch-size",
+            a.label_batch,
+        ),
+        log,
+    )
     m = re.search(r"predictions took ([\d.]+) s; the scores and the mask store ([\d.]+) s", log.read_text())
     predicting, scoring = float(m.group(1)), float(m.group(2))
-    return {"predict_seconds": predicting, "score_seconds": scoring, "overhead": scoring / predicting,
-            "wall_seconds": seconds, "peak_mb": peak}
+    return {
+        "predict_seconds": predicting,
+        "score_seconds": scoring,
+        "overhead": scoring / predicting,
+        "wall_seconds": seconds,
+        "peak_mb": peak,
+    }
 
 
 def naive_evaluate(argv) -> None:
@@ -308,16 +416,53 @@ def naive_evaluate(argv) -> None:
 
 def evaluate_pair(a, work: Path, model: Path, images: Path) -> dict:
     n = len(images.read_text().splitlines())
-    s_pipe, peak = measured(stage("evaluate", "--model", model, "--list", images, "--data-root", a.data_root,
-                                  "--num-classes", CAMVID["num_classes"], "--ignore-labels", CAMVID["ignore"],
-                                  "--out", work / "metrics.json", "--device", "cpu", "--threads", a.threads),
-                            work / "evaluate.log")
-    s_naive, _ = measured(this("naive-evaluate", model, images, a.data_root, a.threads, CAMVID["num_classes"],
-                               CAMVID["ignore"], work / "naive_metrics.json"), work / "naive_evaluate.log")
-    same = abs(json.loads((work / "metrics.json").read_text())["miou"]
-               - json.loads((work / "naive_metrics.json").read_text())["miou"])
-    return {"stage_images_per_s": n / s_pipe, "naive_images_per_s": n / s_naive, "ratio": s_naive / s_pipe,
-            "miou_difference": same, "images": n, "peak_mb": peak}
+    s_pipe, peak = measured(
+        stage(
+            "evaluate",
+            "--model",
+            model,
+            "--list",
+            images,
+            "--data-root",
+            a.data_root,
+            "--num-classes",
+            CAMVID["num_classes"],
+            "--ignore-labels",
+            CAMVID["ignore"],
+            "--out",
+            work / "metrics.json",
+            "--device",
+            "cpu",
+            "--threads",
+            a.threads,
+        ),
+        work / "evaluate.log",
+    )
+    s_naive, _ = measured(
+        this(
+            "naive-evaluate",
+            model,
+            images,
+            a.data_root,
+            a.threads,
+            CAMVID["num_classes"],
+            CAMVID["ignore"],
+            work / "naive_metrics.json",
+        ),
+        work / "naive_evaluate.log",
+    )
+    same = abs(
+        json.loads((work / "metrics.json").read_text())["miou"]
+        - json.loads((work / "naive_metrics.json").read_text())["miou"]
+    )
+    return {
+        "stage_images_per_s": n / s_pipe,
+        "naive_images_per_s": n / s_naive,
+        "ratio": s_naive / s_pipe,
+        "miou_difference": same,
+        "images": n,
+        "peak_mb": peak,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,28 +475,43 @@ def part_ratios(a, work: Path) -> dict:
     pipe = train_pipeline(a, work, "train_stage")
     plain = train_plain(a, work, "train_plain")
     out["train"] = {"stage": pipe, "plain": plain, "ratio": pipe["images_per_s"] / plain["images_per_s"]}
-    print(f"train: stages.train {pipe['images_per_s']:.2f} images/s (waiting for data "
-          f"{100 * pipe['data_wait_share']:.0f}% of the time), plain loop {plain['images_per_s']:.2f} images/s: "
-          f"{out['train']['ratio']:.2f}x", flush=True)
+    print(
+        f"train: stages.train {pipe['images_per_s']:.2f} images/s (waiting for data "
+        f"{100 * pipe['data_wait_share']:.0f}% of the time), plain loop {plain['images_per_s']:.2f} images/s: "
+        f"{out['train']['ratio']:.2f}x",
+        flush=True,
+    )
     stage_l = label_pipeline(a, work, "label_stage", model, unl)
     naive = label_naive(a, work, "label_naive", model, unl)
     sharded = label_sharded(a, work, "label_sharded", model, unl, a.threads)
-    out["label"] = {"stage": stage_l, "naive": naive, "ratio": naive["seconds"] / stage_l["seconds"],
-                    "sharded": sharded, "sharded_ratio": naive["seconds"] / sharded["seconds"]}
-    print(f"TTA labeling ({stage_l['images']} images, 10 passes): stages.label {stage_l['images_per_s']:.2f} images/s,"
-          f" naive loop {naive['images_per_s']:.2f} images/s: {out['label']['ratio']:.2f}x; as {a.threads} shards of "
-          f"one thread each (label.shards) {sharded['images_per_s']:.2f} images/s: {out['label']['sharded_ratio']:.2f}x",
-          flush=True)
+    out["label"] = {
+        "stage": stage_l,
+        "naive": naive,
+        "ratio": naive["seconds"] / stage_l["seconds"],
+        "sharded": sharded,
+        "sharded_ratio": naive["seconds"] / sharded["seconds"],
+    }
+    print(
+        f"TTA labeling ({stage_l['images']} images, 10 passes): stages.label {stage_l['images_per_s']:.2f} images/s,"
+        f" naive loop {naive['images_per_s']:.2f} images/s: {out['label']['ratio']:.2f}x; as {a.threads} shards of "
+        f"one thread each (label.shards) {sharded['images_per_s']:.2f} images/s: {out['label']['sharded_ratio']:.2f}x",
+        flush=True,
+    )
     s = score_overhead(a, work, model, first_lines(unl, a.label_images, work / "score_images.txt"))
     out["score"] = s
-    print(f"stability scoring: the 3 predictions {s['predict_seconds']:.1f} s, the scores and mask store "
-          f"{s['score_seconds']:.2f} s more: {100 * s['overhead']:.1f}%", flush=True)
+    print(
+        f"stability scoring: the 3 predictions {s['predict_seconds']:.1f} s, the scores and mask store "
+        f"{s['score_seconds']:.2f} s more: {100 * s['overhead']:.1f}%",
+        flush=True,
+    )
     val = first_lines(Path(a.data_root) / a.val, a.eval_images, work / "eval_images.txt")
     e = evaluate_pair(a, work, model, val)
     out["evaluate"] = e
-    print(f"evaluation ({e['images']} images): stages.evaluate {e['stage_images_per_s']:.2f} images/s, naive loop "
-          f"{e['naive_images_per_s']:.2f} images/s: {e['ratio']:.2f}x (mIoU differs by {e['miou_difference']:.1e})",
-          flush=True)
+    print(
+        f"evaluation ({e['images']} images): stages.evaluate {e['stage_images_per_s']:.2f} images/s, naive loop "
+        f"{e['naive_images_per_s']:.2f} images/s: {e['ratio']:.2f}x (mIoU differs by {e['miou_difference']:.1e})",
+        flush=True,
+    )
     return out
 
 
@@ -382,8 +542,11 @@ def part_switches(a, work: Path) -> dict:
     ):
         r = train_pipeline(a, work, "train_" + re.sub(r"\W+", "_", name), backbone, workers, *options)
         out["train"][name] = r
-        print(f"training, {name}: {r['images_per_s']:.2f} images/s, waiting for data "
-              f"{100 * r['data_wait_share']:.0f}%, peak {r['peak_mb']:.0f} MB", flush=True)
+        print(
+            f"training, {name}: {r['images_per_s']:.2f} images/s, waiting for data "
+            f"{100 * r['data_wait_share']:.0f}%, peak {r['peak_mb']:.0f} MB",
+            flush=True,
+        )
     return out
 
 
@@ -394,8 +557,11 @@ def part_backbones(a, work: Path) -> dict:
         t = train_pipeline(a, work, f"backbone_train_{backbone}", backbone)
         lab = label_pipeline(a, work, f"backbone_label_{backbone}", model_file(work, backbone), unl)
         out[backbone] = {"train": t, "label": lab}
-        print(f"{backbone}: training {t['images_per_s']:.2f} images/s (peak {t['peak_mb']:.0f} MB), TTA labeling "
-              f"{lab['images_per_s']:.2f} images/s (peak {lab['peak_mb']:.0f} MB)", flush=True)
+        print(
+            f"{backbone}: training {t['images_per_s']:.2f} images/s (peak {t['peak_mb']:.0f} MB), TTA labeling "
+            f"{lab['images_per_s']:.2f} images/s (peak {lab['peak_mb']:.0f} MB)",
+            flush=True,
+        )
     return out
 
 
@@ -444,8 +610,20 @@ def stub_data(root: Path, labeled: int, unlabeled: int, val: int, size: int = 8)
 
 
 def snakemake(work: Path, *extra) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", ROOT / "Snakefile", "--directory", work,
-            "--configfile", work / "config.yaml", "--cores", "2", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        ROOT / "Snakefile",
+        "--directory",
+        work,
+        "--configfile",
+        work / "config.yaml",
+        "--cores",
+        "2",
+        *extra,
+    ]
 
 
 def part_dag(a, work: Path) -> dict:
@@ -464,15 +642,22 @@ def part_dag(a, work: Path) -> dict:
     out["noop_run_s"], _ = measured(snakemake(work), work / "noop.log")
     if "Nothing to be done" not in (work / "noop.log").read_text():
         raise RuntimeError(f"the re-run was not a no-op: {work / 'noop.log'}")
-    print(f"Snakemake with {a.dag_total} images ({a.dag_total - a.dag_labeled} unlabeled): -n in an empty folder "
-          f"{out['dry_run_fresh_s']:.1f} s, -n with everything done {out['dry_run_done_s']:.1f} s, no-op re-run "
-          f"{out['noop_run_s']:.1f} s (the run before it, on 8x8 images: {out['full_run_s'] / 60:.1f} min)",
-          flush=True)
+    print(
+        f"Snakemake with {a.dag_total} images ({a.dag_total - a.dag_labeled} unlabeled): -n in an empty folder "
+        f"{out['dry_run_fresh_s']:.1f} s, -n with everything done {out['dry_run_done_s']:.1f} s, no-op re-run "
+        f"{out['noop_run_s']:.1f} s (the run before it, on 8x8 images: {out['full_run_s'] / 60:.1f} min)",
+        flush=True,
+    )
     return out
 
 
-PARTS = {"ratios": part_ratios, "switches": part_switches, "backbones": part_backbones, "memory": part_memory,
-         "dag": part_dag}
+PARTS = {
+    "ratios": part_ratios,
+    "switches": part_switches,
+    "backbones": part_backbones,
+    "memory": part_memory,
+    "dag": part_dag,
+}
 
 
 def main(argv=None) -> None:

@@ -57,7 +57,6 @@ import os
 import platform
 import random
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -76,17 +75,32 @@ from stages.seg.files import atomic_path, write_json  # noqa: E402
 from stages.seg.metrics import paired_bootstrap_interval, t_interval_90  # noqa: E402
 
 RECORDS = REPO / "benchmarks" / "records"
-METHODS = (("SupOnly", "teacher"), ("ST", "st_student"), ("ST++ student 1", "stpp_student1"),
-           ("ST++ final", "stpp_student2"))
+METHODS = (
+    ("SupOnly", "teacher"),
+    ("ST", "st_student"),
+    ("ST++ student 1", "stpp_student1"),
+    ("ST++ final", "stpp_student2"),
+)
 # Stage wall times: (column, benchmark files under benchmarks/<exp>/) in pipeline order.
-STAGES = (("teacher", "teacher/train.tsv"), ("label", "teacher/label_unlabeled/*.tsv"),
-          ("score", "teacher/score_stability/*.tsv"), ("ST", "st_student/train.tsv"),
-          ("student 1", "stpp_student1/train.tsv"), ("relabel", "stpp_student1/label_unreliable/*.tsv"),
-          ("student 2", "stpp_student2/train.tsv"), ("relabel 2", "stpp_student2/label_unlabeled/*.tsv"),
-          ("student 3", "stpp_student3/train.tsv"), ("evaluate", "*/evaluate*.tsv"))
+STAGES = (
+    ("teacher", "teacher/train.tsv"),
+    ("label", "teacher/label_unlabeled/*.tsv"),
+    ("score", "teacher/score_stability/*.tsv"),
+    ("ST", "st_student/train.tsv"),
+    ("student 1", "stpp_student1/train.tsv"),
+    ("relabel", "stpp_student1/label_unreliable/*.tsv"),
+    ("student 2", "stpp_student2/train.tsv"),
+    ("relabel 2", "stpp_student2/label_unlabeled/*.tsv"),
+    ("student 3", "stpp_student3/train.tsv"),
+    ("evaluate", "*/evaluate*.tsv"),
+)
 # The differences the tables give with their intervals: (label, method a, method b) for b - a.
-DIFFERENCES = (("ST - SupOnly", "SupOnly", "ST"), ("ST++ final - ST", "ST", "ST++ final"),
-               ("ST++ final - SupOnly", "SupOnly", "ST++ final"), ("student 1 - SupOnly", "SupOnly", "ST++ student 1"))
+DIFFERENCES = (
+    ("ST - SupOnly", "SupOnly", "ST"),
+    ("ST++ final - ST", "ST", "ST++ final"),
+    ("ST++ final - SupOnly", "SupOnly", "ST++ final"),
+    ("student 1 - SupOnly", "SupOnly", "ST++ student 1"),
+)
 LISTS = ("val", "test")
 # Where the workflow writes a model's figures on each list (rules evaluate, evaluate_test).
 EVALUATIONS = {"val": "", "test": "test/"}
@@ -94,29 +108,50 @@ UNTAGGED = "untagged"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--dataset", required=True, help="name of config/<dataset>.yaml (msrc21, camvid)")
     p.add_argument("--config", default=None, help="base config (default: config/<dataset>.yaml)")
     p.add_argument("--splits", nargs="+", default=["1_8"], help="split folders under <root>/splits/")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="0 = the shipped split")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="experiment setting overrides, e.g. stpp.reliable_ratio=0.25 (YAML values)")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="experiment setting overrides, e.g. stpp.reliable_ratio=0.25 (YAML values)",
+    )
     p.add_argument("--tag", default=None, help="name of this variant (experiment and table suffix)")
-    p.add_argument("--methods", nargs="+", default=None, choices=("SupOnly", "ST", "ST++"),
-                   help="methods to run (default: the config's)")
-    p.add_argument("--teacher-from", default=None, metavar="TAG",
-                   help=f"with --tag: copy the teacher of the run tagged TAG ('{UNTAGGED}': the untagged run) of the "
-                        "same split and seed, which this work directory must have run (see above)")
-    p.add_argument("--workdir", default=str(REPO / "runs" / "semisup"),
-                   help="Snakemake working directory: results/, logs/, benchmarks/ and the tables")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        choices=("SupOnly", "ST", "ST++"),
+        help="methods to run (default: the config's)",
+    )
+    p.add_argument(
+        "--teacher-from",
+        default=None,
+        metavar="TAG",
+        help=f"with --tag: copy the teacher of the run tagged TAG ('{UNTAGGED}': the untagged run) of the "
+        "same split and seed, which this work directory must have run (see above)",
+    )
+    p.add_argument(
+        "--workdir",
+        default=str(REPO / "runs" / "semisup"),
+        help="Snakemake working directory: results/, logs/, benchmarks/ and the tables",
+    )
     p.add_argument("--cores", type=int, default=2)
-    p.add_argument("--records", default=str(RECORDS),
-                   help="folder of the per-experiment result records (commit them)")
-    p.add_argument("--from-records", action="store_true",
-                   help="run nothing: tabulate the records of the experiments these arguments name")
-    p.add_argument("--snakemake-args", nargs=argparse.REMAINDER, default=[],
-                   help="passed on to snakemake (must come last)")
+    p.add_argument("--records", default=str(RECORDS), help="folder of the per-experiment result records (commit them)")
+    p.add_argument(
+        "--from-records",
+        action="store_true",
+        help="run nothing: tabulate the records of the experiments these arguments name",
+    )
+    p.add_argument(
+        "--snakemake-args", nargs=argparse.REMAINDER, default=[], help="passed on to snakemake (must come last)"
+    )
     return p.parse_args(argv)
 
 
@@ -169,8 +204,10 @@ def register(workdir: Path, experiments: dict) -> dict:
     known.update(experiments)
     for name, e in experiments.items():
         if e.get("teacher_from") and e["teacher_from"] not in known:
-            raise SystemExit(f"{name}: its teacher comes from {e['teacher_from']}, which {workdir} has not run; "
-                             "run that experiment first (the same command without --teacher-from, with its tag)")
+            raise SystemExit(
+                f"{name}: its teacher comes from {e['teacher_from']}, which {workdir} has not run; "
+                "run that experiment first (the same command without --teacher-from, with its tag)"
+            )
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(known, sort_keys=False))
     return known
@@ -223,11 +260,13 @@ def pseudo_mask_audit(name: str, workdir: Path) -> dict:
     if not audit["ground_truth"]:
         return {}
     teacher = audit["teacher"]
-    return {"all": teacher["all"]["miou"],
-            "reliable": teacher.get("reliable", {}).get("miou"),
-            "unreliable": teacher.get("unreliable", {}).get("miou"),
-            "relabeled": audit.get("student1_relabel", {}).get("unreliable", {}).get("miou"),
-            "spearman": audit.get("spearman_score_vs_miou")}
+    return {
+        "all": teacher["all"]["miou"],
+        "reliable": teacher.get("reliable", {}).get("miou"),
+        "unreliable": teacher.get("unreliable", {}).get("miou"),
+        "relabeled": audit.get("student1_relabel", {}).get("unreliable", {}).get("miou"),
+        "spearman": audit.get("spearman_score_vs_miou"),
+    }
 
 
 def stage_minutes(name: str, e: dict, workdir: Path) -> dict:
@@ -307,16 +346,23 @@ def machine() -> dict:
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    return {"cpu": cpu, "cores": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "torch": torch.__version__, "device": "cuda" if torch.cuda.is_available() else "cpu"}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }
 
 
 def code_version() -> str | None:
     """The commit of the code that ran (``-dirty``: with uncommitted changes to tracked files), or
     None outside a git clone. Two commits may draw other augmentations from the same seeds, so a
     table that joins records of several commits says so."""
+
     def git(*cmd: str) -> str:
         return subprocess.run(["git", "-C", str(REPO), *cmd], capture_output=True, text=True, check=True).stdout.strip()
+
     try:
         return git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
     except (OSError, subprocess.CalledProcessError):
@@ -329,8 +375,16 @@ def make_record(name: str, e: dict, workdir: Path, methods: list[str], rounds: i
     ``rounds``: the config's; an experiment's own stpp.rounds wins (3: ST++ final is student 3)."""
     final = f"stpp_student{e.get('stpp', {}).get('rounds') or rounds}"
     r = workdir / "results" / name
-    record = {"experiment": name, "date": time.strftime("%Y-%m-%d"), "machine": machine(), "code": code_version(),
-              "methods": methods, "settings": record_settings(e), "miou": {}, "iou": {}}
+    record = {
+        "experiment": name,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "code": code_version(),
+        "methods": methods,
+        "settings": record_settings(e),
+        "miou": {},
+        "iou": {},
+    }
     confusion = {}
     for list_name in LISTS:
         record["miou"][list_name], record["iou"][list_name] = {}, {}
@@ -348,8 +402,9 @@ def make_record(name: str, e: dict, workdir: Path, methods: list[str], rounds: i
                     raise SystemExit(f"{folder / 'per_image_confusion.npz'}: its images differ from the other models'")
                 confusion[f"{list_name}/{method}"] = cms.astype(np.int32)  # pixel counts of one image
     audit = pseudo_mask_audit(name, workdir)
-    record["pseudo_masks"] = {k: None if v is None else finite(v if k == "spearman" else 100 * v)
-                              for k, v in audit.items()} or None
+    record["pseudo_masks"] = {
+        k: None if v is None else finite(v if k == "spearman" else 100 * v) for k, v in audit.items()
+    } or None
     record["stage_minutes"] = stage_minutes(name, e, workdir)
     return record, confusion
 
@@ -390,8 +445,9 @@ def load_records(folder: Path, experiments: dict) -> dict:
             expected.pop("data.test", None)
         differ = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
         if differ:
-            problems.append(f"{path}: made with other settings ({', '.join(differ)}); "
-                            "run without --from-records to measure these")
+            problems.append(
+                f"{path}: made with other settings ({', '.join(differ)}); run without --from-records to measure these"
+            )
             continue
         records[name] = record
     if problems:
@@ -432,20 +488,27 @@ def difference_tables(records: dict, confusion: dict) -> list[str]:
     for a group of seeds the mean with its t-interval and the pooled paired bootstrap."""
     lines = []
     for list_name in ("test", "val"):
-        lines += [f"## Differences in mIoU points on {list_name}, with 90 % intervals", "",
-                  "Per seed: paired bootstrap over the list's images (2,000 resamples). Over seeds: the mean's "
-                  "t-interval, then the pooled paired bootstrap. An interval that contains 0: not measurable at this "
-                  "size.", "",
-                  "| experiment | " + " | ".join(label for label, _, _ in DIFFERENCES) + " |",
-                  "|---|" + "---|" * len(DIFFERENCES)]
+        lines += [
+            f"## Differences in mIoU points on {list_name}, with 90 % intervals",
+            "",
+            "Per seed: paired bootstrap over the list's images (2,000 resamples). Over seeds: the mean's "
+            "t-interval, then the pooled paired bootstrap. An interval that contains 0: not measurable at this "
+            "size.",
+            "",
+            "| experiment | " + " | ".join(label for label, _, _ in DIFFERENCES) + " |",
+            "|---|" + "---|" * len(DIFFERENCES),
+        ]
         groups: dict[str, list[str]] = {}
         for name, record in records.items():
             cells = []
             for _, a, b in DIFFERENCES:
                 ma, mb = nan(record["miou"][list_name].get(a)), nan(record["miou"][list_name].get(b))
                 pair = _pair(confusion.get(name, {}), list_name, a, b)
-                cells.append(interval(*(100 * v for v in paired_bootstrap_interval([pair])))
-                             if pair else interval(mb - ma, float("nan"), float("nan")))
+                cells.append(
+                    interval(*(100 * v for v in paired_bootstrap_interval([pair])))
+                    if pair
+                    else interval(mb - ma, float("nan"), float("nan"))
+                )
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
             groups.setdefault(group_of(name), []).append(name)
         for group, members in groups.items():
@@ -453,12 +516,15 @@ def difference_tables(records: dict, confusion: dict) -> list[str]:
                 continue
             t_cells, pooled_cells = [], []
             for _, a, b in DIFFERENCES:
-                diffs = [nan(records[m]["miou"][list_name].get(b)) - nan(records[m]["miou"][list_name].get(a))
-                         for m in members]
+                diffs = [
+                    nan(records[m]["miou"][list_name].get(b)) - nan(records[m]["miou"][list_name].get(a))
+                    for m in members
+                ]
                 t_cells.append("-" if any(math.isnan(d) for d in diffs) else interval(*t_interval_90(diffs)))
                 pairs = [_pair(confusion.get(m, {}), list_name, a, b) for m in members]
-                pooled_cells.append(interval(*(100 * v for v in paired_bootstrap_interval(pairs)))
-                                    if all(pairs) else "-")
+                pooled_cells.append(
+                    interval(*(100 * v for v in paired_bootstrap_interval(pairs))) if all(pairs) else "-"
+                )
             lines.append(f"| **{group}, mean of {len(members)} seeds, t-interval** | " + " | ".join(t_cells) + " |")
             lines.append(f"| **{group}, pooled paired bootstrap** | " + " | ".join(pooled_cells) + " |")
         lines.append("")
@@ -486,23 +552,41 @@ def tables(args, records: dict, confusion: dict | None = None) -> str:
         row.update({f"min {k}": nan(v) for k, v in (record.get("stage_minutes") or {}).items()})
         rows.append(row)
 
-    measured = sorted({f"{r['date']}, {r['machine']['device']}, {r['machine']['cores']} cores of {r['machine']['cpu']}"
-                       f" ({r['machine'].get('cpu_capability', 'vector width not recorded')}), torch {r['machine']['torch']}"
-                       for r in records.values()})
+    measured = sorted(
+        {
+            f"{r['date']}, {r['machine']['device']}, {r['machine']['cores']} cores of {r['machine']['cpu']}"
+            f" ({r['machine'].get('cpu_capability', 'vector width not recorded')}), torch {r['machine']['torch']}"
+            for r in records.values()
+        }
+    )
     codes = sorted({r.get("code") or "not recorded" for r in records.values()})
-    lines = [f"# {args.dataset} {' '.join(args.splits)}{' ' + args.tag if args.tag else ''}", "",
-             f"config {args.config or f'config/{args.dataset}.yaml'}" + (f", --set {' '.join(args.set)}" if args.set else "")
-             + "; measured " + "; ".join(measured) + "; code " + ", ".join(c[:12] + c[40:] for c in codes), ""]  # short hash, "-dirty" kept
+    lines = [
+        f"# {args.dataset} {' '.join(args.splits)}{' ' + args.tag if args.tag else ''}",
+        "",
+        f"config {args.config or f'config/{args.dataset}.yaml'}"
+        + (f", --set {' '.join(args.set)}" if args.set else "")
+        + "; measured "
+        + "; ".join(measured)
+        + "; code "
+        + ", ".join(c[:12] + c[40:] for c in codes),
+        "",
+    ]  # short hash, "-dirty" kept
     for split_name in ("test", "val"):
         cols = [m for m, _ in METHODS]
-        lines += [f"## mIoU (%) on {split_name}", "",
-                  "| experiment | " + " | ".join(cols) + " | ST - SupOnly | ST++ final - ST |",
-                  "|---|" + "---|" * (len(cols) + 2)]
+        lines += [
+            f"## mIoU (%) on {split_name}",
+            "",
+            "| experiment | " + " | ".join(cols) + " | ST - SupOnly | ST++ final - ST |",
+            "|---|" + "---|" * (len(cols) + 2),
+        ]
         groups = {}
         for row in rows:
             values = [row[f"{split_name} {m}"] for m in cols]
-            lines.append(f"| {row['experiment']} | " + " | ".join(fmt([v]) for v in values)
-                         + f" | {fmt([values[1] - values[0]], True)} | {fmt([values[3] - values[1]], True)} |")
+            lines.append(
+                f"| {row['experiment']} | "
+                + " | ".join(fmt([v]) for v in values)
+                + f" | {fmt([values[1] - values[0]], True)} | {fmt([values[3] - values[1]], True)} |"
+            )
             groups.setdefault(group_of(row["experiment"]), []).append(values)
         for group, members in groups.items():
             if len(members) > 1:
@@ -511,18 +595,29 @@ def tables(args, records: dict, confusion: dict | None = None) -> str:
                 lines.append(f"| **{group}, mean ± std of {len(members)}** | " + " | ".join(cells) + " |")
         lines.append("")
     lines += difference_tables(records, confusion or {})
-    lines += ["## Teacher pseudo-masks against the true masks of the unlabeled images", "",
-              "| experiment | mIoU all | reliable half | unreliable half | unreliable, relabeled by student 1 "
-              "| Spearman(score, image mIoU) |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "## Teacher pseudo-masks against the true masks of the unlabeled images",
+        "",
+        "| experiment | mIoU all | reliable half | unreliable half | unreliable, relabeled by student 1 "
+        "| Spearman(score, image mIoU) |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in rows:
         if "pseudo all" in row and not math.isnan(row["pseudo all"]):
             spearman_cell = "-" if math.isnan(row["pseudo spearman"]) else f"{row['pseudo spearman']:.2f}"
-            lines.append(f"| {row['experiment']} | " + " | ".join(fmt([row[f"pseudo {k}"]]) for k in
-                         ("all", "reliable", "unreliable", "relabeled")) + f" | {spearman_cell} |")
+            lines.append(
+                f"| {row['experiment']} | "
+                + " | ".join(fmt([row[f"pseudo {k}"]]) for k in ("all", "reliable", "unreliable", "relabeled"))
+                + f" | {spearman_cell} |"
+            )
     stage_cols = [c for c, _ in STAGES]
-    lines += ["", "## Wall time per stage (minutes)", "",
-              "| experiment | " + " | ".join(stage_cols) + " | total |", "|---|" + "---|" * (len(stage_cols) + 1)]
+    lines += [
+        "",
+        "## Wall time per stage (minutes)",
+        "",
+        "| experiment | " + " | ".join(stage_cols) + " | total |",
+        "|---|" + "---|" * (len(stage_cols) + 1),
+    ]
     for row in rows:
         values = [row.get(f"min {c}", float("nan")) for c in stage_cols]
         lines.append(f"| {row['experiment']} | " + " | ".join(fmt([v]) for v in values) + f" | {fmt([sum(values)])} |")
@@ -543,8 +638,24 @@ def main(argv=None) -> None:
     if args.from_records:
         records = load_records(records_dir, experiments)
     else:
-        run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-             "--cores", str(args.cores), "--configfile", str(config), "--rerun-incomplete", *args.snakemake_args], REPO)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--snakefile",
+                str(REPO / "Snakefile"),
+                "--directory",
+                str(workdir),
+                "--cores",
+                str(args.cores),
+                "--configfile",
+                str(config),
+                "--rerun-incomplete",
+                *args.snakemake_args,
+            ],
+            REPO,
+        )
         generated = yaml.safe_load(config.read_text())
         methods, rounds = generated["methods"], generated.get("rounds", 2)
         records = {}

@@ -69,12 +69,16 @@ def rows(node: dict, path: str, schema: dict, required=()) -> list[str]:
         cell = (node.get("description") or "").replace("|", "\\|").replace("\n", " ")
         default = "(required)" if path.rsplit(".", 1)[-1] in required and "default" not in node else default_of(node)
         if node.get("type") != "object" or cell:
-            out.append(f"| `{path}` | {type_of(node) if node.get('type') != 'object' else 'object'} | {default} | {cell} |")
+            out.append(
+                f"| `{path}` | {type_of(node) if node.get('type') != 'object' else 'object'} | {default} | {cell} |"
+            )
     props = node.get("properties", {})
     refs = {child.get("$ref") for child in props.values()}
     if props and len(refs) == 1 and None not in refs:  # blocks of one shape (resources): the shape once
-        kinds = ", ".join(f"`{key}`" + (f" ({child['description']})" if child.get("description") else "")
-                          for key, child in props.items())
+        kinds = ", ".join(
+            f"`{key}`" + (f" ({child['description']})" if child.get("description") else "")
+            for key, child in props.items()
+        )
         out.append(f"| `{path}.<kind>` | object | | one block per kind of job: {kinds} |")
         return out + rows({"$ref": refs.pop()}, f"{path}.<kind>", schema)
     for key, child in props.items():

@@ -5,11 +5,10 @@ import re
 import shlex
 import sys
 
-
 # `python` in the rules' commands is the interpreter that runs Snakemake (so a venv need not be
 # activated), unless a software deployment method (conda: envs/stpp.yaml) provides its own.
 if not workflow.deployment_settings.deployment_method:
-    shell.prefix(f"set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:\"$PATH\"; ")
+    shell.prefix(f'set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:"$PATH"; ')
 
 # The stages' own list reader (free of torch) names the check_data job's inputs.
 sys.path.insert(0, workflow.basedir)
@@ -21,6 +20,7 @@ EXPERIMENTS = list(config["experiments"])
 def _one_of(names):
     """A wildcard regex matching exactly these names (none: a regex that matches nothing)."""
     return "|".join(map(re.escape, names)) or "(?!)"
+
 
 SPLIT_LISTS = ("labeled", "unlabeled", "val", "test")  # test: optional (data.test)
 STUDENTS = ["st_student", "stpp_student1", "stpp_student2", "stpp_student3"]
@@ -79,16 +79,22 @@ def _check_teacher_from(name, e):
     source = e["teacher_from"]
     where = f"config: experiments.{name}.teacher_from"
     if source not in config["experiments"]:
-        raise ValueError(f"{where} names {source!r}, which is not an experiment of this config; add it, or remove "
-                         "teacher_from to train this experiment's own teacher")
+        raise ValueError(
+            f"{where} names {source!r}, which is not an experiment of this config; add it, or remove "
+            "teacher_from to train this experiment's own teacher"
+        )
     if config["experiments"][source]["teacher_from"] is not None:
-        raise ValueError(f"{where}: {source!r} itself takes its teacher from "
-                         f"{config['experiments'][source]['teacher_from']!r}; name that experiment instead")
+        raise ValueError(
+            f"{where}: {source!r} itself takes its teacher from "
+            f"{config['experiments'][source]['teacher_from']!r}; name that experiment instead"
+        )
     ours, theirs = _flat(teacher_settings(e)), _flat(teacher_settings(config["experiments"][source]))
     differ = sorted(key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key))
     if differ:
-        raise ValueError(f"{where}: {', '.join(differ)} differ from {source!r}'s and would change the teacher; "
-                         "make them equal, or remove teacher_from")
+        raise ValueError(
+            f"{where}: {', '.join(differ)} differ from {source!r}'s and would change the teacher; "
+            "make them equal, or remove teacher_from"
+        )
 
 
 _check_experiments()
@@ -154,12 +160,14 @@ def checked_digests(*keys, val_if_validating=False, wait_only=False):
     for the jobs that depend on it directly, and would re-run the others for the check alone.
     ``wait_only``: the job waits for the check but a changed digest alone does not re-run it
     (for jobs with temp() outputs, whose recorded checksums go with the deleted files)."""
+
     def digests(wildcards):
         check = checkpoints.check_data.get(experiment=wildcards.experiment).output
         names = list(keys)
         if val_if_validating and exp(wildcards)["train"]["val_every"]:
             names.append("val")
         return [ancient(getattr(check, name)) if wait_only else getattr(check, name) for name in names]
+
     return digests
 
 
@@ -226,8 +234,9 @@ def runtime_args(threads, batch_size=None, workers=0, training=False):
     """Device, threads, batch and the config's speed switches (those of training or of inference)."""
     s = config["speed"]
     channels_last = {True: "on", False: "off"}.get(s["channels_last"], s["channels_last"])  # YAML true / false
-    switches = dict(channels_last=channels_last, cudnn_benchmark=s["cudnn_benchmark"],
-                    prefetch_factor=s["prefetch_factor"])
+    switches = dict(
+        channels_last=channels_last, cudnn_benchmark=s["cudnn_benchmark"], prefetch_factor=s["prefetch_factor"]
+    )
     if training:
         switches.update(compile=s["compile"])
     else:
@@ -269,20 +278,40 @@ def train_args(wildcards, checkpoints=1):
     e = exp(wildcards)
     m, t = e["model"], e["train"]
     val = split_list(wildcards.experiment, "val") if t["val_every"] else None
-    return " ".join([
-        data_args(wildcards),
-        _args(arch=m["arch"], backbone=m["backbone"], output_stride=m["output_stride"], pretrained=m["pretrained"],
-              head_channels=m["head_channels"]),
-        _args(
-            epochs=train_epochs(wildcards), lr=t["lr"], head_lr_multiplier=t["head_lr_multiplier"],
-            momentum=t["momentum"], weight_decay=t["weight_decay"], poly_power=t["poly_power"],
-            checkpoints=checkpoints, seed=t["seed"], model_name=model_name(wildcards),
-            teacher_epochs=teacher_epochs(wildcards), batch_size=t["batch_size"],
-            amp=t["amp"], crop_size=t["crop_size"], base_size=t["base_size"], scale_range=t["scale_range"],
-            strong=t["strong_augmentation"], min_labeled=t["min_labeled"], val=val, eval_every=t["val_every"] or None,
-            sync_bn=t["sync_bn"] if t["gpus"] > 1 else None,
-        ),
-    ])
+    return " ".join(
+        [
+            data_args(wildcards),
+            _args(
+                arch=m["arch"],
+                backbone=m["backbone"],
+                output_stride=m["output_stride"],
+                pretrained=m["pretrained"],
+                head_channels=m["head_channels"],
+            ),
+            _args(
+                epochs=train_epochs(wildcards),
+                lr=t["lr"],
+                head_lr_multiplier=t["head_lr_multiplier"],
+                momentum=t["momentum"],
+                weight_decay=t["weight_decay"],
+                poly_power=t["poly_power"],
+                checkpoints=checkpoints,
+                seed=t["seed"],
+                model_name=model_name(wildcards),
+                teacher_epochs=teacher_epochs(wildcards),
+                batch_size=t["batch_size"],
+                amp=t["amp"],
+                crop_size=t["crop_size"],
+                base_size=t["base_size"],
+                scale_range=t["scale_range"],
+                strong=t["strong_augmentation"],
+                min_labeled=t["min_labeled"],
+                val=val,
+                eval_every=t["val_every"] or None,
+                sync_bn=t["sync_bn"] if t["gpus"] > 1 else None,
+            ),
+        ]
+    )
 
 
 def train_runtime_args(wildcards, threads):
@@ -290,8 +319,12 @@ def train_runtime_args(wildcards, threads):
     resume state: how it runs, not what it learns, so changing them re-trains nothing. With
     several processes (train.gpus) the job's threads are shared among them."""
     t = exp(wildcards)["train"]
-    return " ".join([runtime_args(max(1, threads // t["gpus"]), workers=t["workers"], training=True),
-                     _args(save_every_minutes=t["save_every_minutes"])])
+    return " ".join(
+        [
+            runtime_args(max(1, threads // t["gpus"]), workers=t["workers"], training=True),
+            _args(save_every_minutes=t["save_every_minutes"]),
+        ]
+    )
 
 
 def trainer(wildcards):
@@ -345,8 +378,9 @@ def shard_files(wildcards, folder, suffix):
 
 
 def label_shards(wildcards):
-    return shard_files(wildcards, f"results/{wildcards.experiment}/{wildcards.model}/"
-                                  f"pseudo_masks_{wildcards.subset}.shards", ".h5")
+    return shard_files(
+        wildcards, f"results/{wildcards.experiment}/{wildcards.model}/" f"pseudo_masks_{wildcards.subset}.shards", ".h5"
+    )
 
 
 def score_shards(wildcards, suffix):
@@ -362,7 +396,10 @@ def pseudo_sources(wildcards):
     return {
         "st_student": [(unlabeled, f"{r}/teacher/pseudo_masks_unlabeled.h5")],
         "stpp_student1": [reliable],
-        "stpp_student2": [reliable, (f"{r}/stpp_split/unreliable_ids.txt", f"{r}/stpp_student1/pseudo_masks_unreliable.h5")],
+        "stpp_student2": [
+            reliable,
+            (f"{r}/stpp_split/unreliable_ids.txt", f"{r}/stpp_student1/pseudo_masks_unreliable.h5"),
+        ],
         "stpp_student3": [(unlabeled, f"{r}/stpp_student2/pseudo_masks_unlabeled.h5")],
     }[wildcards.student]
 
@@ -378,9 +415,13 @@ def pseudo_args(wildcards):
 def pseudo_label_artifacts(wildcards, *stpp_keys):
     """The teacher's pseudo-masks and, when ST++ runs, the named ST++ outputs, as stage options."""
     r = f"results/{wildcards.experiment}"
-    stpp = {"scores": f"{r}/teacher/stability_scores.tsv", "reliable": f"{r}/stpp_split/reliable_ids.txt",
-            "unreliable": f"{r}/stpp_split/unreliable_ids.txt", "checkpoint_masks": f"{r}/teacher/checkpoint_masks.h5",
-            "relabeled": f"{r}/stpp_student1/pseudo_masks_unreliable.h5"}
+    stpp = {
+        "scores": f"{r}/teacher/stability_scores.tsv",
+        "reliable": f"{r}/stpp_split/reliable_ids.txt",
+        "unreliable": f"{r}/stpp_split/unreliable_ids.txt",
+        "checkpoint_masks": f"{r}/teacher/checkpoint_masks.h5",
+        "relabeled": f"{r}/stpp_student1/pseudo_masks_unreliable.h5",
+    }
     inputs = {"teacher_masks": f"{r}/teacher/pseudo_masks_unlabeled.h5"}
     if "ST++" in config["methods"]:
         inputs.update({key: stpp[key] for key in stpp_keys})
@@ -400,12 +441,16 @@ def contact_inputs(wildcards):
 
 def audit_targets():
     """The audit, its figures and the charts of every experiment (the audit where pseudo-masks exist)."""
-    out = expand("results/{experiment}/audit/{figure}.png", experiment=EXPERIMENTS,
-                 figure=["training_curves", "summary"])
+    out = expand(
+        "results/{experiment}/audit/{figure}.png", experiment=EXPERIMENTS, figure=["training_curves", "summary"]
+    )
     if {"ST", "ST++"} & set(config["methods"]):
         selections = ["most_stable", "least_stable", "random"] if "ST++" in config["methods"] else ["random"]
-        out += expand("results/{experiment}/audit/{name}", experiment=EXPERIMENTS,
-                      name=["audit.json", *(f"contact_{s}.png" for s in selections)])
+        out += expand(
+            "results/{experiment}/audit/{name}",
+            experiment=EXPERIMENTS,
+            name=["audit.json", *(f"contact_{s}.png" for s in selections)],
+        )
     if "ST++" in config["methods"]:
         out += expand("results/{experiment}/audit/stability_scores.png", experiment=EXPERIMENTS)
     return out
@@ -417,7 +462,10 @@ def class_names(wildcards):
 
 
 def summary_args(wildcards):
-    return shlex.join(f"{name}=results/{wildcards.experiment}/{model}/metrics.json" for name, model in method_models(wildcards.experiment))
+    return shlex.join(
+        f"{name}=results/{wildcards.experiment}/{model}/metrics.json"
+        for name, model in method_models(wildcards.experiment)
+    )
 
 
 def summary_inputs(wildcards):
@@ -426,5 +474,9 @@ def summary_inputs(wildcards):
 
 def test_targets():
     """Every trained model's evaluation on data.test, for the experiments that have one."""
-    return [f"results/{name}/{model}/test/metrics.json" for name in EXPERIMENTS if has_test(name)
-            for _, model in method_models(name)]
+    return [
+        f"results/{name}/{model}/test/metrics.json"
+        for name in EXPERIMENTS
+        if has_test(name)
+        for _, model in method_models(name)
+    ]

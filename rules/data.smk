@@ -9,18 +9,18 @@ checkpoint make_demo:
         unlabeled="resources/demo/unlabeled.txt",
         val="resources/demo/val.txt",
         classes="resources/demo/classes.txt",
-    params:
-        out=lambda wildcards, output: os.path.dirname(output.labeled),
-        demo=config["demo"],
-    threads: resources_of("small")["threads"]
-    resources:
-        **job_resources("small"),
     log:
         "logs/demo/make_demo.log",
     benchmark:
         "benchmarks/demo/make_demo.tsv"
     conda:
         "../envs/stpp.yaml"
+    threads: resources_of("small")["threads"]
+    resources:
+        **job_resources("small"),
+    params:
+        out=lambda wildcards, output: os.path.dirname(output.labeled),
+        demo=config["demo"],
     shell:
         # --force: Snakemake creates the output folder before the job; make_demo replaces it whole.
         "python -m stages.make_demo --out {params.out} --force --num-labeled {params.demo[num_labeled]}"
@@ -44,24 +44,26 @@ checkpoint check_data:
         val="results/{experiment}/data_check/val.digest",
         # "no test list" without data.test, so that adding one re-runs only its evaluations
         test="results/{experiment}/data_check/test.digest",
-    params:
-        # every image and mask, by size and time: a changed one re-runs the check (see data_stamp)
-        files=data_stamp,
-        lists=lambda wildcards: _args(**{key: split_list(wildcards.experiment, key) for key in SPLIT_LISTS}),  # test: None is left out
-        data=data_args,
-        train=lambda wildcards: _args(batch_size=exp(wildcards)["train"]["batch_size"],
-                                      min_labeled=exp(wildcards)["train"]["min_labeled"],
-                                      allow_labeled_in_unlabeled=exp(wildcards)["data"]["allow_labeled_in_unlabeled"] or None),
-        out_dir=lambda wildcards, output: os.path.dirname(output.manifest),
-    threads: resources_of("check")["threads"]
-    resources:
-        **job_resources("check"),
     log:
         "logs/{experiment}/check_data.log",
     benchmark:
         "benchmarks/{experiment}/check_data.tsv"
     conda:
         "../envs/stpp.yaml"
+    threads: resources_of("check")["threads"]
+    resources:
+        **job_resources("check"),
+    params:
+        # every image and mask, by size and time: a changed one re-runs the check (see data_stamp)
+        files=data_stamp,
+        lists=lambda wildcards: _args(**{key: split_list(wildcards.experiment, key) for key in SPLIT_LISTS}),  # test: None is left out
+        data=data_args,
+        train=lambda wildcards: _args(
+            batch_size=exp(wildcards)["train"]["batch_size"],
+            min_labeled=exp(wildcards)["train"]["min_labeled"],
+            allow_labeled_in_unlabeled=exp(wildcards)["data"]["allow_labeled_in_unlabeled"] or None,
+        ),
+        out_dir=lambda wildcards, output: os.path.dirname(output.manifest),
     shell:
         "python -m stages.check_data {params.lists} {params.data} {params.train} --workers {threads}"
         " --out-dir {params.out_dir} > {log} 2>&1"

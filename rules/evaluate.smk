@@ -10,20 +10,20 @@ rule evaluate:
         metrics="results/{experiment}/{model}/metrics.json",
         # each image's confusion matrix: what a paired bootstrap over images resamples
         per_image="results/{experiment}/{model}/per_image_confusion.npz",
-    params:
-        data=data_args,
-        class_names=lambda wildcards: shlex.join(class_names(wildcards)),
-        window=lambda wildcards: _args(**exp(wildcards)["evaluate"]),
-        runtime=lambda wildcards, threads: runtime_args(threads),
-    threads: resources_of("evaluate")["threads"]
-    resources:
-        **job_resources("evaluate"),
     log:
         "logs/{experiment}/{model}/evaluate.log",
     benchmark:
         "benchmarks/{experiment}/{model}/evaluate.tsv"
     conda:
         "../envs/stpp.yaml"
+    threads: resources_of("evaluate")["threads"]
+    resources:
+        **job_resources("evaluate"),
+    params:
+        data=data_args,
+        class_names=lambda wildcards: shlex.join(class_names(wildcards)),
+        window=lambda wildcards: _args(**exp(wildcards)["evaluate"]),
+        runtime=lambda wildcards, threads: runtime_args(threads),
     shell:
         "python -m stages.evaluate --model {input.model} --list {input.images} {params.data}"
         " --class-names {params.class_names} {params.window} {params.runtime} --out {output.metrics}"
@@ -50,18 +50,22 @@ rule summarize:
         metrics=summary_inputs,
         data=checked_digests("val"),
     output:
-        report("results/{experiment}/summary.tsv", caption="../report/summary.rst", category="Results",
-               subcategory="{experiment}"),
-    params:
-        methods=summary_args,
-    threads: resources_of("small")["threads"]
-    resources:
-        **job_resources("small"),
+        report(
+            "results/{experiment}/summary.tsv",
+            caption="../report/summary.rst",
+            category="Results",
+            subcategory="{experiment}",
+        ),
     log:
         "logs/{experiment}/summarize.log",
     benchmark:
         "benchmarks/{experiment}/summarize.tsv"
     conda:
         "../envs/stpp.yaml"
+    threads: resources_of("small")["threads"]
+    resources:
+        **job_resources("small"),
+    params:
+        methods=summary_args,
     shell:
         "python -m stages.summarize --out {output} {params.methods} > {log} 2>&1"

@@ -11,21 +11,21 @@ rule label_shard:
         data=checked_digests("unlabeled", wait_only=True),
     output:
         temp("results/{experiment}/{model}/pseudo_masks_{subset}.shards/shard_{shard}_of_{shards}.h5"),
-    params:
-        weights=labeling_weights,
-        data=lambda wildcards: data_args(wildcards, labels=False),
-        classes=lambda wildcards: exp(wildcards)["data"]["num_classes"],
-        tta=tta_args,
-        runtime=lambda wildcards, threads: runtime_args(threads, exp(wildcards)["label"]["batch_size"]),
-    threads: resources_of("label")["threads"]
-    resources:
-        **job_resources("label"),
     log:
         "logs/{experiment}/{model}/label_{subset}/shard_{shard}_of_{shards}.log",
     benchmark:
         "benchmarks/{experiment}/{model}/label_{subset}/shard_{shard}_of_{shards}.tsv"
     conda:
         "../envs/stpp.yaml"
+    threads: resources_of("label")["threads"]
+    resources:
+        **job_resources("label"),
+    params:
+        weights=labeling_weights,
+        data=lambda wildcards: data_args(wildcards, labels=False),
+        classes=lambda wildcards: exp(wildcards)["data"]["num_classes"],
+        tta=tta_args,
+        runtime=lambda wildcards, threads: runtime_args(threads, exp(wildcards)["label"]["batch_size"]),
     shell:
         "python -m stages.label --model {params.weights} --list {input.images} {params.data}"
         " --num-classes {params.classes} {params.tta}"
@@ -38,15 +38,15 @@ rule merge_label_shards:
         data=checked_digests("unlabeled"),
     output:
         "results/{experiment}/{model}/pseudo_masks_{subset}.h5",
-    threads: resources_of("small")["threads"]
-    resources:
-        **job_resources("small"),
     log:
         "logs/{experiment}/{model}/label_{subset}/merge.log",
     benchmark:
         "benchmarks/{experiment}/{model}/label_{subset}/merge.tsv"
     conda:
         "../envs/stpp.yaml"
+    threads: resources_of("small")["threads"]
+    resources:
+        **job_resources("small"),
     shell:
         "python -m stages.merge_masks --out {output} {input.shards} > {log} 2>&1"
 
@@ -61,21 +61,21 @@ rule score_shard:
     output:
         scores=temp("results/{experiment}/teacher/stability_scores.shards/shard_{shard}_of_{shards}.tsv"),
         masks=temp("results/{experiment}/teacher/stability_scores.shards/shard_{shard}_of_{shards}.h5"),
-    params:
-        checkpoints=teacher_checkpoints,
-        num_classes=lambda wildcards: exp(wildcards)["data"]["num_classes"],
-        data=lambda wildcards: data_args(wildcards, labels=False),
-        tta=lambda wildcards: tta_args(wildcards, tta=exp(wildcards)["stpp"]["score_tta"]),
-        runtime=lambda wildcards, threads: runtime_args(threads, exp(wildcards)["label"]["batch_size"]),
-    threads: resources_of("score")["threads"]
-    resources:
-        **job_resources("score"),
     log:
         "logs/{experiment}/teacher/score_stability/shard_{shard}_of_{shards}.log",
     benchmark:
         "benchmarks/{experiment}/teacher/score_stability/shard_{shard}_of_{shards}.tsv"
     conda:
         "../envs/stpp.yaml"
+    threads: resources_of("score")["threads"]
+    resources:
+        **job_resources("score"),
+    params:
+        checkpoints=teacher_checkpoints,
+        num_classes=lambda wildcards: exp(wildcards)["data"]["num_classes"],
+        data=lambda wildcards: data_args(wildcards, labels=False),
+        tta=lambda wildcards: tta_args(wildcards, tta=exp(wildcards)["stpp"]["score_tta"]),
+        runtime=lambda wildcards, threads: runtime_args(threads, exp(wildcards)["label"]["batch_size"]),
     shell:
         "python -m stages.score --checkpoints {params.checkpoints} --list {input.images} {params.data}"
         " --num-classes {params.num_classes} {params.tta} {params.runtime}"
@@ -92,17 +92,17 @@ rule merge_score_shards:
     output:
         scores="results/{experiment}/teacher/stability_scores.tsv",
         masks="results/{experiment}/teacher/checkpoint_masks.h5",
-    params:
-        shards=lambda wildcards: score_shards(wildcards, ""),
-    threads: resources_of("small")["threads"]
-    resources:
-        **job_resources("small"),
     log:
         "logs/{experiment}/teacher/score_stability/merge.log",
     benchmark:
         "benchmarks/{experiment}/teacher/score_stability/merge.tsv"
     conda:
         "../envs/stpp.yaml"
+    threads: resources_of("small")["threads"]
+    resources:
+        **job_resources("small"),
+    params:
+        shards=lambda wildcards: score_shards(wildcards, ""),
     shell:
         "python -m stages.merge_scores --list {input.images} --shards {params.shards}"
         " --scores {output.scores} --masks {output.masks} > {log} 2>&1"
@@ -116,18 +116,20 @@ rule split_reliable:
     output:
         reliable="results/{experiment}/stpp_split/reliable_ids.txt",
         unreliable="results/{experiment}/stpp_split/unreliable_ids.txt",
-    params:
-        ratio=lambda wildcards: exp(wildcards)["stpp"]["reliable_ratio"],
-        selection=lambda wildcards: _args(selection=exp(wildcards)["stpp"]["selection"], seed=exp(wildcards)["train"]["seed"]),
-    threads: resources_of("small")["threads"]
-    resources:
-        **job_resources("small"),
     log:
         "logs/{experiment}/stpp_split/split_reliable.log",
     benchmark:
         "benchmarks/{experiment}/stpp_split/split_reliable.tsv"
     conda:
         "../envs/stpp.yaml"
+    threads: resources_of("small")["threads"]
+    resources:
+        **job_resources("small"),
+    params:
+        ratio=lambda wildcards: exp(wildcards)["stpp"]["reliable_ratio"],
+        selection=lambda wildcards: _args(
+            selection=exp(wildcards)["stpp"]["selection"], seed=exp(wildcards)["train"]["seed"]
+        ),
     shell:
         "python -m stages.split --scores {input.scores} --list {input.images} --ratio {params.ratio}"
         " {params.selection} --reliable {output.reliable} --unreliable {output.unreliable} > {log} 2>&1"

@@ -11,21 +11,21 @@ rule train_student:
     output:
         model="results/{experiment}/{student}/model.pt",
         log_tsv="results/{experiment}/{student}/train_log.tsv",
-    params:
-        trainer=trainer,
-        args=train_args,
-        runtime=train_runtime_args,
-        pseudo=pseudo_args,
-        out_dir=lambda wildcards, output: os.path.dirname(output.model),
-    threads: resources_of("train")["threads"]
-    resources:
-        **train_resources(),
     log:
         "logs/{experiment}/{student}/train.log",
     benchmark:
         "benchmarks/{experiment}/{student}/train.tsv"
     conda:
         "../envs/stpp.yaml"
+    threads: resources_of("train")["threads"]
+    resources:
+        **train_resources(),
+    params:
+        trainer=trainer,
+        args=train_args,
+        runtime=train_runtime_args,
+        pseudo=pseudo_args,
+        out_dir=lambda wildcards, output: os.path.dirname(output.model),
     shell:
         "{params.trainer} --labeled {input.labeled} {params.pseudo} {params.args} {params.runtime}"
         " --data-digests {input.data} --out-dir {params.out_dir}"

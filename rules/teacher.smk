@@ -3,8 +3,6 @@
 
 
 rule train_teacher:
-    wildcard_constraints:
-        experiment=OWN_TEACHER,
     input:
         labeled=lambda wildcards: split_list(wildcards.experiment, "labeled"),
         data=checked_digests("labeled", val_if_validating=True),
@@ -13,20 +11,22 @@ rule train_teacher:
         # checkpoint_1..K-1 (K from config): a folder, since the count varies by experiment
         checkpoints=directory("results/{experiment}/teacher/checkpoints"),
         log_tsv="results/{experiment}/teacher/train_log.tsv",
+    log:
+        "logs/{experiment}/teacher/train.log",
+    benchmark:
+        "benchmarks/{experiment}/teacher/train.tsv"
+    wildcard_constraints:
+        experiment=OWN_TEACHER,
+    conda:
+        "../envs/stpp.yaml"
+    threads: resources_of("train")["threads"]
+    resources:
+        **train_resources(),
     params:
         trainer=trainer,
         args=lambda wildcards: train_args(wildcards, exp(wildcards)["stpp"]["checkpoints"]),
         runtime=train_runtime_args,
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
-    threads: resources_of("train")["threads"]
-    resources:
-        **train_resources(),
-    log:
-        "logs/{experiment}/teacher/train.log",
-    benchmark:
-        "benchmarks/{experiment}/teacher/train.tsv"
-    conda:
-        "../envs/stpp.yaml"
     shell:
         "{params.trainer} --labeled {input.labeled} {params.args} {params.runtime} --data-digests {input.data}"
         " --out-dir {params.out_dir}"
@@ -44,19 +44,19 @@ rule copy_teacher:
         model="results/{experiment}/teacher/model.pt",
         checkpoints=directory("results/{experiment}/teacher/checkpoints"),
         log_tsv="results/{experiment}/teacher/train_log.tsv",
-    wildcard_constraints:
-        experiment=BORROWED_TEACHER,
-    params:
-        source=lambda wildcards, input: os.path.dirname(input.model),
-        out_dir=lambda wildcards, output: os.path.dirname(output.model),
-    threads: resources_of("small")["threads"]
-    resources:
-        **job_resources("small"),
     log:
         "logs/{experiment}/teacher/copy_teacher.log",
     benchmark:
         "benchmarks/{experiment}/teacher/copy_teacher.tsv"
+    wildcard_constraints:
+        experiment=BORROWED_TEACHER,
     conda:
         "../envs/stpp.yaml"
+    threads: resources_of("small")["threads"]
+    resources:
+        **job_resources("small"),
+    params:
+        source=lambda wildcards, input: os.path.dirname(input.model),
+        out_dir=lambda wildcards, output: os.path.dirname(output.model),
     shell:
         "python -m stages.copy_teacher --source {params.source} --out-dir {params.out_dir} > {log} 2>&1"

@@ -66,12 +66,15 @@ def quality(cm: np.ndarray, names: list[str]) -> dict:
     total = int(cm.sum())
 
     def shares(counts: np.ndarray) -> dict:
-        return {n: (float(v) / total if total else None) for n, v in zip(names, counts)}
+        return {n: (float(v) / total if total else None) for n, v in zip(names, counts, strict=True)}
 
     # rows of the matrix are the truth, columns the pseudo-mask
-    return {"miou": None if math.isnan(miou) else miou,
-            "iou": {n: (None if math.isnan(v) else float(v)) for n, v in zip(names, iou)},
-            "pixels": total, "pixel_share": {"truth": shares(cm.sum(1)), "pseudo_masks": shares(cm.sum(0))}}
+    return {
+        "miou": None if math.isnan(miou) else miou,
+        "iou": {n: (None if math.isnan(v) else float(v)) for n, v in zip(names, iou, strict=True)},
+        "pixels": total,
+        "pixel_share": {"truth": shares(cm.sum(1)), "pseudo_masks": shares(cm.sum(0))},
+    }
 
 
 def audit(args) -> None:
@@ -89,12 +92,21 @@ def audit(args) -> None:
     stpp = bool(args.reliable and args.unreliable)
 
     zero = np.zeros((c, c), np.int64)
-    cms = {"teacher_all": zero.copy(), "teacher_reliable": zero.copy(), "teacher_unreliable": zero.copy(),
-           "student1_unreliable": zero.copy()}
+    cms = {
+        "teacher_all": zero.copy(),
+        "teacher_reliable": zero.copy(),
+        "teacher_unreliable": zero.copy(),
+        "student1_unreliable": zero.copy(),
+    }
     rows = []
     for n, s in enumerate(samples, start=1):
-        row = {"id": s.id, "score": f"{scores[s.id]:.6f}" if s.id in scores else "",
-               "reliable": ("1" if s.id in reliable else "0") if stpp else "", "teacher_miou": "", "student1_miou": ""}
+        row = {
+            "id": s.id,
+            "score": f"{scores[s.id]:.6f}" if s.id in scores else "",
+            "reliable": ("1" if s.id in reliable else "0") if stpp else "",
+            "teacher_miou": "",
+            "student1_miou": "",
+        }
         if has_truth:
             truth = decode_mask(Path(args.data_root) / s.mask, c, args.ignore_labels, s.origin)
             cm = confusion_matrix(teacher[s.id], truth, c).numpy()
@@ -113,12 +125,20 @@ def audit(args) -> None:
             log.info("audited %d/%d images", n, len(samples))
 
     not_measured = []
-    result: dict = {"list": str(args.list), "images": len(samples), "ground_truth": has_truth,
-                    "reliable_images": len(reliable), "unreliable_images": len(unreliable), "class_names": names}
+    result: dict = {
+        "list": str(args.list),
+        "images": len(samples),
+        "ground_truth": has_truth,
+        "reliable_images": len(reliable),
+        "unreliable_images": len(unreliable),
+        "class_names": names,
+    }
     if not has_truth:
         missing = sum(1 for s in samples if not s.mask)
-        not_measured.append(f"pseudo-mask quality: {missing} of {len(samples)} lines of {args.list} have no mask; "
-                            "add '<image> <mask>' lines to measure it (the masks are never used for training)")
+        not_measured.append(
+            f"pseudo-mask quality: {missing} of {len(samples)} lines of {args.list} have no mask; "
+            "add '<image> <mask>' lines to measure it (the masks are never used for training)"
+        )
     else:
         result["teacher"] = {"all": quality(cms["teacher_all"], names)}
         if stpp:
@@ -133,8 +153,11 @@ def audit(args) -> None:
         elif stpp:
             not_measured.append("relabel gain: no student-1 relabeling of the unreliable images")
     if has_truth and scores:
-        pairs = [(float(r["score"]), float(r["teacher_miou"])) for r in rows
-                 if r["score"] and math.isfinite(float(r["teacher_miou"]))]
+        pairs = [
+            (float(r["score"]), float(r["teacher_miou"]))
+            for r in rows
+            if r["score"] and math.isfinite(float(r["teacher_miou"]))
+        ]
         rho = spearman([p[0] for p in pairs], [p[1] for p in pairs]) if pairs else float("nan")
         result["spearman_score_vs_miou"] = None if math.isnan(rho) else rho
     elif has_truth:
@@ -150,11 +173,15 @@ def audit(args) -> None:
         log.info("teacher pseudo-masks, %s images: mIoU %s", subset, q["miou"])
     if "teacher" in result:
         share = result["teacher"]["all"]["pixel_share"]
-        rare = [f"{n} {share['pseudo_masks'][n] / t:.2f}x" for n, t in share["truth"].items()
-                if t and share["pseudo_masks"][n] < UNDER_PREDICTED * t]
+        rare = [
+            f"{n} {share['pseudo_masks'][n] / t:.2f}x"
+            for n, t in share["truth"].items()
+            if t and share["pseudo_masks"][n] < UNDER_PREDICTED * t
+        ]
         if rare:
-            log.info("classes the teacher's pseudo-masks under-predict (pixel share against the truth): %s",
-                     ", ".join(rare))
+            log.info(
+                "classes the teacher's pseudo-masks under-predict (pixel share against the truth): %s", ", ".join(rare)
+            )
     for what in not_measured:
         log.info("not measured: %s", what)
     log.info("wrote %s and %s", args.out_json, args.out_tsv)

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .seg import cli
+from .seg.files import write_text
 from .seg.images import decode_image, decode_mask
 from .seg.splits import DataError, Sample, parse_split_list, repeats
-from .seg.files import write_text
 
 log = logging.getLogger("stpp")
 
@@ -57,8 +57,11 @@ def build_parser():
     p.add_argument("--test", default=None, help="optional held-out test list (image and mask per line), checked as val")
     cli.add_data_args(p)
     p.add_argument("--min-labeled", type=int, default=1, help="train.min_labeled: the teacher's epoch size")
-    p.add_argument("--allow-labeled-in-unlabeled", action="store_true",
-                   help="labeled images also in the unlabeled list are a warning, not an error")
+    p.add_argument(
+        "--allow-labeled-in-unlabeled",
+        action="store_true",
+        help="labeled images also in the unlabeled list are a warning, not an error",
+    )
     p.add_argument("--out-dir", required=True, help="where manifest.tsv and <list>.digest go")
     p.add_argument("--workers", type=int, default=1, help="decoding processes")
     p.add_argument("--batch-size", type=int, default=1, help="train.batch_size, checked against the teacher's epoch")
@@ -69,6 +72,7 @@ def build_parser():
 @dataclass
 class FileCheck:
     """What decoding one file found: its bytes, hash and size, or the error."""
+
     bytes: int = 0
     sha256: str = ""
     width: int = 0
@@ -103,14 +107,16 @@ def check_files(root, files: dict[tuple[str, str], str], num_classes: int, ignor
     results, t0, step = {}, time.time(), max(1, len(keys) // 10)
 
     def collect(found_iter):
-        for i, (key, found) in enumerate(zip(keys, found_iter), start=1):
+        for i, (key, found) in enumerate(zip(keys, found_iter, strict=True), start=1):
             results[key] = found
             if i % step == 0 or i == len(keys):
                 log.info("checked %d/%d files (%.0f files/s)", i, len(keys), i / max(time.time() - t0, 1e-9))
 
     if workers > 1 and len(keys) > 1:
         with ProcessPoolExecutor(workers) as pool:
-            collect(pool.map(check_file, *zip(*args), chunksize=max(1, min(64, len(keys) // (4 * workers)))))
+            collect(
+                pool.map(check_file, *zip(*args, strict=True), chunksize=max(1, min(64, len(keys) // (4 * workers))))
+            )
     else:
         collect(check_file(*a) for a in args)
     return results
@@ -128,12 +134,24 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
 
     # The same image in two lists, by id.
     ids = {name: {s.id: s for s in samples} for name, samples in lists.items()}
-    pairs = [("labeled", "val"), ("unlabeled", "val"), ("labeled", "unlabeled"),
-             ("labeled", "test"), ("unlabeled", "test"), ("val", "test")]
+    pairs = [
+        ("labeled", "val"),
+        ("unlabeled", "val"),
+        ("labeled", "unlabeled"),
+        ("labeled", "test"),
+        ("unlabeled", "test"),
+        ("val", "test"),
+    ]
     for a, b in (pair for pair in pairs if set(pair) <= set(names)):
         for image_id in sorted(ids[a].keys() & ids[b].keys()):
-            _overlap(args, errors, warnings, a, b, f"{image_id} is in the {a} and the {b} list "
-                                                  f"({ids[a][image_id].origin} and {ids[b][image_id].origin})")
+            _overlap(
+                args,
+                errors,
+                warnings,
+                a,
+                b,
+                f"{image_id} is in the {a} and the {b} list ({ids[a][image_id].origin} and {ids[b][image_id].origin})",
+            )
 
     # Every file once, however many lines name it.
     files: dict[tuple[str, str], str] = {}
@@ -152,13 +170,21 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
             image = found[("image", s.image)]
             mask = found[("mask", s.mask)] if s.mask else None
             if mask and not image.error and not mask.error and (mask.width, mask.height) != (image.width, image.height):
-                errors.append(f"mask {Path(args.data_root) / s.mask} ({s.origin}) is {mask.width}x{mask.height} but "
-                              f"its image {s.image} is {image.width}x{image.height}; a mask must have its image's size")
+                errors.append(
+                    f"mask {Path(args.data_root) / s.mask} ({s.origin}) is {mask.width}x{mask.height} but "
+                    f"its image {s.image} is {image.width}x{image.height}; a mask must have its image's size"
+                )
             if image.sha256:  # the same image under another name
                 first_name, first = first_by_hash.setdefault(image.sha256, (name, s))
                 if first.id != s.id:
-                    _overlap(args, errors, warnings, first_name, name,
-                             f"{s.image} ({s.origin}) has the same bytes as {first.image} ({first.origin})")
+                    _overlap(
+                        args,
+                        errors,
+                        warnings,
+                        first_name,
+                        name,
+                        f"{s.image} ({s.origin}) has the same bytes as {first.image} ({first.origin})",
+                    )
             line = s.origin.rsplit(":", 1)[-1]
             for kind, path, f in (("image", s.image, image), ("mask", s.mask, mask)):
                 if f is not None:
@@ -170,9 +196,11 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
     n = len(lists["labeled"])
     epoch = n * repeats(n, args.min_labeled) if n else 0  # the teacher's epoch (data.oversample)
     if n and epoch < args.batch_size:
-        errors.append(f"the teacher's epoch has {epoch} images ({n} labeled, repeated to train.min_labeled "
-                      f"{args.min_labeled}), fewer than one batch (train.batch_size {args.batch_size}): "
-                      "lower train.batch_size or raise train.min_labeled")
+        errors.append(
+            f"the teacher's epoch has {epoch} images ({n} labeled, repeated to train.min_labeled "
+            f"{args.min_labeled}), fewer than one batch (train.batch_size {args.batch_size}): "
+            "lower train.batch_size or raise train.min_labeled"
+        )
     return errors, warnings, rows, digests
 
 
@@ -181,15 +209,18 @@ def _overlap(args, errors: list, warnings: list, a: str, b: str, what: str) -> N
     if a == b:
         warnings.append(what)
     elif {a, b} == {"val", "test"}:
-        errors.append(f"{what}: settings tuned on val would be judged on an image they saw; remove it from one "
-                      "of the lists")
+        errors.append(
+            f"{what}: settings tuned on val would be judged on an image they saw; remove it from one of the lists"
+        )
     elif {"val", "test"} & {a, b}:
         errors.append(f"{what}: evaluating on a training image inflates mIoU; remove it from one of the lists")
     elif args.allow_labeled_in_unlabeled:
         warnings.append(what)
     else:
-        errors.append(f"{what}: a labeled image is also unlabeled; remove it from the unlabeled list, or set "
-                      "data.allow_labeled_in_unlabeled: true if you mean it")
+        errors.append(
+            f"{what}: a labeled image is also unlabeled; remove it from the unlabeled list, or set "
+            "data.allow_labeled_in_unlabeled: true if you mean it"
+        )
 
 
 def check_data(args) -> None:
@@ -209,8 +240,14 @@ def check_data(args) -> None:
     if "test" not in digests:
         write_text(out / "test.digest", NO_TEST_LIST + "\n")
     images = sum(1 for r in rows if r[2] == "image")
-    log.info("data check passed: %d lines, %d files in %.1f s (%d warnings) -> %s", images, len(rows),
-             time.time() - t0, len(warnings), out / "manifest.tsv")
+    log.info(
+        "data check passed: %d lines, %d files in %.1f s (%d warnings) -> %s",
+        images,
+        len(rows),
+        time.time() - t0,
+        len(warnings),
+        out / "manifest.tsv",
+    )
 
 
 def main(argv=None) -> None:

@@ -21,8 +21,8 @@ import torch
 
 from .seg import cli, speed
 from .seg.data import EvalDataset, read_split_list
-from .seg.inference import accumulate_confusion
 from .seg.files import atomic_path, write_json
+from .seg.inference import accumulate_confusion
 from .seg.io import load_model, resolve_device
 from .seg.metrics import iou_per_class, mean_iou, pixel_accuracy
 
@@ -50,7 +50,7 @@ def metrics_from_confusion(cm, class_names) -> dict:
     return {
         "miou": mean_iou(cm),
         "pixel_accuracy": pixel_accuracy(cm),
-        "iou": {name: (None if v != v else float(v)) for name, v in zip(class_names, iou)},  # NaN -> null
+        "iou": {name: (None if v != v else float(v)) for name, v in zip(class_names, iou, strict=True)},  # NaN -> null
         "class_names": list(class_names),
         "confusion_matrix": cm.tolist(),
     }
@@ -75,13 +75,24 @@ def evaluate(args) -> None:
         raise ValueError(f"--class-names has {len(names)} names for {args.num_classes} classes")
     device = resolve_device(args.device)
     model = speed.for_inference(load_model(args.model, device, args.num_classes), device, args)
-    dataset = EvalDataset(args.data_root, read_split_list(args.list, need_masks=True), args.num_classes,
-                          args.ignore_labels)
+    dataset = EvalDataset(
+        args.data_root, read_split_list(args.list, need_masks=True), args.num_classes, args.ignore_labels
+    )
     log.info("evaluating %s on %d images of %s", args.model, len(dataset), args.list)
     per_image = {} if args.per_image else None
-    cm = accumulate_confusion(model, dataset, args.num_classes, args.batch_size, args.workers, device,
-                              args.window, args.stride, speed.amp_dtype(args.amp, device), args.prefetch_factor,
-                              per_image)
+    cm = accumulate_confusion(
+        model,
+        dataset,
+        args.num_classes,
+        args.batch_size,
+        args.workers,
+        device,
+        args.window,
+        args.stride,
+        speed.amp_dtype(args.amp, device),
+        args.prefetch_factor,
+        per_image,
+    )
     metrics = {"model": str(args.model), "list": str(args.list), **metrics_from_confusion(cm, names)}
     if per_image is not None:
         write_per_image_confusion(args.per_image, per_image)

@@ -48,8 +48,10 @@ def export(args) -> None:
     ids = list(store.ids()) if args.ids is None else args.ids
     missing = store.missing(ids)
     if missing:
-        raise ValueError(f"{args.store} has no mask for {missing[:3]} ({len(missing)} of {len(ids)} ids); "
-                         "ids are the image paths of the split list")
+        raise ValueError(
+            f"{args.store} has no mask for {missing[:3]} ({len(missing)} of {len(ids)} ids); "
+            "ids are the image paths of the split list"
+        )
     out = Path(args.out)
     written = 0
     for image_id in ids:

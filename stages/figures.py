@@ -1,6 +1,7 @@
 """Figures of an experiment as PNG files, for people who would rather look than read.
 
-    python -m stages.figures scores --scores stability_scores.tsv --reliable reliable_ids.txt [--per-image per_image.tsv] --out F.png
+    python -m stages.figures scores --scores stability_scores.tsv --reliable reliable_ids.txt \\
+        [--per-image per_image.tsv] --out F.png
     python -m stages.figures contact --list unlabeled.txt --data-root ROOT --teacher-masks T.h5 \\
         [--checkpoint-masks K.h5 --scores S.tsv --relabeled R.h5] --select most_stable --out F.png
     python -m stages.figures curves --logs NAME=train_log.tsv ... --out F.png
@@ -64,8 +65,13 @@ def scores_figure(args) -> None:
     fig, axes = plt.subplots(1, 2 if per_image else 1, figsize=(11 if per_image else 5.5, 4), squeeze=False)
     ax = axes[0][0]
     halves = [[v for i, v in scores.items() if i in chosen], [v for i, v in scores.items() if i not in chosen]]
-    ax.hist(halves, bins=min(30, max(5, len(scores) // 4)), stacked=True, color=["#55a868", "#c44e52"],
-            label=[f"reliable ({len(halves[0])})", f"unreliable ({len(halves[1])})"])
+    ax.hist(
+        halves,
+        bins=min(30, max(5, len(scores) // 4)),
+        stacked=True,
+        color=["#55a868", "#c44e52"],
+        label=[f"reliable ({len(halves[0])})", f"unreliable ({len(halves[1])})"],
+    )
     threshold = score_threshold(scores, reliable)
     if threshold is not None:
         ax.axvline(threshold, color="black", linestyle="--", label="the split's cut")
@@ -75,8 +81,13 @@ def scores_figure(args) -> None:
         ax = axes[0][1]
         for flag, colour, name in (("1", "#55a868", "reliable"), ("0", "#c44e52", "unreliable")):
             rows = [r for r in per_image if r["reliable"] == flag]
-            ax.scatter([float(r["score"]) for r in rows], [100 * float(r["teacher_miou"]) for r in rows], s=12,
-                       color=colour, label=f"{name} ({len(rows)})")
+            ax.scatter(
+                [float(r["score"]) for r in rows],
+                [100 * float(r["teacher_miou"]) for r in rows],
+                s=12,
+                color=colour,
+                label=f"{name} ({len(rows)})",
+            )
         ax.set(xlabel="stability score", ylabel="pseudo-mask mIoU (%)", title="Score vs pseudo-mask quality")
         ax.legend()
     save(fig, args.out)
@@ -110,19 +121,21 @@ def contact_figure(args) -> None:
     if relabeled is not None:
         columns.append("student 1 relabel")
     columns.append("ground truth")
-    fig, axes = plt.subplots(len(chosen), len(columns), figsize=(2.2 * len(columns), 2.0 * len(chosen) + 0.8),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(chosen), len(columns), figsize=(2.2 * len(columns), 2.0 * len(chosen) + 0.8), squeeze=False
+    )
     for row, image_id in enumerate(chosen):
         s = samples[image_id]
         mask = teacher[image_id]
         # An empty cell has the image's shape (the rows stay aligned) and says why it is empty.
-        empty = (np.full((*mask.shape, 3), 240, np.uint8), )
+        empty = (np.full((*mask.shape, 3), 240, np.uint8),)
         cells = [decode_image(Path(args.data_root) / s.image, s.origin), colour(mask, colours)]
         if checkpoints is not None:
             cells += [colour(m, colours) for m in checkpoints[image_id]]
         if relabeled is not None:
-            cells.append(colour(relabeled[image_id], colours) if image_id in relabeled else
-                         (*empty, "reliable:\nnot relabeled"))
+            cells.append(
+                colour(relabeled[image_id], colours) if image_id in relabeled else (*empty, "reliable:\nnot relabeled")
+            )
         if s.mask:
             truth = decode_mask(Path(args.data_root) / s.mask, args.num_classes, args.ignore_labels, s.origin)
             cells.append(colour(truth, colours))
@@ -139,13 +152,15 @@ def contact_figure(args) -> None:
             if row == 0:
                 ax.set_title(columns[col], fontsize=9)
         label = image_id if len(image_id) <= 28 else "..." + image_id[-25:]
-        axes[row][0].set_ylabel(f"{label}\n{'score %.2f' % scores[image_id] if image_id in scores else ''}",
-                                fontsize=7)
+        axes[row][0].set_ylabel(f"{label}\n{'score %.2f' % scores[image_id] if image_id in scores else ''}", fontsize=7)
     handles = [Patch(color=np.asarray(colours[c]) / 255, label=n) for c, n in enumerate(names)]
     handles.append(Patch(color=np.asarray(colours[IGNORE_INDEX]) / 255, label="ignore"))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
-    title = {"most_stable": "the most stable images", "least_stable": "the least stable images",
-             "random": "a fixed random sample"}[args.select if scores else "random"]
+    title = {
+        "most_stable": "the most stable images",
+        "least_stable": "the least stable images",
+        "random": "a fixed random sample",
+    }[args.select if scores else "random"]
     fig.suptitle(f"Pseudo-masks of {title} ({len(chosen)} of {len(ids)})", fontsize=11)
     fig.subplots_adjust(bottom=0.06 + 0.04 * math.ceil(len(handles) / 8) / max(1, len(chosen) / 4))
     save(fig, args.out)
@@ -161,14 +176,15 @@ def curves_figure(args) -> None:
         axes[1].plot(epochs, [float(r["lr"]) for r in rows], label=name)
         val = [(int(r["epoch"]), 100 * float(r["val_miou"])) for r in rows if r.get("val_miou")]
         if val:
-            axes[2].plot(*zip(*val), marker="o", label=name)
-    for ax, what in zip(axes, ("training loss", "backbone learning rate", "validation mIoU (%)")):
+            axes[2].plot(*zip(*val, strict=True), marker="o", label=name)
+    for ax, what in zip(axes, ("training loss", "backbone learning rate", "validation mIoU (%)"), strict=True):
         ax.set(xlabel="epoch", title=what)
         if ax.lines:
             ax.legend(fontsize=8)
     if not axes[2].lines:
-        axes[2].text(0.5, 0.5, "not computed\n(train.val_every: 0)", ha="center", va="center",
-                     transform=axes[2].transAxes)
+        axes[2].text(
+            0.5, 0.5, "not computed\n(train.val_every: 0)", ha="center", va="center", transform=axes[2].transAxes
+        )
         axes[2].set(xticks=[], yticks=[])  # an empty panel: no 0..1 scale that reads as data
     save(fig, args.out)
 
@@ -179,8 +195,11 @@ def summary_figure(args) -> None:
     fig, ax = plt.subplots(figsize=(1.3 * len(rows) + 2, 4))
     bars = ax.bar(methods, miou, color=["#4c72b0", "#dd8452", "#55a868", "#8172b3", "#937860"][: len(rows)])
     ax.bar_label(bars, fmt="%.1f")
-    ax.set(ylabel="mIoU (%)", title=f"{Path(args.summary).parent.name}: mIoU on the val list",
-           ylim=(0, max(miou + [1]) * 1.15))
+    ax.set(
+        ylabel="mIoU (%)",
+        title=f"{Path(args.summary).parent.name}: mIoU on the val list",
+        ylim=(0, max(miou + [1]) * 1.15),
+    )
     save(fig, args.out)
 
 
@@ -213,8 +232,9 @@ def build_parser():
 
 
 def figures(args: argparse.Namespace) -> None:
-    {"scores": scores_figure, "contact": contact_figure, "curves": curves_figure,
-     "summary": summary_figure}[args.figure](args)
+    {"scores": scores_figure, "contact": contact_figure, "curves": curves_figure, "summary": summary_figure}[
+        args.figure
+    ](args)
 
 
 def main(argv=None) -> None:

@@ -42,14 +42,34 @@ def label(args) -> None:
     model = speed.for_inference(load_model(args.model, device, args.num_classes), device, args)
     amp = speed.amp_dtype(args.amp, device)
     tta = cli.tta_settings(args)
-    log.info("labeling %d images of %s (shard %d/%d) with %s, TTA %s", len(samples), args.list, args.shard,
-             args.num_shards, args.model, tta)
-    attrs = {"model": str(args.model), "list": str(args.list), "tta_scales": tta["scales"], "tta_flip": tta["flip"],
-             "tta_resize_logits": tta["resize_logits"], "shard": args.shard, "num_shards": args.num_shards}
+    log.info(
+        "labeling %d images of %s (shard %d/%d) with %s, TTA %s",
+        len(samples),
+        args.list,
+        args.shard,
+        args.num_shards,
+        args.model,
+        tta,
+    )
+    attrs = {
+        "model": str(args.model),
+        "list": str(args.list),
+        "tta_scales": tta["scales"],
+        "tta_flip": tta["flip"],
+        "tta_resize_logits": tta["resize_logits"],
+        "shard": args.shard,
+        "num_shards": args.num_shards,
+    }
     with MaskStoreWriter(args.out, attrs) as store:
-        for ids, images, _ in batches_by_size(ImageDataset(args.data_root, samples), args.batch_size, args.workers,
-                                              device, "labeled", args.prefetch_factor):
-            for image_id, mask in zip(ids, predict(model, images, **tta, amp_dtype=amp).cpu().numpy()):
+        for ids, images, _ in batches_by_size(
+            ImageDataset(args.data_root, samples),
+            args.batch_size,
+            args.workers,
+            device,
+            "labeled",
+            args.prefetch_factor,
+        ):
+            for image_id, mask in zip(ids, predict(model, images, **tta, amp_dtype=amp).cpu().numpy(), strict=True):
                 store.write(image_id, mask)
     log.info("wrote %s", args.out)
 

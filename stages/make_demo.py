@@ -65,9 +65,9 @@ SPLITS: dict[str, tuple[str, int]] = {
     "val": ("val.txt", 2),
 }
 
-MIN_SIZE = 8          # smallest accepted image side (pixels)
-MIN_SHAPES, MAX_SHAPES = 1, 3          # objects of classes 1..3 per image
-MIN_CLUTTER, MAX_CLUTTER = 0, 2        # background-class distractors per image
+MIN_SIZE = 8  # smallest accepted image side (pixels)
+MIN_SHAPES, MAX_SHAPES = 1, 3  # objects of classes 1..3 per image
+MIN_CLUTTER, MAX_CLUTTER = 0, 2  # background-class distractors per image
 
 # Each class has a shape and a texture of its own (circles striped, squares checkered,
 # triangles shaded by a smooth gradient). Both cues are luminance patterns, so they survive the
@@ -89,6 +89,7 @@ OBJECT_SATURATION = (0.0, 0.9)
 # --------------------------------------------------------------------------
 # drawing helpers (pure numpy, float images in [0, 255])
 # --------------------------------------------------------------------------
+
 
 def _random_colour(rng: np.random.Generator, saturation: tuple[float, float]) -> np.ndarray:
     rgb = colorsys.hsv_to_rgb(rng.uniform(0.0, 1.0), rng.uniform(*saturation), rng.uniform(0.25, 0.95))
@@ -128,8 +129,14 @@ def _pattern(rng: np.random.Generator, kind: str, yy: np.ndarray, xx: np.ndarray
     raise ValueError(kind)  # pragma: no cover - internal
 
 
-def _texture(rng: np.random.Generator, kind: str, yy: np.ndarray, xx: np.ndarray,
-             contrast: tuple[float, float], saturation: tuple[float, float]) -> np.ndarray:
+def _texture(
+    rng: np.random.Generator,
+    kind: str,
+    yy: np.ndarray,
+    xx: np.ndarray,
+    contrast: tuple[float, float],
+    saturation: tuple[float, float],
+) -> np.ndarray:
     """An (H, W, 3) texture: ``kind``'s pattern between two random colours whose brightness
     differs by ``contrast`` (range, 0..255) so that the pattern survives grayscale."""
     low = _random_colour(rng, saturation)
@@ -147,7 +154,7 @@ def _region(rng: np.random.Generator, kind: str, yy: np.ndarray, xx: np.ndarray)
     Sizes vary by a factor of three and centres may lie near the border, so that objects are
     seen at several scales and partly cut off."""
     h, w = yy.shape
-    r = rng.uniform(0.10, 0.30) * min(h, w)    # circumradius-ish size
+    r = rng.uniform(0.10, 0.30) * min(h, w)  # circumradius-ish size
     cy, cx = rng.uniform(0.05 * h, 0.95 * h), rng.uniform(0.05 * w, 0.95 * w)
     dy, dx = yy - cy, xx - cx
     theta = rng.uniform(0.0, 2.0 * np.pi)
@@ -213,17 +220,26 @@ def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
 # data set writer
 # --------------------------------------------------------------------------
 
+
 def _looks_like_output(path: Path) -> bool:
     """True if ``path`` is a previous make_demo output (safe to replace with --force)."""
     if not path.is_dir():
         return False
     names = {p.name for p in path.iterdir()}
-    return not names or ("classes.txt" in names and names <= {
-        "images", "masks", "classes.txt", *(f for f, _ in SPLITS.values())})
+    return not names or (
+        "classes.txt" in names and names <= {"images", "masks", "classes.txt", *(f for f, _ in SPLITS.values())}
+    )
 
 
-def make_demo(out: Path, num_labeled: int = 8, num_unlabeled: int = 48, num_val: int = 32,
-              size: tuple[int, int] = (96, 96), seed: int = 0, force: bool = False) -> None:
+def make_demo(
+    out: Path,
+    num_labeled: int = 8,
+    num_unlabeled: int = 48,
+    num_val: int = 32,
+    size: tuple[int, int] = (96, 96),
+    seed: int = 0,
+    force: bool = False,
+) -> None:
     """Write the synthetic data set to ``out`` (atomically).
 
     ``size`` is (height, width).  Raises ``FileExistsError`` if ``out`` exists,
@@ -241,14 +257,21 @@ def make_demo(out: Path, num_labeled: int = 8, num_unlabeled: int = 48, num_val:
         if not force:
             raise FileExistsError(f"output already exists: {out} (use --force to replace it)")
         if not _looks_like_output(out):
-            raise FileExistsError(
-                f"refusing to replace {out}: it does not look like a make_demo output")
+            raise FileExistsError(f"refusing to replace {out}: it does not look like a make_demo output")
 
     tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    log.info("writing synthetic data set (%d labeled, %d unlabeled, %d val, %dx%d, seed %d) to %s",
-             counts["labeled"], counts["unlabeled"], counts["val"], height, width, seed, out)
+    log.info(
+        "writing synthetic data set (%d labeled, %d unlabeled, %d val, %dx%d, seed %d) to %s",
+        counts["labeled"],
+        counts["unlabeled"],
+        counts["val"],
+        height,
+        width,
+        seed,
+        out,
+    )
     try:
         (tmp / "images").mkdir(parents=True)
         (tmp / "masks").mkdir()
@@ -267,8 +290,10 @@ def make_demo(out: Path, num_labeled: int = 8, num_unlabeled: int = 48, num_val:
             log.info("wrote %d %s images and %s", n, split, list_file)
         (tmp / "classes.txt").write_text("".join(f"{c}\n" for c in CLASS_NAMES))
         total = max(int(class_hist.sum()), 1)
-        log.info("class pixel shares: %s", ", ".join(
-            f"{c} {100.0 * k / total:.1f}%" for c, k in zip(CLASS_NAMES, class_hist)))
+        log.info(
+            "class pixel shares: %s",
+            ", ".join(f"{c} {100.0 * k / total:.1f}%" for c, k in zip(CLASS_NAMES, class_hist, strict=True)),
+        )
 
         if out.exists() or out.is_symlink():
             log.info("replacing previous output %s", out)
@@ -287,53 +312,80 @@ def make_demo(out: Path, num_labeled: int = 8, num_unlabeled: int = 48, num_val:
 # CLI
 # --------------------------------------------------------------------------
 
+
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m stages.make_demo",
         description=(
             "Generate the deterministic synthetic segmentation data set used by the "
             "default run: RGB images with a textured background and 1-4 textured "
-            "shapes (classes: " + ", ".join(f"{i} {c}" for i, c in enumerate(CLASS_NAMES))
+            "shapes (classes: "
+            + ", ".join(f"{i} {c}" for i, c in enumerate(CLASS_NAMES))
             + "), masks as 'L' PNGs of class indices, ST++ split lists "
             "(labeled.txt, unlabeled.txt, val.txt: '<image> <mask>' relative to --out) "
-            "and classes.txt. Written atomically via <out>.tmp-<pid>."),
+            "and classes.txt. Written atomically via <out>.tmp-<pid>."
+        ),
     )
-    p.add_argument("--out", type=Path, required=True,
-                   help="output directory (must not exist unless --force)")
-    p.add_argument("--num-labeled", type=int, default=8, metavar="N",
-                   help="number of labeled training images (default: %(default)s)")
-    p.add_argument("--num-unlabeled", type=int, default=48, metavar="N",
-                   help="number of unlabeled training images; their masks are written "
-                        "for auditing pseudo-labels only (default: %(default)s)")
-    p.add_argument("--num-val", type=int, default=32, metavar="N",
-                   help="number of validation images (default: %(default)s)")
-    p.add_argument("--size", type=int, default=96, metavar="PX",
-                   help="side of square images in pixels (default: %(default)s)")
-    p.add_argument("--height", type=int, default=None, metavar="PX",
-                   help="image height in pixels (overrides --size)")
-    p.add_argument("--width", type=int, default=None, metavar="PX",
-                   help="image width in pixels (overrides --size)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="random seed; image i of split s depends only on (seed, s, i) "
-                        "(default: %(default)s)")
-    p.add_argument("--force", action="store_true",
-                   help="replace an existing --out if it is a previous output of this stage")
-    p.add_argument("--log-level", default="INFO",
-                   choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                   help="logging level (default: %(default)s)")
+    p.add_argument("--out", type=Path, required=True, help="output directory (must not exist unless --force)")
+    p.add_argument(
+        "--num-labeled",
+        type=int,
+        default=8,
+        metavar="N",
+        help="number of labeled training images (default: %(default)s)",
+    )
+    p.add_argument(
+        "--num-unlabeled",
+        type=int,
+        default=48,
+        metavar="N",
+        help="number of unlabeled training images; their masks are written "
+        "for auditing pseudo-labels only (default: %(default)s)",
+    )
+    p.add_argument(
+        "--num-val", type=int, default=32, metavar="N", help="number of validation images (default: %(default)s)"
+    )
+    p.add_argument(
+        "--size", type=int, default=96, metavar="PX", help="side of square images in pixels (default: %(default)s)"
+    )
+    p.add_argument("--height", type=int, default=None, metavar="PX", help="image height in pixels (overrides --size)")
+    p.add_argument("--width", type=int, default=None, metavar="PX", help="image width in pixels (overrides --size)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed; image i of split s depends only on (seed, s, i) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing --out if it is a previous output of this stage"
+    )
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (default: %(default)s)",
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     log.setLevel(getattr(logging, args.log_level))
     height = args.height if args.height is not None else args.size
     width = args.width if args.width is not None else args.size
     try:
-        make_demo(args.out, num_labeled=args.num_labeled, num_unlabeled=args.num_unlabeled,
-                  num_val=args.num_val, size=(height, width), seed=args.seed, force=args.force)
+        make_demo(
+            args.out,
+            num_labeled=args.num_labeled,
+            num_unlabeled=args.num_unlabeled,
+            num_val=args.num_val,
+            size=(height, width),
+            seed=args.seed,
+            force=args.force,
+        )
     except (FileExistsError, ValueError) as e:
         raise SystemExit(f"make_demo: error: {e}") from None
     return 0

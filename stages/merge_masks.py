@@ -1,6 +1,6 @@
 """Join the shard mask stores of one labeling job into one store.
 
-    python -m stages.merge_masks --out pseudo_masks.h5 shard_0.h5 shard_1.h5 ...
+python -m stages.merge_masks --out pseudo_masks.h5 shard_0.h5 shard_1.h5 ...
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ def merge(args) -> None:
         with open(f"{shard}.tsv") as f:
             lines = f.read().splitlines()
         if header not in (None, lines[0]):
-            raise DataError(f"{shard}.tsv: its header differs from the other shards' (other checkpoints?); "
-                            "re-run the scoring")
+            raise DataError(
+                f"{shard}.tsv: its header differs from the other shards' (other checkpoints?); re-run the scoring"
+            )
         header = lines[0]
         for line in lines[1:]:
             image_id = line.split("\t", 1)[0]
@@ -46,13 +47,21 @@ def merge(args) -> None:
     ids = [s.id for s in read_split_list(args.list)]
     missing = [i for i in ids if i not in rows]
     if missing or len(rows) != len(ids):
-        raise DataError(f"the shards {', '.join(args.shards)} do not cover {args.list} exactly "
-                        f"({len(missing)} of its images missing, {len(rows)} rows for {len(ids)} images); "
-                        "re-run the scoring")
+        raise DataError(
+            f"the shards {', '.join(args.shards)} do not cover {args.list} exactly "
+            f"({len(missing)} of its images missing, {len(rows)} rows for {len(ids)} images); "
+            "re-run the scoring"
+        )
     count = merge_stores([f"{shard}.h5" for shard in args.shards], args.masks)
     write_text(args.scores, "\n".join([header, *(rows[i] for i in ids)]) + "\n")
-    log.info("merged %d scores and %d mask sets from %d shards into %s and %s", len(ids), count, len(args.shards),
-             args.scores, args.masks)
+    log.info(
+        "merged %d scores and %d mask sets from %d shards into %s and %s",
+        len(ids),
+        count,
+        len(args.shards),
+        args.scores,
+        args.masks,
+    )
 
 
 def main(argv=None) -> None:

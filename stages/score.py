@@ -21,8 +21,8 @@ import numpy as np
 
 from .seg import cli, speed
 from .seg.data import ImageDataset, read_split_list
-from .seg.inference import batches_by_size, predict
 from .seg.files import atomic_path
+from .seg.inference import batches_by_size, predict
 from .seg.io import load_model, resolve_device
 from .seg.maskstore import MaskStoreWriter
 from .seg.metrics import stability_score
@@ -50,31 +50,53 @@ def score(args) -> None:
         raise ValueError("--checkpoints needs at least 2 files (the teacher's K >= 2)")
     samples = cli.shard_of(read_split_list(args.list), args)
     device = resolve_device(args.device)
-    models = [speed.for_inference(load_model(path, device, args.num_classes), device, args)
-              for path in args.checkpoints]
+    models = [
+        speed.for_inference(load_model(path, device, args.num_classes), device, args) for path in args.checkpoints
+    ]
     amp = speed.amp_dtype(args.amp, device)
     tta = cli.tta_settings(args)
     k = len(models)
-    log.info("scoring %d images of %s (shard %d/%d) with %d checkpoints, TTA %s", len(samples), args.list,
-             args.shard, args.num_shards, k, tta)
+    log.info(
+        "scoring %d images of %s (shard %d/%d) with %d checkpoints, TTA %s",
+        len(samples),
+        args.list,
+        args.shard,
+        args.num_shards,
+        k,
+        tta,
+    )
     header = "\t".join(["id", "score", *(f"miou_{j}" for j in range(1, k))])
-    attrs = {"checkpoints": list(map(str, args.checkpoints)), "tta_scales": tta["scales"], "tta_flip": tta["flip"],
-             "tta_resize_logits": tta["resize_logits"], "shard": args.shard, "num_shards": args.num_shards}
+    attrs = {
+        "checkpoints": list(map(str, args.checkpoints)),
+        "tta_scales": tta["scales"],
+        "tta_flip": tta["flip"],
+        "tta_resize_logits": tta["resize_logits"],
+        "shard": args.shard,
+        "num_shards": args.num_shards,
+    }
     predicting = scoring = 0.0  # seconds: the K predictions, and what scoring adds to them
     with atomic_path(args.scores) as tmp, open(tmp, "w") as tsv, MaskStoreWriter(args.masks, attrs) as store:
         tsv.write(header + "\n")
-        for ids, images, _ in batches_by_size(ImageDataset(args.data_root, samples), args.batch_size, args.workers,
-                                              device, "scored", args.prefetch_factor):
+        for ids, images, _ in batches_by_size(
+            ImageDataset(args.data_root, samples), args.batch_size, args.workers, device, "scored", args.prefetch_factor
+        ):
             t0 = time.perf_counter()
-            masks = np.stack([predict(m, images, **tta, amp_dtype=amp).cpu().numpy() for m in models], axis=1)  # (N, K, H, W)
+            masks = np.stack(
+                [predict(m, images, **tta, amp_dtype=amp).cpu().numpy() for m in models], axis=1
+            )  # (N, K, H, W)
             t1 = time.perf_counter()
-            for image_id, per_ckpt in zip(ids, masks):
+            for image_id, per_ckpt in zip(ids, masks, strict=True):
                 s, ious = stability_score(list(per_ckpt), args.num_classes)
                 tsv.write("\t".join([image_id, f"{s:.6f}", *(f"{v:.6f}" for v in ious)]) + "\n")
                 store.write(image_id, per_ckpt)
             predicting, scoring = predicting + t1 - t0, scoring + time.perf_counter() - t1
-    log.info("the %d checkpoints' predictions took %.1f s; the scores and the mask store %.2f s more (%.1f%%)", k,
-             predicting, scoring, 100 * scoring / max(predicting, 1e-9))
+    log.info(
+        "the %d checkpoints' predictions took %.1f s; the scores and the mask store %.2f s more (%.1f%%)",
+        k,
+        predicting,
+        scoring,
+        100 * scoring / max(predicting, 1e-9),
+    )
     log.info("wrote %s and %s", args.scores, args.masks)
 
 

@@ -28,8 +28,12 @@ def build_parser():
     p.add_argument("--ratio", type=float, default=0.5, help="R: share of images that are reliable")
     p.add_argument("--reliable", required=True, help="reliable_ids.txt to write")
     p.add_argument("--unreliable", required=True, help="unreliable_ids.txt to write")
-    p.add_argument("--selection", choices=("stability", "random"), default="stability",
-                   help="rank by stability score, or draw the reliable set at random (the ablation)")
+    p.add_argument(
+        "--selection",
+        choices=("stability", "random"),
+        default="stability",
+        help="rank by stability score, or draw the reliable set at random (the ablation)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of --selection random")
     return p
 
@@ -54,8 +58,14 @@ def split(args) -> None:
     reliable, unreliable = rank(samples, read_scores(args.scores), args.ratio, seed)
     write_split_list(args.reliable, reliable)
     write_split_list(args.unreliable, unreliable)
-    log.info("%d reliable, %d unreliable of %d (R = %g, selection %s)", len(reliable), len(unreliable),
-             len(samples), args.ratio, args.selection)
+    log.info(
+        "%d reliable, %d unreliable of %d (R = %g, selection %s)",
+        len(reliable),
+        len(unreliable),
+        len(samples),
+        args.ratio,
+        args.selection,
+    )
 
 
 def main(argv=None) -> None:

@@ -49,8 +49,10 @@ def against_supervised(table: str) -> list[str]:
     for method, value in miou.items():
         if method != "SupOnly":
             diff = value - miou["SupOnly"]
-            out.append(f"{method}: {diff:+.2f} mIoU {'over' if diff >= 0 else 'under'} SupOnly ({value:.2f} against "
-                       f"{miou['SupOnly']:.2f})")
+            out.append(
+                f"{method}: {diff:+.2f} mIoU {'over' if diff >= 0 else 'under'} SupOnly ({value:.2f} against "
+                f"{miou['SupOnly']:.2f})"
+            )
     return out
 
 

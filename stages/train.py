@@ -17,17 +17,18 @@ iteration. Labeled images get weak augmentation, pseudo-labeled ones weak + stro
 Resume: with ``--resume-state`` the full training state (model, optimizer, scaler, RNG, epoch
 and iteration) is written atomically after every epoch, every ``--save-every-minutes`` within
 one, and at once on SIGTERM or SIGUSR1 (preemption, SLURM's time-limit warning), after which the
-job exits with code 75 (``seg.preemption``). A re-run with the same inputs and settings continues from it; other inputs or settings
-start afresh. Checkpoints and ``best.pt`` are kept beside the resume state until training
-ends: Snakemake deletes a failed job's declared outputs, and the resumed run still needs the
-checkpoints of epochs it will not repeat. At the end they are hard-linked (or copied) into
-``--out-dir``, ``model.pt`` is written, and only then are the resume state and the staged
-files removed, so a kill at any moment leaves a state that the next run resumes or restarts
-from; a resume state whose staged checkpoints are gone is ignored, with a warning. A loss that
-is NaN or infinite stops training with an error and keeps the last epoch's resume state. Each epoch's data order comes from a generator seeded by (seed, epoch) and each
-sample's augmentation from a seed of (epoch seed, index), so a run resumed at any iteration, or
-run with any number of DataLoader workers, ends on CPU with the same weights as an uninterrupted
-one.
+job exits with code 75 (``seg.preemption``). A re-run with the same inputs and settings
+continues from it; other inputs or settings start afresh. Checkpoints and ``best.pt`` are kept
+beside the resume state until training ends: Snakemake deletes a failed job's declared outputs,
+and the resumed run still needs the checkpoints of epochs it will not repeat. At the end they
+are hard-linked (or copied) into ``--out-dir``, ``model.pt`` is written, and only then are the
+resume state and the staged files removed, so a kill at any moment leaves a state that the next
+run resumes or restarts from; a resume state whose staged checkpoints are gone is ignored, with
+a warning. A loss that is NaN or infinite stops training with an error and keeps the last
+epoch's resume state. Each epoch's data order comes from a generator seeded by (seed, epoch) and
+each sample's augmentation from a seed of (epoch seed, index), so a run resumed at any
+iteration, or run with any number of DataLoader workers, ends on CPU with the same weights as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -48,12 +49,12 @@ from torch.utils.data import DataLoader
 
 from .seg import cli, distributed, speed
 from .seg.data import DataError, EvalDataset, SeededSamples, epoch_batches, read_split_list, repeats, training_set
-from .seg.inference import accumulate_confusion
 from .seg.files import atomic_path, load_torch, remove_stale_temporaries, save_torch, write_text
+from .seg.inference import accumulate_confusion
 from .seg.io import resolve_device, save_model
 from .seg.metrics import mean_iou
-from .seg.preemption import Preempted, StopRequests, ignore_stop_signals
 from .seg.models import ARCHS, BACKBONES, build_model, default_head_lr_multiplier, param_groups, resolve_pretrained
+from .seg.preemption import Preempted, StopRequests, ignore_stop_signals
 from .seg.transforms import IGNORE_INDEX, StrongAugment, WeakAugment
 
 log = logging.getLogger("stpp")
@@ -63,36 +64,64 @@ LOG_COLUMNS = ("epoch", "iterations", "loss", "lr", "seconds", "images_per_s", "
 # Settings that change neither the data order nor the method: a job may resume across them.
 # (channels_last changes the memory order in which dropout draws its mask: a run resumed with
 # another setting is as valid, not bit-identical.)
-NOT_FINGERPRINTED = {"out_dir", "resume_state", "save_every_minutes", "device", "threads", "workers", "verbose",
-                     "channels_last", "cudnn_benchmark", "prefetch_factor", "compile"}
+NOT_FINGERPRINTED = {
+    "out_dir",
+    "resume_state",
+    "save_every_minutes",
+    "device",
+    "threads",
+    "workers",
+    "verbose",
+    "channels_last",
+    "cudnn_benchmark",
+    "prefetch_factor",
+    "compile",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__.split("\n\n")[0])
     p.add_argument("--labeled", required=True, help="labeled split list (image and mask per line)")
     p.add_argument(
-        "--pseudo", nargs=2, action="append", default=[], metavar=("LIST", "STORE"),
+        "--pseudo",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("LIST", "STORE"),
         help="pseudo-labeled split list and its HDF5 mask store; repeatable",
     )
     cli.add_data_args(p)
-    p.add_argument("--data-digests", nargs="*", default=[],
-                   help="the data check's <list>.digest files of these lists: their content (the images' and "
-                        "masks' hashes) joins the resume fingerprint")
+    p.add_argument(
+        "--data-digests",
+        nargs="*",
+        default=[],
+        help="the data check's <list>.digest files of these lists: their content (the images' and "
+        "masks' hashes) joins the resume fingerprint",
+    )
     p.add_argument("--out-dir", required=True, help="where model.pt, checkpoints and train_log.tsv go")
-    p.add_argument("--resume-state", default=None,
-                   help="resume file, written every epoch, every --save-every-minutes and on SIGTERM/SIGUSR1 "
-                        "(none: no resume)")
-    p.add_argument("--save-every-minutes", type=float, default=10.0,
-                   help="also write the resume state mid-epoch this often (0: at epoch ends only)")
+    p.add_argument(
+        "--resume-state",
+        default=None,
+        help="resume file, written every epoch, every --save-every-minutes and on SIGTERM/SIGUSR1 (none: no resume)",
+    )
+    p.add_argument(
+        "--save-every-minutes",
+        type=float,
+        default=10.0,
+        help="also write the resume state mid-epoch this often (0: at epoch ends only)",
+    )
     m = p.add_argument_group("model")
     m.add_argument("--arch", choices=ARCHS, default="deeplabv3plus")
     m.add_argument("--backbone", choices=BACKBONES, default="resnet50")
     m.add_argument("--output-stride", type=int, choices=(8, 16), default=8)
-    m.add_argument("--pretrained", default=None,
-                   help="'imagenet' (efficientnet_lite0's packaged weights) or a local ImageNet weights file "
-                        "(none: random init)")
-    m.add_argument("--head-channels", type=int, default=None,
-                   help="ASPP/decoder (PSP) width; default: the paper's 256 (512)")
+    m.add_argument(
+        "--pretrained",
+        default=None,
+        help="'imagenet' (efficientnet_lite0's packaged weights) or a local ImageNet weights file (none: random init)",
+    )
+    m.add_argument(
+        "--head-channels", type=int, default=None, help="ASPP/decoder (PSP) width; default: the paper's 256 (512)"
+    )
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, default=80)
     o.add_argument("--lr", type=float, default=0.001, help="backbone lr for a total batch of 16")
@@ -101,30 +130,55 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--weight-decay", type=float, default=1e-4)
     o.add_argument("--poly-power", type=float, default=0.9)
     o.add_argument("--checkpoints", type=int, default=1, help="K: checkpoints at epochs floor(jE/K), j=1..K")
-    o.add_argument("--seed", type=int, default=0, help="train.seed: data order, augmentation and (with --model-name) "
-                   "the model's initialisation")
-    o.add_argument("--model-name", default=None,
-                   help="the model's name in the run (teacher, st_student, stpp_student1, ...): its random "
-                        "initialisation is drawn from a seed of (--seed, this name), so that no student starts "
-                        "where the teacher did (none: from --seed itself, one start shared by every model)")
-    o.add_argument("--teacher-epochs", type=int, default=None,
-                   help="a student's labeled-passes schedule: train at least as many epochs as it takes to see "
-                        "every labeled image as often as a teacher of this many epochs (over-sampled to "
-                        "--min-labeled) did, and at least that teacher's iterations (none: --epochs, the paper's "
-                        "equal-epochs rule)")
+    o.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="train.seed: data order, augmentation and (with --model-name) the model's initialisation",
+    )
+    o.add_argument(
+        "--model-name",
+        default=None,
+        help="the model's name in the run (teacher, st_student, stpp_student1, ...): its random "
+        "initialisation is drawn from a seed of (--seed, this name), so that no student starts "
+        "where the teacher did (none: from --seed itself, one start shared by every model)",
+    )
+    o.add_argument(
+        "--teacher-epochs",
+        type=int,
+        default=None,
+        help="a student's labeled-passes schedule: train at least as many epochs as it takes to see "
+        "every labeled image as often as a teacher of this many epochs (over-sampled to "
+        "--min-labeled) did, and at least that teacher's iterations (none: --epochs, the paper's "
+        "equal-epochs rule)",
+    )
     o.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (CUDA only)")
     a = p.add_argument_group("augmentation")
     a.add_argument("--crop-size", type=int, default=321)
     a.add_argument("--base-size", type=int, default=None, help="long side before rescale (none: the image's own)")
     a.add_argument("--scale-range", type=float, nargs=2, default=(0.5, 2.0))
-    a.add_argument("--strong", action=argparse.BooleanOptionalAction, default=True,
-                   help="strong augmentation on pseudo-labeled images (--no-strong: the ablation)")
-    m.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=True,
-                   help="with several processes (torchrun), batch norm statistics over the global batch")
-    a.add_argument("--min-labeled", type=int, default=200,
-                   help="without pseudo-labels, repeat the labeled list to at least this many images per epoch")
+    a.add_argument(
+        "--strong",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="strong augmentation on pseudo-labeled images (--no-strong: the ablation)",
+    )
+    m.add_argument(
+        "--sync-bn",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with several processes (torchrun), batch norm statistics over the global batch",
+    )
+    a.add_argument(
+        "--min-labeled",
+        type=int,
+        default=200,
+        help="without pseudo-labels, repeat the labeled list to at least this many images per epoch",
+    )
     v = p.add_argument_group("validation (optional)")
-    v.add_argument("--val", default=None, help="validation split list: evaluate every --eval-every epochs, keep best.pt")
+    v.add_argument(
+        "--val", default=None, help="validation split list: evaluate every --eval-every epochs, keep best.pt"
+    )
     v.add_argument("--eval-every", type=int, default=1)
     cli.add_runtime_args(p)
     cli.add_speed_args(p, training=True)
@@ -149,8 +203,9 @@ def init_seed(seed: int, model_name: str | None) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
-def schedule_epochs(epochs: int, num_labeled: int, num_pseudo: int, batch_size: int, min_labeled: int,
-                    teacher_epochs: int | None) -> int:
+def schedule_epochs(
+    epochs: int, num_labeled: int, num_pseudo: int, batch_size: int, min_labeled: int, teacher_epochs: int | None
+) -> int:
     """A student's epochs. ``teacher_epochs`` None: ``epochs`` (the paper: as many epochs as the
     teacher). Otherwise the labeled-passes rule: enough epochs that the student sees each labeled
     image at least as often as the teacher did (teacher_epochs x its repeats up to ``min_labeled``)
@@ -162,8 +217,11 @@ def schedule_epochs(epochs: int, num_labeled: int, num_pseudo: int, batch_size: 
     teacher_repeats, student_repeats = repeats(num_labeled, min_labeled), repeats(num_labeled, num_pseudo)
     teacher_iters = teacher_epochs * (num_labeled * teacher_repeats // batch_size)
     student_iters = (num_labeled * student_repeats + num_pseudo) // batch_size
-    return max(epochs, math.ceil(teacher_epochs * teacher_repeats / student_repeats),
-               math.ceil(teacher_iters / max(1, student_iters)))
+    return max(
+        epochs,
+        math.ceil(teacher_epochs * teacher_repeats / student_repeats),
+        math.ceil(teacher_iters / max(1, student_iters)),
+    )
 
 
 def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
@@ -228,35 +286,62 @@ def train(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace, world: distributed.World, device: torch.device) -> None:
     out_dir = Path(args.out_dir)
-    spec = {"arch": args.arch, "backbone": args.backbone, "num_classes": args.num_classes,
-            "output_stride": args.output_stride, "head_channels": args.head_channels}
+    spec = {
+        "arch": args.arch,
+        "backbone": args.backbone,
+        "num_classes": args.num_classes,
+        "output_stride": args.output_stride,
+        "head_channels": args.head_channels,
+    }
     labeled = read_split_list(args.labeled, need_masks=True)
     pseudo = [(read_split_list(lst), store) for lst, store in args.pseudo]
     num_pseudo = sum(len(s) for s, _ in pseudo)
-    epochs = schedule_epochs(args.epochs, len(labeled), num_pseudo, args.batch_size, args.min_labeled,
-                             args.teacher_epochs)
+    epochs = schedule_epochs(
+        args.epochs, len(labeled), num_pseudo, args.batch_size, args.min_labeled, args.teacher_epochs
+    )
     if epochs != args.epochs:
-        log.info("labeled-passes schedule: %d epochs instead of %d, to see each labeled image as often as the "
-                 "teacher's %d epochs did", epochs, args.epochs, args.teacher_epochs)
+        log.info(
+            "labeled-passes schedule: %d epochs instead of %d, to see each labeled image as often as the "
+            "teacher's %d epochs did",
+            epochs,
+            args.epochs,
+            args.teacher_epochs,
+        )
         args.epochs = epochs  # from here on the epochs this job trains (the fingerprint has both inputs)
     ckpt_at = checkpoint_epochs(args.epochs, args.checkpoints)
-    dataset = SeededSamples(training_set(
-        args.data_root, labeled, pseudo,
-        WeakAugment(args.crop_size, args.base_size, tuple(args.scale_range)),
-        StrongAugment() if args.strong else None,
-        args.num_classes, args.ignore_labels, args.min_labeled,
-    ))
+    dataset = SeededSamples(
+        training_set(
+            args.data_root,
+            labeled,
+            pseudo,
+            WeakAugment(args.crop_size, args.base_size, tuple(args.scale_range)),
+            StrongAugment() if args.strong else None,
+            args.num_classes,
+            args.ignore_labels,
+            args.min_labeled,
+        )
+    )
     iters_per_epoch = len(dataset) // args.batch_size
     if iters_per_epoch == 0:
-        raise DataError(f"{len(dataset)} training images are fewer than one batch of {args.batch_size}: lower "
-                        "--batch-size (train.batch_size) or raise --min-labeled (train.min_labeled)")
+        raise DataError(
+            f"{len(dataset)} training images are fewer than one batch of {args.batch_size}: lower "
+            "--batch-size (train.batch_size) or raise --min-labeled (train.min_labeled)"
+        )
     if args.batch_size % world.size:
-        raise DataError(f"the batch of {args.batch_size} (train.batch_size) does not split over {world.size} "
-                        "processes (train.gpus): make it a multiple")
+        raise DataError(
+            f"the batch of {args.batch_size} (train.batch_size) does not split over {world.size} "
+            "processes (train.gpus): make it a multiple"
+        )
     total_iters = args.epochs * iters_per_epoch
-    log.info("training set: %d labeled (%d after over-sampling) + %d pseudo-labeled; %d iterations/epoch on %s%s",
-             len(labeled), len(dataset) - sum(len(s) for s, _ in pseudo), sum(len(s) for s, _ in pseudo),
-             iters_per_epoch, device, f" and {world.size - 1} more processes" if world.size > 1 else "")
+    log.info(
+        "training set: %d labeled (%d after over-sampling) + %d pseudo-labeled; %d iterations/epoch on %s%s",
+        len(labeled),
+        len(dataset) - sum(len(s) for s, _ in pseudo),
+        sum(len(s) for s, _ in pseudo),
+        iters_per_epoch,
+        device,
+        f" and {world.size - 1} more processes" if world.size > 1 else "",
+    )
 
     torch.manual_seed(init_seed(args.seed, args.model_name))
     net = build_model(pretrained=args.pretrained, **spec).to(device)  # the weights that are saved
@@ -269,8 +354,9 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
             net = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
         elif args.sync_bn:
             log.warning("SyncBatchNorm needs CUDA: on %s each process keeps its own batch norm statistics", device)
-        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
-                                                          else None)
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if args.compile:  # shares its parameters with net, whose state is saved
         log.info("torch.compile: the first iteration compiles the model")
         model = torch.compile(model)
@@ -278,19 +364,28 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
     if head_mult is None:
         head_mult = default_head_lr_multiplier(args.arch)
     base_lr = args.lr * args.batch_size / 16
-    optimizer = torch.optim.SGD(param_groups(net, base_lr, head_mult), lr=base_lr,
-                                momentum=args.momentum, weight_decay=args.weight_decay)
+    optimizer = torch.optim.SGD(
+        param_groups(net, base_lr, head_mult), lr=base_lr, momentum=args.momentum, weight_decay=args.weight_decay
+    )
     amp_dtype, scaler = mixed_precision(args.amp, device)
-    val_set = (EvalDataset(args.data_root, read_split_list(args.val, need_masks=True), args.num_classes,
-                           args.ignore_labels) if args.val else None)
+    val_set = (
+        EvalDataset(args.data_root, read_split_list(args.val, need_masks=True), args.num_classes, args.ignore_labels)
+        if args.val
+        else None
+    )
 
     fp = fingerprint(args, world.size)
     resume_path = Path(args.resume_state) if args.resume_state else None
     staging = resume_path.parent if resume_path else out_dir / "checkpoints"
     staged = {j: staging / f"checkpoint_{j}.pt" for j in range(1, args.checkpoints)}
     staged["best"] = staging / "best.pt"
-    outputs = [out_dir / "model.pt", out_dir / "train_log.tsv", out_dir / "best.pt", *staged.values(),
-               *(out_dir / "checkpoints" / f"checkpoint_{j}.pt" for j in range(1, args.checkpoints))]
+    outputs = [
+        out_dir / "model.pt",
+        out_dir / "train_log.tsv",
+        out_dir / "best.pt",
+        *staged.values(),
+        *(out_dir / "checkpoints" / f"checkpoint_{j}.pt" for j in range(1, args.checkpoints)),
+    ]
     if world.main:
         remove_stale_temporaries(*outputs, *([resume_path] if resume_path else []))
     start_epoch, start_iteration, rows, best_miou = 0, 0, [], -1.0
@@ -299,8 +394,11 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
         state = load_torch(resume_path, "resume state")
         # The staged files of the epochs already done must still be there (nothing else removes
         # them, but a resume must never be stuck: without them, start afresh).
-        lost = [str(staged[j]) for e, j in ckpt_at.items() if j < args.checkpoints and e <= state.get("epoch", 0)
-                and not staged[j].exists()]
+        lost = [
+            str(staged[j])
+            for e, j in ckpt_at.items()
+            if j < args.checkpoints and e <= state.get("epoch", 0) and not staged[j].exists()
+        ]
         if val_set is not None and state.get("best_miou", -1.0) >= 0 and not staged["best"].exists():
             lost.append(str(staged["best"]))
         if state.get("fingerprint") == fp and lost:
@@ -316,8 +414,14 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
             start_iteration = state.get("iteration", 0)
             carried = {key: state.get(key, 0.0) for key in EPOCH_START}
             if start_iteration:
-                log.info("resuming from %s at epoch %d/%d iteration %d/%d", resume_path, start_epoch + 1,
-                         args.epochs, start_iteration, iters_per_epoch)
+                log.info(
+                    "resuming from %s at epoch %d/%d iteration %d/%d",
+                    resume_path,
+                    start_epoch + 1,
+                    args.epochs,
+                    start_iteration,
+                    iters_per_epoch,
+                )
             else:
                 log.info("resuming from %s after epoch %d/%d", resume_path, start_epoch, args.epochs)
         else:
@@ -340,10 +444,22 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
         rng_cpu = world.gather(torch.get_rng_state())
         rng_cuda = world.gather(torch.cuda.get_rng_state(device)) if device.type == "cuda" else None
         if world.main:
-            save_torch({"fingerprint": fp, "epoch": epochs_done, "iteration": iteration, "model": net.state_dict(),
-                        "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                        "rng_cpu": rng_cpu, "rng_cuda": rng_cuda, "rows": json.dumps(rows),
-                        "best_miou": best_miou, **running}, resume_path)
+            save_torch(
+                {
+                    "fingerprint": fp,
+                    "epoch": epochs_done,
+                    "iteration": iteration,
+                    "model": net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng_cpu": rng_cpu,
+                    "rng_cuda": rng_cuda,
+                    "rows": json.dumps(rows),
+                    "best_miou": best_miou,
+                    **running,
+                },
+                resume_path,
+            )
         world.barrier()
         saved_at = (epochs_done, iteration)
 
@@ -367,19 +483,27 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
                 torch.manual_seed(epoch_seed + 7919 * world.rank)  # each process's own dropout
             dataset.set_epoch_seed(epoch_seed)
             batches = [world.share(b) for b in epoch_batches(len(dataset), args.batch_size, epoch_seed)]
-            loader = DataLoader(dataset, batch_sampler=batches[skip:],
-                                num_workers=args.workers, pin_memory=device.type == "cuda",
-                                prefetch_factor=args.prefetch_factor if args.workers else None,
-                                generator=torch.Generator().manual_seed(epoch_seed),  # not the model's RNG
-                                worker_init_fn=ignore_stop_signals if args.workers else None)
+            loader = DataLoader(
+                dataset,
+                batch_sampler=batches[skip:],
+                num_workers=args.workers,
+                pin_memory=device.type == "cuda",
+                prefetch_factor=args.prefetch_factor if args.workers else None,
+                generator=torch.Generator().manual_seed(epoch_seed),  # not the model's RNG
+                worker_init_fn=ignore_stop_signals if args.workers else None,
+            )
             model.train()
             t0, lr = time.time(), base_lr
             start = carried if skip else EPOCH_START
             loss_sum, prior_seconds, data_wait = start["loss_sum"], start["epoch_seconds"], start["data_wait"]
 
             def so_far() -> dict:
-                return {"loss_sum": loss_sum, "epoch_seconds": prior_seconds + time.time() - t0,
-                        "data_wait": data_wait}
+                # called within this epoch only: the loop's current figures are the ones meant
+                return {
+                    "loss_sum": loss_sum,  # noqa: B023
+                    "epoch_seconds": prior_seconds + time.time() - t0,  # noqa: B023
+                    "data_wait": data_wait,  # noqa: B023
+                }
 
             ready = time.time()
             for i, (images, masks) in enumerate(loader, start=skip):
@@ -393,16 +517,25 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
                     raise FloatingPointError(
                         f"training diverged: the loss is {loss} at epoch {epoch + 1} iteration {i + 1}; {kept()}. "
                         f"Lower train.lr (now {args.lr}){', or use amp: bf16 or none' if args.amp == 'fp16' else ''} "
-                        "and re-run")
+                        "and re-run"
+                    )
                 loss_sum += loss
                 if (i + 1) % max(1, iters_per_epoch // 5) == 0 or i + 1 == iters_per_epoch:
-                    log.info("epoch %d/%d iteration %d/%d loss %.4f lr %.2e", epoch + 1, args.epochs, i + 1,
-                             iters_per_epoch, loss_sum / (i + 1), lr)
+                    log.info(
+                        "epoch %d/%d iteration %d/%d loss %.4f lr %.2e",
+                        epoch + 1,
+                        args.epochs,
+                        i + 1,
+                        iters_per_epoch,
+                        loss_sum / (i + 1),
+                        lr,
+                    )
                 if i + 1 == iters_per_epoch:  # the epoch's end saves and checks for a stop signal
                     break
                 # Every process must take the same decision: a stop signal may reach one alone.
-                stopping, timed = world.flags(stop.received is not None,
-                                              bool(save_every) and time.time() - last_save >= save_every)
+                stopping, timed = world.flags(
+                    stop.received is not None, bool(save_every) and time.time() - last_save >= save_every
+                )
                 if stopping:
                     raise preempted(stop.received or "a stop signal", epoch, i + 1, so_far())
                 if resume_path and timed:
@@ -411,10 +544,16 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
                     log.info("wrote the resume state at epoch %d iteration %d", epoch + 1, i + 1)
                 ready = time.time()
             seconds = prior_seconds + time.time() - t0
-            row = {"epoch": epoch + 1, "iterations": (epoch + 1) * iters_per_epoch,
-                   "loss": round(loss_sum / iters_per_epoch, 6), "lr": f"{lr:.6g}", "seconds": round(seconds, 3),
-                   "images_per_s": round(iters_per_epoch * args.batch_size / seconds, 3),
-                   "data_wait_share": round(data_wait / seconds, 4), "val_miou": ""}
+            row = {
+                "epoch": epoch + 1,
+                "iterations": (epoch + 1) * iters_per_epoch,
+                "loss": round(loss_sum / iters_per_epoch, 6),
+                "lr": f"{lr:.6g}",
+                "seconds": round(seconds, 3),
+                "images_per_s": round(iters_per_epoch * args.batch_size / seconds, 3),
+                "data_wait_share": round(data_wait / seconds, 4),
+                "val_miou": "",
+            }
             if world.main and val_set is not None and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
                 cm = accumulate_confusion(net.eval(), val_set, args.num_classes, 1, args.workers, device)
                 row["val_miou"] = round(mean_iou(cm), 6)
@@ -423,8 +562,15 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
                     best_miou = row["val_miou"]
                     save_model(staged["best"], net, spec, epoch=epoch + 1, val_miou=best_miou)
             rows.append(row)
-            log.info("epoch %d/%d done: loss %.4f, %.1f s, %.2f images/s, %.0f%% of the time waiting for data",
-                     epoch + 1, args.epochs, row["loss"], seconds, row["images_per_s"], 100 * row["data_wait_share"])
+            log.info(
+                "epoch %d/%d done: loss %.4f, %.1f s, %.2f images/s, %.0f%% of the time waiting for data",
+                epoch + 1,
+                args.epochs,
+                row["loss"],
+                seconds,
+                row["images_per_s"],
+                100 * row["data_wait_share"],
+            )
             j = ckpt_at.get(epoch + 1)
             if world.main and j is not None and j < args.checkpoints:
                 save_model(staged[j], net, spec, epoch=epoch + 1)

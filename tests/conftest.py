@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from leftovers import end_processes_under
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -24,8 +23,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # SLURM, while the other workers run the many short files; started last, they ran alone.
 # pytest-xdist would re-sort the files by their number of tests (most first) and start the SLURM
 # file, one test, last: pyproject.toml turns that off with --no-loadscope-reorder.
-LONGEST_FIRST = ("test_slurm.py", "test_workflow.py", "test_workflow_configs.py", "test_faults.py",
-                 "test_distributed.py")
+LONGEST_FIRST = (
+    "test_slurm.py",
+    "test_workflow.py",
+    "test_workflow_configs.py",
+    "test_faults.py",
+    "test_distributed.py",
+)
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -52,5 +56,7 @@ def nothing_left_behind(tmp_path_factory):
     yield
     left = end_processes_under(tmp_path_factory.getbasetemp())
     if left:
-        raise AssertionError("processes left behind by the tests (killed now): "
-                             + "; ".join(f"{pid}: {cmd[:200]}" for pid, cmd in left.items()))
+        raise AssertionError(
+            "processes left behind by the tests (killed now): "
+            + "; ".join(f"{pid}: {cmd[:200]}" for pid, cmd in left.items())
+        )

@@ -139,8 +139,9 @@ class Cluster:
                 return
             if time.time() > deadline or any(p.poll() is not None for p in self.started):
                 logs = {p.name: p.read_text()[-800:] for p in self.folder.glob("*.out")}
-                raise Unavailable(f"SLURM did not come up (sinfo: {state.stdout.strip() or state.stderr.strip()}); "
-                                  f"logs: {logs}")
+                raise Unavailable(
+                    f"SLURM did not come up (sinfo: {state.stdout.strip() or state.stderr.strip()}); logs: {logs}"
+                )
             time.sleep(0.3)
 
     def __exit__(self, *exc) -> None:
@@ -174,7 +175,9 @@ class Cluster:
     def squeue(self) -> list[dict]:
         """The queue: job id, state and comment (the Snakemake plugin puts the rule there)."""
         out = subprocess.run(["squeue", "-h", "-o", "%i|%T|%k"], capture_output=True, text=True, env=self.env)
-        return [dict(zip(("id", "state", "comment"), line.split("|", 2))) for line in out.stdout.splitlines()]
+        return [
+            dict(zip(("id", "state", "comment"), line.split("|", 2), strict=False)) for line in out.stdout.splitlines()
+        ]
 
     def scancel(self, job_id: str) -> None:
         subprocess.run(["scancel", job_id], check=True, env=self.env)

@@ -34,14 +34,31 @@ def case(tmp_path) -> tuple[Path, list[str]]:
     (tmp_path / "reliable.txt").write_text("a.png a_gt.png\nb.png b_gt.png\n")
     (tmp_path / "unreliable.txt").write_text("d.png d_gt.png\nc.png c_gt.png\n")
     (tmp_path / "scores.tsv").write_text("id\tscore\na.png\t1.9\nb.png\t1.8\nc.png\t0.5\nd.png\t0.7\n")
-    argv = ["--list", str(tmp_path / "unlabeled.txt"), "--data-root", str(tmp_path), "--num-classes", "2",
-            "--class-names", "bg", "fg",
-            "--teacher-masks", store(tmp_path / "t.h5", {"a.png": EXACT, "b.png": EXACT, "c.png": ZEROS,
-                                                          "d.png": ZEROS}),
-            "--scores", str(tmp_path / "scores.tsv"), "--reliable", str(tmp_path / "reliable.txt"),
-            "--unreliable", str(tmp_path / "unreliable.txt"),
-            "--relabeled", store(tmp_path / "s1.h5", {"c.png": EXACT, "d.png": ZEROS}),
-            "--out-json", str(tmp_path / "audit" / "audit.json"), "--out-tsv", str(tmp_path / "audit" / "per_image.tsv")]
+    argv = [
+        "--list",
+        str(tmp_path / "unlabeled.txt"),
+        "--data-root",
+        str(tmp_path),
+        "--num-classes",
+        "2",
+        "--class-names",
+        "bg",
+        "fg",
+        "--teacher-masks",
+        store(tmp_path / "t.h5", {"a.png": EXACT, "b.png": EXACT, "c.png": ZEROS, "d.png": ZEROS}),
+        "--scores",
+        str(tmp_path / "scores.tsv"),
+        "--reliable",
+        str(tmp_path / "reliable.txt"),
+        "--unreliable",
+        str(tmp_path / "unreliable.txt"),
+        "--relabeled",
+        store(tmp_path / "s1.h5", {"c.png": EXACT, "d.png": ZEROS}),
+        "--out-json",
+        str(tmp_path / "audit" / "audit.json"),
+        "--out-tsv",
+        str(tmp_path / "audit" / "per_image.tsv"),
+    ]
     return tmp_path, argv
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import errno
 import resource
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
-
-import shutil
 
 import numpy as np
 import pytest
@@ -50,9 +49,25 @@ def data(tmp_path) -> Path:
 
 def run_check(root: Path, capsys, *extra: str, batch_size: int = 2) -> tuple[int, str]:
     """(exit code, log) of stages.check_data on ``root``'s three lists."""
-    argv = ["--data-root", str(root), "--labeled", str(root / "labeled.txt"), "--unlabeled",
-            str(root / "unlabeled.txt"), "--val", str(root / "val.txt"), "--num-classes", str(C),
-            "--batch-size", str(batch_size), "--min-labeled", "4", "--out-dir", str(root.parent / "check"), *extra]
+    argv = [
+        "--data-root",
+        str(root),
+        "--labeled",
+        str(root / "labeled.txt"),
+        "--unlabeled",
+        str(root / "unlabeled.txt"),
+        "--val",
+        str(root / "val.txt"),
+        "--num-classes",
+        str(C),
+        "--batch-size",
+        str(batch_size),
+        "--min-labeled",
+        "4",
+        "--out-dir",
+        str(root.parent / "check"),
+        *extra,
+    ]
     try:
         check_data.main(argv)
         code = 0
@@ -96,6 +111,7 @@ def test_valid_data_passes_and_writes_manifest_and_digests(data, capsys):
 
 # -- lists ----------------------------------------------------------------------------------
 
+
 def test_missing_list(data, capsys):
     (data / "val.txt").unlink()
     assert_refused(data, capsys, f"split list not found: {data / 'val.txt'}")
@@ -130,6 +146,7 @@ def test_duplicate_id(data, capsys):
 
 
 # -- files ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name,line", [("labeled", 2), ("unlabeled", 2), ("val", 2)])
 def test_missing_image_in_each_list(data, capsys, name, line):
@@ -172,30 +189,45 @@ def test_truncated_mask(data, capsys):
 
 def test_colour_mask(data, capsys):
     png(data / "gt/2.png", np.zeros((SIZE, SIZE, 3)))
-    assert_refused(data, capsys, f"mask {data / 'gt/2.png'} ({data / 'labeled.txt'}:3) has mode RGB",
-                   "convert colour masks to class indices")
+    assert_refused(
+        data,
+        capsys,
+        f"mask {data / 'gt/2.png'} ({data / 'labeled.txt'}:3) has mode RGB",
+        "convert colour masks to class indices",
+    )
 
 
 def test_class_out_of_range(data, capsys):
     png(data / "gt/3.png", np.full((SIZE, SIZE), 7))
-    assert_refused(data, capsys, f"mask {data / 'gt/3.png'} ({data / 'labeled.txt'}:4) has labels [7] outside [0, 3)",
-                   "data.ignore_labels")
+    assert_refused(
+        data,
+        capsys,
+        f"mask {data / 'gt/3.png'} ({data / 'labeled.txt'}:4) has labels [7] outside [0, 3)",
+        "data.ignore_labels",
+    )
     code, log = run_check(data, capsys, "--ignore-labels", "7")  # an ignore label is fine
     assert code == 0, log
 
 
 def test_mask_of_another_size(data, capsys):
     png(data / "gt/8.png", np.zeros((SIZE, SIZE + 2)))
-    assert_refused(data, capsys, f"mask {data / 'gt/8.png'} ({data / 'val.txt'}:2) is 10x8 but its image img/8.png is 8x8")
+    assert_refused(
+        data, capsys, f"mask {data / 'gt/8.png'} ({data / 'val.txt'}:2) is 10x8 but its image img/8.png is 8x8"
+    )
 
 
 # -- lists against each other ---------------------------------------------------------------
 
+
 def test_labeled_image_in_unlabeled_list(data, capsys):
     with open(data / "unlabeled.txt", "a") as f:
         f.write("img/0.png\n")
-    assert_refused(data, capsys, f"img/0.png is in the labeled and the unlabeled list ({data / 'labeled.txt'}:1 and "
-                                 f"{data / 'unlabeled.txt'}:4)", "data.allow_labeled_in_unlabeled")
+    assert_refused(
+        data,
+        capsys,
+        f"img/0.png is in the labeled and the unlabeled list ({data / 'labeled.txt'}:1 and {data / 'unlabeled.txt'}:4)",
+        "data.allow_labeled_in_unlabeled",
+    )
     code, log = run_check(data, capsys, "--allow-labeled-in-unlabeled")  # the config switch: a warning
     assert code == 0 and "WARNING img/0.png is in the labeled and the unlabeled list" in log
 
@@ -203,8 +235,13 @@ def test_labeled_image_in_unlabeled_list(data, capsys):
 def test_labeled_image_in_val_list_is_leakage(data, capsys):
     with open(data / "val.txt", "a") as f:
         f.write("img/1.png gt/1.png\n")
-    assert_refused(data, capsys, "img/1.png is in the labeled and the val list", "inflates mIoU",
-                   extra=["--allow-labeled-in-unlabeled"])
+    assert_refused(
+        data,
+        capsys,
+        "img/1.png is in the labeled and the val list",
+        "inflates mIoU",
+        extra=["--allow-labeled-in-unlabeled"],
+    )
 
 
 def test_same_image_under_another_name_in_val(data, capsys):
@@ -212,8 +249,12 @@ def test_same_image_under_another_name_in_val(data, capsys):
     (data / "gt/copy.png").write_bytes((data / "gt/4.png").read_bytes())
     with open(data / "val.txt", "a") as f:
         f.write("img/copy.png gt/copy.png\n")
-    assert_refused(data, capsys, f"img/copy.png ({data / 'val.txt'}:3) has the same bytes as img/4.png "
-                                 f"({data / 'unlabeled.txt'}:1)", "inflates mIoU")
+    assert_refused(
+        data,
+        capsys,
+        f"img/copy.png ({data / 'val.txt'}:3) has the same bytes as img/4.png ({data / 'unlabeled.txt'}:1)",
+        "inflates mIoU",
+    )
 
 
 def test_batch_larger_than_the_teachers_epoch(data, capsys):
@@ -230,10 +271,31 @@ def test_every_problem_at_once(data, capsys):
 
 # -- stages at run time: the same errors, named, where no data check ran --------------------
 
+
 def train_argv(root: Path, out: Path, *extra: str) -> list[str]:
-    return ["--labeled", str(root / "labeled.txt"), "--data-root", str(root), "--num-classes", str(C),
-            "--out-dir", str(out), "--backbone", "resnet18", "--crop-size", str(SIZE), "--batch-size", "2",
-            "--min-labeled", "4", "--epochs", "1", "--device", "cpu", *extra]
+    return [
+        "--labeled",
+        str(root / "labeled.txt"),
+        "--data-root",
+        str(root),
+        "--num-classes",
+        str(C),
+        "--out-dir",
+        str(out),
+        "--backbone",
+        "resnet18",
+        "--crop-size",
+        str(SIZE),
+        "--batch-size",
+        "2",
+        "--min-labeled",
+        "4",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def exit_log(main, argv, capsys) -> str:
@@ -268,8 +330,24 @@ def model_file(tmp_path) -> Path:
 def test_evaluation_names_a_val_mask_of_another_size(data, model_file, tmp_path, capsys):
     png(data / "gt/8.png", np.zeros((SIZE + 2, SIZE)))
     out = tmp_path / "metrics.json"
-    log = exit_log(evaluate.main, ["--model", str(model_file), "--list", str(data / "val.txt"), "--data-root",
-                                   str(data), "--num-classes", str(C), "--out", str(out), "--device", "cpu"], capsys)
+    log = exit_log(
+        evaluate.main,
+        [
+            "--model",
+            str(model_file),
+            "--list",
+            str(data / "val.txt"),
+            "--data-root",
+            str(data),
+            "--num-classes",
+            str(C),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert f"mask {data / 'gt/8.png'} ({data / 'val.txt'}:2) is 8x10 but its image img/8.png is 8x8" in log
     assert not out.exists()
 
@@ -277,19 +355,38 @@ def test_evaluation_names_a_val_mask_of_another_size(data, model_file, tmp_path,
 def test_labeling_names_an_undecodable_unlabeled_image(data, model_file, tmp_path, capsys):
     (data / "img/6.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     out = tmp_path / "masks.h5"
-    log = exit_log(label.main, ["--model", str(model_file), "--list", str(data / "unlabeled.txt"), "--data-root",
-                                str(data), "--out", str(out), "--device", "cpu", "--no-tta"], capsys)
+    log = exit_log(
+        label.main,
+        [
+            "--model",
+            str(model_file),
+            "--list",
+            str(data / "unlabeled.txt"),
+            "--data-root",
+            str(data),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-tta",
+        ],
+        capsys,
+    )
     assert f"image {data / 'img/6.png'} ({data / 'unlabeled.txt'}:3)" in log
     assert not out.exists() and not list(tmp_path.glob(".masks.h5.tmp-*"))
 
 
-@pytest.mark.parametrize("content,needle", [
-    (b"\x00" * 1000, "it is not a PyTorch checkpoint"),
-    ("pickled", "it holds pickled Python objects"),
-    ("truncated", "truncated or corrupt"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        (b"\x00" * 1000, "it is not a PyTorch checkpoint"),
+        ("pickled", "it holds pickled Python objects"),
+        ("truncated", "truncated or corrupt"),
+    ],
+)
 def test_unreadable_checkpoint_names_the_file_and_never_advises_weights_only_false(
-        data, model_file, tmp_path, capsys, content, needle):
+    data, model_file, tmp_path, capsys, content, needle
+):
     if content == "pickled":
         torch.save(build_model("deeplabv3plus", "resnet18", num_classes=C), model_file)
     elif content == "truncated":
@@ -297,9 +394,27 @@ def test_unreadable_checkpoint_names_the_file_and_never_advises_weights_only_fal
     else:
         model_file.write_bytes(content)
     out = tmp_path / "scores.tsv"
-    log = exit_log(score.main, ["--checkpoints", str(model_file), str(model_file), "--list",
-                                str(data / "unlabeled.txt"), "--data-root", str(data), "--num-classes", str(C),
-                                "--scores", str(out), "--masks", str(tmp_path / "m.h5"), "--device", "cpu"], capsys)
+    log = exit_log(
+        score.main,
+        [
+            "--checkpoints",
+            str(model_file),
+            str(model_file),
+            "--list",
+            str(data / "unlabeled.txt"),
+            "--data-root",
+            str(data),
+            "--num-classes",
+            str(C),
+            "--scores",
+            str(out),
+            "--masks",
+            str(tmp_path / "m.h5"),
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert f"cannot load model checkpoint {model_file}: {needle}" in log
     assert "weights_only" not in log
     assert not out.exists()
@@ -321,8 +436,22 @@ def test_missing_pretrained_weights_name_the_file_and_the_key(data, tmp_path):
 
 def test_wrong_class_checkpoint_is_refused(data, model_file, tmp_path):
     with pytest.raises(ValueError, match=rf"{model_file} is a model for 3 classes, but 5 were asked for"):
-        label.main(["--model", str(model_file), "--list", str(data / "unlabeled.txt"), "--data-root", str(data),
-                    "--out", str(tmp_path / "m.h5"), "--num-classes", "5", "--device", "cpu"])
+        label.main(
+            [
+                "--model",
+                str(model_file),
+                "--list",
+                str(data / "unlabeled.txt"),
+                "--data-root",
+                str(data),
+                "--out",
+                str(tmp_path / "m.h5"),
+                "--num-classes",
+                "5",
+                "--device",
+                "cpu",
+            ]
+        )
     assert not (tmp_path / "m.h5").exists()
 
 
@@ -332,6 +461,7 @@ def test_bad_device_names_the_key(data, tmp_path):
 
 
 # -- writes that the file system refuses -----------------------------------------------------
+
 
 def test_a_full_disk_names_the_path(data, tmp_path):
     """A real refused write: the training job under a file-size limit (ulimit -f), which fails
@@ -343,16 +473,23 @@ def test_a_full_disk_names_the_path(data, tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
 
     argv = train_argv(data, out, "--resume-state", str(out / "resume" / "state.pt"))
-    proc = subprocess.run([sys.executable, "-m", "stages.train", *argv], cwd=REPO, capture_output=True, text=True,
-                          preexec_fn=limit, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.train", *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert f"cannot write {out / 'resume' / 'state.pt'}: File too large" in proc.stderr
     assert "unexpected pos" not in proc.stderr.splitlines()[-1]
     assert not (out / "model.pt").exists() and not list((out / "resume").glob(".*tmp-*"))
 
 
-@pytest.mark.parametrize("code,fix", [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "read-only"),
-                                      (errno.EDQUOT, "quota")])
+@pytest.mark.parametrize(
+    "code,fix", [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "read-only"), (errno.EDQUOT, "quota")]
+)
 def test_write_errors_name_the_path_and_the_fix(tmp_path, code, fix):
     err = write_error(tmp_path / "x.pt", OSError(code, "refused"))
     assert str(tmp_path / "x.pt") in str(err) and fix in str(err) and err.errno == code
@@ -363,6 +500,7 @@ def test_write_errors_name_the_path_and_the_fix(tmp_path, code, fix):
 def test_a_read_only_folder_names_the_path(tmp_path, monkeypatch):
     """Root ignores permissions, so the refusal is a fault hook here: the rename fails as on a
     read-only file system."""
+
     def refuse(src, dst):
         raise OSError(errno.EROFS, "Read-only file system", str(dst))
 
@@ -372,7 +510,6 @@ def test_a_read_only_folder_names_the_path(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-
 def test_a_test_list_is_checked_as_val_and_shares_no_image(data, capsys):
     """data.test: its lines need masks, its files are decoded, and an image it shares with the
     labeled, unlabeled or val list is refused; without it the digest says there is none."""
@@ -380,10 +517,20 @@ def test_a_test_list_is_checked_as_val_and_shares_no_image(data, capsys):
     assert code == 0 and (data.parent / "check" / "test.digest").read_text() == "no test list\n"
     shutil.rmtree(data.parent / "check")
     (data / "test.txt").write_text("img/8.png gt/8.png\n")  # 8 is a val image
-    assert_refused(data, capsys, "img/8.png is in the val and the test list", "settings tuned on val",
-                   extra=["--test", str(data / "test.txt")])
+    assert_refused(
+        data,
+        capsys,
+        "img/8.png is in the val and the test list",
+        "settings tuned on val",
+        extra=["--test", str(data / "test.txt")],
+    )
     (data / "test.txt").write_text("img/1.png gt/1.png\n")  # a labeled one
-    assert_refused(data, capsys, "img/1.png is in the labeled and the test list", "inflates mIoU",
-                   extra=["--test", str(data / "test.txt")])
+    assert_refused(
+        data,
+        capsys,
+        "img/1.png is in the labeled and the test list",
+        "inflates mIoU",
+        extra=["--test", str(data / "test.txt")],
+    )
     (data / "test.txt").write_text("img/9.png\n")  # no mask, and no such image
     assert_refused(data, capsys, "test list", "img/9.png", extra=["--test", str(data / "test.txt")])

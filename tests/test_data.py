@@ -301,8 +301,9 @@ def test_mask_store_crash_leaves_nothing(tmp_path):
 def test_merge_stores(tmp_path):
     masks = _masks()
     shards = [
-        write_store(tmp_path / f"shard_{i}.h5", dict(list(masks.items())[i::2]),
-                    {"model": "m.pt", "shard": i, "num_shards": 2})
+        write_store(
+            tmp_path / f"shard_{i}.h5", dict(list(masks.items())[i::2]), {"model": "m.pt", "shard": i, "num_shards": 2}
+        )
         for i in range(2)
     ]
     out = tmp_path / "merged.h5"

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from test_train import assert_same_weights
 
 from stages.make_demo import CLASS_NAMES, make_demo
 from stages.seg.io import load_model
-from test_train import assert_same_weights
 
 # workflow runs, SLURM, DDP and signals: the slow tier (`pytest -m "not slow"` leaves them out)
 pytestmark = pytest.mark.slow
@@ -35,13 +34,49 @@ def demo(tmp_path_factory) -> Path:
 
 def torchrun(demo: Path, out: Path, script: list[str], *extra: str) -> subprocess.CompletedProcess:
     """2 processes, a global batch of 4 (2 each), 2 iterations per epoch, 3 epochs."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *script,
-           "--labeled", str(demo / "labeled.txt"), "--data-root", str(demo), "--num-classes", str(C),
-           "--out-dir", str(out), "--backbone", "resnet18", "--output-stride", "16", "--head-channels", "16",
-           "--crop-size", "32", "--batch-size", "4", "--min-labeled", "8", "--epochs", "3", "--checkpoints", "3",
-           "--device", "cpu", "--threads", "1", "--resume-state", str(out / "resume" / "state.pt"), *extra]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        *script,
+        "--labeled",
+        str(demo / "labeled.txt"),
+        "--data-root",
+        str(demo),
+        "--num-classes",
+        str(C),
+        "--out-dir",
+        str(out),
+        "--backbone",
+        "resnet18",
+        "--output-stride",
+        "16",
+        "--head-channels",
+        "16",
+        "--crop-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--min-labeled",
+        "8",
+        "--epochs",
+        "3",
+        "--checkpoints",
+        "3",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--resume-state",
+        str(out / "resume" / "state.pt"),
+        *extra,
+    ]
+    return subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,16 +93,36 @@ def test_two_processes_train_and_the_model_evaluates(demo, uninterrupted, tmp_pa
         model = load_model(uninterrupted / name)  # saved without DDP's "module." prefix
         assert model(torch.zeros(1, 3, 32, 32)).shape == (1, C, 32, 32)
     out = tmp_path / "metrics.json"
-    proc = subprocess.run([sys.executable, "-m", "stages.evaluate", "--model", str(uninterrupted / "model.pt"),
-                           "--list", str(demo / "val.txt"), "--data-root", str(demo), "--num-classes", str(C),
-                           "--device", "cpu", "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.evaluate",
+            "--model",
+            str(uninterrupted / "model.pt"),
+            "--list",
+            str(demo / "val.txt"),
+            "--data-root",
+            str(demo),
+            "--num-classes",
+            str(C),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 0 <= json.loads(out.read_text())["miou"] <= 1
     assert len((uninterrupted / "train_log.tsv").read_text().splitlines()) == 4  # one log, rank 0's
 
 
 def test_a_stop_signal_to_one_process_stops_both_and_the_rerun_resumes_to_the_same_weights(
-        demo, uninterrupted, tmp_path):
+    demo, uninterrupted, tmp_path
+):
     """The fault hook: rank 1 alone sends itself SIGTERM as its third step begins (epoch 2)."""
     hook = tmp_path / "stop_rank_1.py"
     hook.write_text(
@@ -104,12 +159,33 @@ def test_a_batch_that_does_not_split_over_the_processes_names_the_keys(demo, tmp
     from stages.seg.data import DataError
     from stages.seg.distributed import World
 
-    args = train.build_parser().parse_args([
-        "--labeled", str(demo / "labeled.txt"), "--data-root", str(demo), "--num-classes", str(C),
-        "--out-dir", str(tmp_path), "--backbone", "resnet18", "--crop-size", "32", "--batch-size", "4",
-        "--min-labeled", "8", "--device", "cpu"])
-    with pytest.raises(DataError, match=r"the batch of 4 \(train.batch_size\) does not split over 3 processes "
-                                        r"\(train.gpus\): make it a multiple"):
+    args = train.build_parser().parse_args(
+        [
+            "--labeled",
+            str(demo / "labeled.txt"),
+            "--data-root",
+            str(demo),
+            "--num-classes",
+            str(C),
+            "--out-dir",
+            str(tmp_path),
+            "--backbone",
+            "resnet18",
+            "--crop-size",
+            "32",
+            "--batch-size",
+            "4",
+            "--min-labeled",
+            "8",
+            "--device",
+            "cpu",
+        ]
+    )
+    with pytest.raises(
+        DataError,
+        match=r"the batch of 4 \(train.batch_size\) does not split over 3 processes "
+        r"\(train.gpus\): make it a multiple",
+    ):
         train._train(args, World(rank=0, size=3), torch.device("cpu"))
 
 
@@ -117,14 +193,19 @@ def test_the_workflow_trains_with_train_gpus_2_under_torchrun(tmp_path):
     """The tiny config with train.gpus: 2: the teacher job runs torchrun with 2 processes (gloo
     on CPU), asks for 2 GPUs, and its model is evaluated by the workflow."""
     import yaml
-
     from test_workflow import TINY, snakemake
 
     config = yaml.safe_load(yaml.safe_dump(TINY))
     config["experiments"]["tiny"]["train"].update(gpus=2, batch_size=4)
     config["resources"]["train"]["threads"] = 2
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
-    args = ("--configfile", str(tmp_path / "tiny.yaml"), "--directory", str(tmp_path), "results/tiny/teacher/metrics.json")
+    args = (
+        "--configfile",
+        str(tmp_path / "tiny.yaml"),
+        "--directory",
+        str(tmp_path),
+        "results/tiny/teacher/metrics.json",
+    )
     plan = snakemake("-n", "-p", *args)
     text = plan.stdout + plan.stderr
     assert "python -m torch.distributed.run --standalone --nproc-per-node 2 --module stages.train" in text

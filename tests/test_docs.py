@@ -16,8 +16,9 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def test_config_reference_is_generated_from_the_schema():
-    proc = subprocess.run([sys.executable, str(REPO / "docs" / "make_config_reference.py"), "--check"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "docs" / "make_config_reference.py"), "--check"], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
 
 

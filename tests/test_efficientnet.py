@@ -5,9 +5,8 @@ calls (TF "same" padding, BN eps 1e-3, ReLU6, (x - 127) / 128 input), independen
 trunk's modules, so a wrong mapping, padding, stride or input conversion shows as a logit gap.
 """
 
-from pathlib import Path
-
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,8 +35,15 @@ def _same_conv(x, w, stride=1, groups=1):
 
 
 def _bn(x, state, prefix):
-    return F.batch_norm(x, state[f"{prefix}.running_mean"], state[f"{prefix}.running_var"],
-                        state[f"{prefix}.weight"], state[f"{prefix}.bias"], training=False, eps=1e-3)
+    return F.batch_norm(
+        x,
+        state[f"{prefix}.running_mean"],
+        state[f"{prefix}.running_var"],
+        state[f"{prefix}.weight"],
+        state[f"{prefix}.bias"],
+        training=False,
+        eps=1e-3,
+    )
 
 
 def _classify(features, state):
@@ -93,15 +99,17 @@ def test_every_file_tensor_is_used(state):
 
 # Top-1 ImageNet classes of real photographs: 829 streetcar, 919 street sign, 870 tricycle.
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not beside the repository")
-@pytest.mark.parametrize("image,top1", [
-    ("camvid/test/0001TP_008550.png", 829),
-    ("camvid/test/Seq05VD_f02640.png", 829),
-    ("msrc21/test/11_14_s.jpg", 919),
-    ("msrc21/test/8_27_s.jpg", 870),
-])
+@pytest.mark.parametrize(
+    "image,top1",
+    [
+        ("camvid/test/0001TP_008550.png", 829),
+        ("camvid/test/Seq05VD_f02640.png", 829),
+        ("msrc21/test/11_14_s.jpg", 919),
+        ("msrc21/test/8_27_s.jpg", 870),
+    ],
+)
 def test_imagenet_top1_of_real_photographs(state, image, top1):
-    pixels = F.interpolate(read_image(SHARED / image)[None].float(), size=(224, 224), mode="bilinear",
-                           antialias=True)
+    pixels = F.interpolate(read_image(SHARED / image)[None].float(), size=(224, 224), mode="bilinear", antialias=True)
     with torch.no_grad():
         logits = _classify(_trunk()(normalize(pixels / 255))[-1], state)
     assert logits.argmax(1).item() == top1
@@ -133,13 +141,13 @@ def test_dilated_trunk_keeps_imagenet_features(state):
 
 
 def test_imagenet_keyword_and_strict_loading(tmp_path, state):
-    model = build_model("deeplabv3plus", "efficientnet_lite0", num_classes=3, output_stride=16,
-                        pretrained="imagenet")
+    model = build_model("deeplabv3plus", "efficientnet_lite0", num_classes=3, output_stride=16, pretrained="imagenet")
     assert torch.equal(model.backbone.blocks[3].depthwise[0].weight, state["_blocks.3._depthwise_conv.weight"])
     local = tmp_path / "lite0.pth"  # an explicit local file works as well as the packaged one
     local.write_bytes(Path(packaged_weights()).read_bytes())
-    from_file = build_model("deeplabv3plus", "efficientnet_lite0", num_classes=3, output_stride=16,
-                            pretrained=str(local))
+    from_file = build_model(
+        "deeplabv3plus", "efficientnet_lite0", num_classes=3, output_stride=16, pretrained=str(local)
+    )
     for key, value in model.backbone.state_dict().items():
         assert torch.equal(value, from_file.backbone.state_dict()[key]), key
     with pytest.raises(ValueError, match="efficientnet_lite0 only.*local torchvision"):
@@ -149,18 +157,26 @@ def test_imagenet_keyword_and_strict_loading(tmp_path, state):
     renamed["_blocks.7._depthwise_kernel.weight"] = renamed.pop("_blocks.7._depthwise_conv.weight")
     path = tmp_path / "renamed.pth"
     torch.save(renamed, path)
-    with pytest.raises(ValueError, match=r"renamed\.pth.*missing keys: blocks\.7\.depthwise\.0\.weight.*"
-                                         r"unexpected keys: _blocks\.7\._depthwise_kernel\.weight"):
+    with pytest.raises(
+        ValueError,
+        match=r"renamed\.pth.*missing keys: blocks\.7\.depthwise\.0\.weight.*"
+        r"unexpected keys: _blocks\.7\._depthwise_kernel\.weight",
+    ):
         build_model("pspnet", "efficientnet_lite0", num_classes=3, pretrained=str(path))
 
     wrong = dict(state, **{"_blocks.2._project_conv.weight": torch.zeros(24, 96, 1, 1)})
     torch.save(wrong, path)
-    with pytest.raises(ValueError, match=r"shape mismatches: _blocks\.2\._project_conv\.weight: "
-                                         r"file \(24, 96, 1, 1\) vs model \(24, 144, 1, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"shape mismatches: _blocks\.2\._project_conv\.weight: "
+        r"file \(24, 96, 1, 1\) vs model \(24, 144, 1, 1\)",
+    ):
         build_model("deeplabv3plus", "efficientnet_lite0", num_classes=3, pretrained=str(path))
 
     path.write_bytes(b"not a torch file")
-    with pytest.raises(ValueError, match=r"cannot load pretrained weights .*renamed\.pth: it is not a PyTorch checkpoint"):
+    with pytest.raises(
+        ValueError, match=r"cannot load pretrained weights .*renamed\.pth: it is not a PyTorch checkpoint"
+    ):
         build_model("deeplabv3plus", "efficientnet_lite0", num_classes=3, pretrained=str(path))
 
 

@@ -42,7 +42,7 @@ def test_export_writes_palette_pngs_with_the_class_indices(tmp_path):
     export_masks.main(["--store", str(tmp_path / "m.h5"), "--out", str(tmp_path / "out"), "--palette", "camvid"])
     image = Image.open(tmp_path / "out" / "train" / "a.png")
     assert image.mode == "P" and np.array_equal(np.array(image), masks["train/a.jpg"])
-    assert image.getpalette()[3 * 10: 3 * 11] == list(CAMVID[10])
+    assert image.getpalette()[3 * 10 : 3 * 11] == list(CAMVID[10])
     assert Image.open(tmp_path / "out" / "b.png").size == (4, 3)
 
     export_masks.main(["--store", str(tmp_path / "k.h5"), "--out", str(tmp_path / "k")])

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_train import assert_same_weights
 
 from stages.make_demo import CLASS_NAMES, make_demo
 from stages.seg.io import load_model
 from stages.seg.maskstore import MaskStore
-from test_train import assert_same_weights
 
 # workflow runs, SLURM, DDP and signals: the slow tier (`pytest -m "not slow"` leaves them out)
 pytestmark = pytest.mark.slow
@@ -39,11 +39,39 @@ def demo(tmp_path_factory) -> Path:
 
 
 def train_cmd(demo: Path, out: Path, epochs: int = 3, checkpoints: int = 3) -> list[str]:
-    return ["stages.train", "--labeled", str(demo / "labeled.txt"), "--data-root", str(demo), "--num-classes", str(C),
-            "--out-dir", str(out), "--backbone", "resnet18", "--output-stride", "16", "--head-channels", "16",
-            "--crop-size", str(SIZE), "--batch-size", "2", "--min-labeled", "8", "--epochs", str(epochs),
-            "--checkpoints", str(checkpoints), "--device", "cpu", "--threads", "1",
-            "--resume-state", str(out / "resume" / "state.pt")]
+    return [
+        "stages.train",
+        "--labeled",
+        str(demo / "labeled.txt"),
+        "--data-root",
+        str(demo),
+        "--num-classes",
+        str(C),
+        "--out-dir",
+        str(out),
+        "--backbone",
+        "resnet18",
+        "--output-stride",
+        "16",
+        "--head-channels",
+        "16",
+        "--crop-size",
+        str(SIZE),
+        "--batch-size",
+        "2",
+        "--min-labeled",
+        "8",
+        "--epochs",
+        str(epochs),
+        "--checkpoints",
+        str(checkpoints),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--resume-state",
+        str(out / "resume" / "state.pt"),
+    ]
 
 
 def run(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -122,8 +150,14 @@ def test_training_killed_between_publishing_checkpoints_and_writing_the_model(de
         "train.main(sys.argv[1:])\n"
     )
     cmd = train_cmd(demo, out)
-    proc = subprocess.run([sys.executable, str(hook), *cmd[1:]], cwd=REPO, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, str(hook), *cmd[1:]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == -signal.SIGKILL
     assert (out / "checkpoints" / "checkpoint_1.pt").exists() and not (out / "model.pt").exists()
     snakemake_cleanup(out / "model.pt", out / "checkpoints", out / "train_log.tsv")
@@ -154,8 +188,14 @@ def signal_itself(tmp_path: Path, sig: signal.Signals, at_step: int) -> Path:
 
 
 def run_hook(hook: Path, cmd: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(hook), *cmd[1:]], cwd=REPO, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        [sys.executable, str(hook), *cmd[1:]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +207,8 @@ def uninterrupted(demo, tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
 def test_a_stop_signal_mid_epoch_saves_at_once_and_the_retry_ends_with_the_same_weights(
-        demo, uninterrupted, tmp_path, sig):
+    demo, uninterrupted, tmp_path, sig
+):
     """Preemption (SIGTERM) or SLURM's time-limit warning (SIGUSR1) in epoch 2 of 3 (4 iterations
     each): the state after iteration 2 is saved, the job exits 75, the re-run continues from there.
     With a DataLoader worker here and none in the uninterrupted run: the same weights either way."""
@@ -206,7 +247,7 @@ def test_a_stop_signal_without_a_resume_state_says_a_rerun_starts_afresh(demo, t
     out = tmp_path / "teacher"
     cmd = [c for c in train_cmd(demo, out)]
     at = cmd.index("--resume-state")
-    del cmd[at:at + 2]
+    del cmd[at : at + 2]
     stopped = run_hook(signal_itself(tmp_path, signal.SIGTERM, at_step=2), cmd)
     assert stopped.returncode == 75
     assert "stopped by SIGTERM; without --resume-state a re-run starts afresh" in stopped.stderr
@@ -229,17 +270,50 @@ def test_inference_stage_killed_at_a_random_moment_reruns_cleanly(demo, teacher,
     common = ["--data-root", str(demo), "--device", "cpu", "--threads", "1", "--batch-size", "1"]
     if stage == "label":
         outputs = [tmp_path / "pseudo_masks.h5"]
-        cmd = ["stages.label", "--model", str(teacher / "model.pt"), "--list", str(demo / "unlabeled.txt"),
-               "--out", str(outputs[0]), "--scales", "0.75", "1.0", *common]
+        cmd = [
+            "stages.label",
+            "--model",
+            str(teacher / "model.pt"),
+            "--list",
+            str(demo / "unlabeled.txt"),
+            "--out",
+            str(outputs[0]),
+            "--scales",
+            "0.75",
+            "1.0",
+            *common,
+        ]
     elif stage == "score":
         outputs = [tmp_path / "stability_scores.tsv", tmp_path / "checkpoint_masks.h5"]
-        cmd = ["stages.score", "--checkpoints", str(teacher / "checkpoints" / "checkpoint_1.pt"),
-               str(teacher / "model.pt"), "--list", str(demo / "unlabeled.txt"), "--num-classes", str(C),
-               "--scores", str(outputs[0]), "--masks", str(outputs[1]), *common]
+        cmd = [
+            "stages.score",
+            "--checkpoints",
+            str(teacher / "checkpoints" / "checkpoint_1.pt"),
+            str(teacher / "model.pt"),
+            "--list",
+            str(demo / "unlabeled.txt"),
+            "--num-classes",
+            str(C),
+            "--scores",
+            str(outputs[0]),
+            "--masks",
+            str(outputs[1]),
+            *common,
+        ]
     else:
         outputs = [tmp_path / "metrics.json"]
-        cmd = ["stages.evaluate", "--model", str(teacher / "model.pt"), "--list", str(demo / "val.txt"),
-               "--num-classes", str(C), "--out", str(outputs[0]), *common]
+        cmd = [
+            "stages.evaluate",
+            "--model",
+            str(teacher / "model.pt"),
+            "--list",
+            str(demo / "val.txt"),
+            "--num-classes",
+            str(C),
+            "--out",
+            str(outputs[0]),
+            *common,
+        ]
     delay = kill_at_random_moment(cmd, STARTED[stage], tmp_path / "killed.log", rng, 1.5)
     # An output either is complete or does not exist: nothing half-written under its name.
     for path in outputs:
@@ -289,10 +363,12 @@ def test_out_of_gpu_memory_names_batch_size_and_crop(demo, tmp_path, monkeypatch
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(train, "train_step", step)
-    with pytest.raises(MemoryError, match=r"out of GPU memory with batch size 2, crop 32: lower the batch size "
-                                          r"\(train.batch_size"):
+    with pytest.raises(
+        MemoryError,
+        match=r"out of GPU memory with batch size 2, crop 32: lower the batch size "
+        r"\(train.batch_size",
+    ):
         train.main(train_cmd(demo, tmp_path / "teacher")[1:])
-
 
 
 def test_stale_temporaries_are_removed_but_a_live_writers_are_kept(tmp_path):

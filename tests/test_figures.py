@@ -31,13 +31,21 @@ def results(tmp_path_factory) -> Path:
         for i in ids[4:]:
             r.write(i, rng.integers(0, C, (24, 24)).astype(np.uint8))
     scores = rng.uniform(0, 2, len(ids))
-    (root / "scores.tsv").write_text("id\tscore\n" + "".join(f"{i}\t{s:.4f}\n" for i, s in zip(ids, scores)))
+    (root / "scores.tsv").write_text(
+        "id\tscore\n" + "".join(f"{i}\t{s:.4f}\n" for i, s in zip(ids, scores, strict=True))
+    )
     order = np.argsort(-scores)
     (root / "reliable_ids.txt").write_text("".join(f"{ids[j]}\n" for j in order[:4]))  # the top half
-    (root / "per_image.tsv").write_text("id\tscore\treliable\tteacher_miou\tstudent1_miou\n" + "".join(
-        f"{ids[j]}\t{scores[j]:.4f}\t{int(rank < 4)}\t{rng.uniform():.4f}\t\n" for rank, j in enumerate(order)))
-    (root / "train_log.tsv").write_text("epoch\titerations\tloss\tlr\tseconds\timages_per_s\tval_miou\n"
-                                        "1\t4\t1.2\t0.01\t1\t8\t0.3\n2\t8\t0.9\t0.005\t1\t8\t0.4\n")
+    (root / "per_image.tsv").write_text(
+        "id\tscore\treliable\tteacher_miou\tstudent1_miou\n"
+        + "".join(
+            f"{ids[j]}\t{scores[j]:.4f}\t{int(rank < 4)}\t{rng.uniform():.4f}\t\n" for rank, j in enumerate(order)
+        )
+    )
+    (root / "train_log.tsv").write_text(
+        "epoch\titerations\tloss\tlr\tseconds\timages_per_s\tval_miou\n"
+        "1\t4\t1.2\t0.01\t1\t8\t0.3\n2\t8\t0.9\t0.005\t1\t8\t0.4\n"
+    )
     (root / "summary.tsv").write_text("method\tmiou\nSupOnly\t40.1\nST\t45.2\nST++ final\t44.0\n")
     return root
 
@@ -52,27 +60,74 @@ def png_size(path: Path) -> tuple[int, int]:
 
 def within(size: tuple[int, int], inches: tuple[float, float], dpi: int = 100, slack: float = 0.25) -> bool:
     """bbox_inches='tight' trims or grows the canvas a little around the figure's own size."""
-    return all(abs(s - i * dpi) <= slack * i * dpi for s, i in zip(size, inches))
+    return all(abs(s - i * dpi) <= slack * i * dpi for s, i in zip(size, inches, strict=True))
 
 
 def test_scores_figure(results):
     out = results / "scores.png"
-    figures.main(["scores", "--scores", str(results / "scores.tsv"), "--reliable", str(results / "reliable_ids.txt"),
-                  "--per-image", str(results / "per_image.tsv"), "--out", str(out)])
+    figures.main(
+        [
+            "scores",
+            "--scores",
+            str(results / "scores.tsv"),
+            "--reliable",
+            str(results / "reliable_ids.txt"),
+            "--per-image",
+            str(results / "per_image.tsv"),
+            "--out",
+            str(out),
+        ]
+    )
     assert within(png_size(out), (11, 4))
-    figures.main(["scores", "--scores", str(results / "scores.tsv"), "--reliable", str(results / "reliable_ids.txt"),
-                  "--out", str(out)])
+    figures.main(
+        [
+            "scores",
+            "--scores",
+            str(results / "scores.tsv"),
+            "--reliable",
+            str(results / "reliable_ids.txt"),
+            "--out",
+            str(out),
+        ]
+    )
     assert within(png_size(out), (5.5, 4))  # without ground truth: the histogram alone
 
 
 @pytest.mark.parametrize("select", figures.SELECTIONS)
 def test_contact_sheet(results, select):
     out = results / f"contact_{select}.png"
-    common = ["contact", "--list", str(results / "data" / "unlabeled.txt"), "--data-root", str(results / "data"),
-              "--num-classes", str(C), "--class-names", *CLASS_NAMES, "--teacher-masks", str(results / "teacher.h5"),
-              "--rows", "4", "--palette", "msrc21", "--out", str(out)]
-    figures.main([*common, "--checkpoint-masks", str(results / "ckpt.h5"), "--scores", str(results / "scores.tsv"),
-                  "--relabeled", str(results / "relabeled.h5"), "--select", select])
+    common = [
+        "contact",
+        "--list",
+        str(results / "data" / "unlabeled.txt"),
+        "--data-root",
+        str(results / "data"),
+        "--num-classes",
+        str(C),
+        "--class-names",
+        *CLASS_NAMES,
+        "--teacher-masks",
+        str(results / "teacher.h5"),
+        "--rows",
+        "4",
+        "--palette",
+        "msrc21",
+        "--out",
+        str(out),
+    ]
+    figures.main(
+        [
+            *common,
+            "--checkpoint-masks",
+            str(results / "ckpt.h5"),
+            "--scores",
+            str(results / "scores.tsv"),
+            "--relabeled",
+            str(results / "relabeled.h5"),
+            "--select",
+            select,
+        ]
+    )
     # image, teacher, 3 checkpoints, relabel, truth: 7 columns of 2.2 in; 4 rows of 2 in + legend
     assert within(png_size(out), (7 * 2.2, 4 * 2.0 + 0.8))
     figures.main(common)  # ST alone: image, teacher, truth
@@ -87,8 +142,16 @@ def test_select_ids_orders_by_score_and_keeps_a_fixed_sample():
 
 
 def test_curves_and_summary(results):
-    figures.main(["curves", "--logs", f"teacher={results / 'train_log.tsv'}", f"ST={results / 'train_log.tsv'}",
-                  "--out", str(results / "curves.png")])
+    figures.main(
+        [
+            "curves",
+            "--logs",
+            f"teacher={results / 'train_log.tsv'}",
+            f"ST={results / 'train_log.tsv'}",
+            "--out",
+            str(results / "curves.png"),
+        ]
+    )
     assert within(png_size(results / "curves.png"), (15, 4))
     figures.main(["summary", "--summary", str(results / "summary.tsv"), "--out", str(results / "summary.png")])
     assert within(png_size(results / "summary.png"), (1.3 * 3 + 2, 4))
@@ -105,11 +168,35 @@ def test_the_scores_figure_marks_the_split_that_was_made(tmp_path):
     (tmp_path / "scores.tsv").write_text("id\tscore\n" + "".join(f"{i}\t{n / 10}\n" for n, i in enumerate(ids)))
     scores = read_scores(tmp_path / "scores.tsv")
     for selection, expected in (("stability", 0.45), ("random", None)):
-        split.main(["--scores", str(tmp_path / "scores.tsv"), "--list", str(tmp_path / "unlabeled.txt"),
-                    "--ratio", "0.5", "--selection", selection, "--seed", "1",
-                    "--reliable", str(tmp_path / "r.txt"), "--unreliable", str(tmp_path / "u.txt")])
+        split.main(
+            [
+                "--scores",
+                str(tmp_path / "scores.tsv"),
+                "--list",
+                str(tmp_path / "unlabeled.txt"),
+                "--ratio",
+                "0.5",
+                "--selection",
+                selection,
+                "--seed",
+                "1",
+                "--reliable",
+                str(tmp_path / "r.txt"),
+                "--unreliable",
+                str(tmp_path / "u.txt"),
+            ]
+        )
         reliable = (tmp_path / "r.txt").read_text().split()
         assert score_threshold(scores, reliable) == (pytest.approx(expected) if expected else None)
-        figures.main(["scores", "--scores", str(tmp_path / "scores.tsv"), "--reliable", str(tmp_path / "r.txt"),
-                      "--out", str(tmp_path / f"{selection}.png")])
+        figures.main(
+            [
+                "scores",
+                "--scores",
+                str(tmp_path / "scores.tsv"),
+                "--reliable",
+                str(tmp_path / "r.txt"),
+                "--out",
+                str(tmp_path / f"{selection}.png"),
+            ]
+        )
         assert png_size(tmp_path / f"{selection}.png")

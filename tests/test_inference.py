@@ -146,10 +146,16 @@ SIZES = [(8, 8), (8, 8), (8, 8), (6, 8), (8, 8), (8, 8), (8, 8), (8, 6)]
 def test_batches_by_size_groups_consecutive_sizes():
     batches = list(batches_by_size(SizedImages(SIZES), batch_size=2))
     assert [ids for ids, _, _ in batches] == [
-        ["img/0", "img/1"], ["img/2"], ["img/3"], ["img/4", "img/5"], ["img/6"], ["img/7"]]
+        ["img/0", "img/1"],
+        ["img/2"],
+        ["img/3"],
+        ["img/4", "img/5"],
+        ["img/6"],
+        ["img/7"],
+    ]
     for ids, images, extras in batches:
         assert images.dtype == torch.uint8 and images.shape[0] == len(ids) <= 2
-        for image_id, image in zip(ids, images):
+        for image_id, image in zip(ids, images, strict=True):
             i = int(image_id.split("/")[1])
             assert image.shape == (3, *SIZES[i]) and bool((image == i).all())
         assert extras == [()] * len(ids)

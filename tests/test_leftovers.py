@@ -9,8 +9,9 @@ from leftovers import end_processes_under, processes_under
 
 
 def test_a_process_left_in_a_test_folder_is_found_and_ended(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=tmp_path,
-                            start_new_session=True)  # as a daemon would: out of our process group
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], cwd=tmp_path, start_new_session=True
+    )  # as a daemon would: out of our process group
     try:
         assert proc.pid in processes_under(tmp_path)
         assert proc.pid not in processes_under(tmp_path / "elsewhere")

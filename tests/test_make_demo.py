@@ -15,8 +15,15 @@ SIZE = (32, 32)
 
 
 def _make(out: Path, seed: int = 0, size=SIZE, **kw) -> Path:
-    make_demo(out, num_labeled=COUNTS["labeled"], num_unlabeled=COUNTS["unlabeled"],
-              num_val=COUNTS["val"], size=size, seed=seed, **kw)
+    make_demo(
+        out,
+        num_labeled=COUNTS["labeled"],
+        num_unlabeled=COUNTS["unlabeled"],
+        num_val=COUNTS["val"],
+        size=size,
+        seed=seed,
+        **kw,
+    )
     return out
 
 
@@ -71,7 +78,7 @@ def test_masks_and_images(demo: Path):
             assert a.std() > 5.0  # textured, not constant
             # texture inside the background itself, not only shape edges
             assert a[m == 0].std(axis=0).max() > 2.0
-    assert seen.all(), f"classes never drawn: {[c for c, s in zip(CLASS_NAMES, seen) if not s]}"
+    assert seen.all(), f"classes never drawn: {[c for c, s in zip(CLASS_NAMES, seen, strict=True) if not s]}"
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -142,8 +149,27 @@ def test_non_square_size(tmp_path: Path):
 def test_cli(tmp_path: Path, caplog):
     out = tmp_path / "cli"
     caplog.set_level("INFO", logger="stages.make_demo")
-    assert main(["--out", str(out), "--num-labeled", "2", "--num-unlabeled", "3",
-                 "--num-val", "1", "--height", "16", "--width", "20", "--seed", "7"]) == 0
+    assert (
+        main(
+            [
+                "--out",
+                str(out),
+                "--num-labeled",
+                "2",
+                "--num-unlabeled",
+                "3",
+                "--num-val",
+                "1",
+                "--height",
+                "16",
+                "--width",
+                "20",
+                "--seed",
+                "7",
+            ]
+        )
+        == 0
+    )
     assert [len(_read_list(out, s)) for s in ("labeled", "unlabeled", "val")] == [2, 3, 1]
     assert _open(out / "images/val_0000.png").size == (20, 16)
     assert str(out) in caplog.text
@@ -152,14 +178,12 @@ def test_cli(tmp_path: Path, caplog):
 def test_existing_out_fails_without_force(tmp_path: Path):
     out = _make(tmp_path / "exists")
     with pytest.raises(SystemExit) as exc:
-        main(["--out", str(out), "--num-labeled", "1", "--num-unlabeled", "1", "--num-val", "1",
-              "--size", "16"])
+        main(["--out", str(out), "--num-labeled", "1", "--num-unlabeled", "1", "--num-val", "1", "--size", "16"])
     assert str(out) in str(exc.value)
     with pytest.raises(FileExistsError, match="exists"):
         _make(out)
     # --force replaces a previous output
-    main(["--out", str(out), "--num-labeled", "1", "--num-unlabeled", "1", "--num-val", "1",
-          "--size", "16", "--force"])
+    main(["--out", str(out), "--num-labeled", "1", "--num-unlabeled", "1", "--num-val", "1", "--size", "16", "--force"])
     assert len(_read_list(out, "labeled")) == 1
     assert not (out / "images" / "labeled_0002.png").exists()
 
@@ -178,6 +202,15 @@ def test_help_documents_options(capsys):
         main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for opt in ("--out", "--num-labeled", "--num-unlabeled", "--num-val", "--size",
-                "--height", "--width", "--seed", "--force"):
+    for opt in (
+        "--out",
+        "--num-labeled",
+        "--num-unlabeled",
+        "--num-val",
+        "--size",
+        "--height",
+        "--width",
+        "--seed",
+        "--force",
+    ):
         assert opt in text

@@ -15,18 +15,22 @@ from stages.seg import metrics
 from stages.seg.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy, stability_score
 
 # 3 classes, 4x4. Three target pixels are ignored: two 255 and one 3 (== C, outside [0, C)).
-TARGET = torch.tensor([
-    [0, 0, 1, 1],
-    [0, 0, 1, 1],
-    [2, 2, 2, 255],
-    [2, 2, 255, 3],
-])
-PRED = torch.tensor([
-    [0, 1, 1, 1],
-    [0, 0, 1, 2],
-    [2, 2, 0, 1],
-    [2, 1, 0, 0],
-])
+TARGET = torch.tensor(
+    [
+        [0, 0, 1, 1],
+        [0, 0, 1, 1],
+        [2, 2, 2, 255],
+        [2, 2, 255, 3],
+    ]
+)
+PRED = torch.tensor(
+    [
+        [0, 1, 1, 1],
+        [0, 0, 1, 2],
+        [2, 2, 0, 1],
+        [2, 1, 0, 0],
+    ]
+)
 # rows = target, columns = prediction, counted pixel by pixel over the 13 kept pixels
 EXPECTED_CM = [
     [3, 1, 0],  # target 0: (0,0) (1,0) (1,1) -> 0, (0,1) -> 1
@@ -120,6 +124,7 @@ def test_stability_score_needs_two_masks(masks):
 
 def test_spearman():
     from stages.seg.metrics import spearman
+
     assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [0.9, 0.5, 0.2, 0.1]) == pytest.approx(-1.0)
     # ties take their average rank: x ranks (0, 1.5, 1.5, 3) against (0, 1, 2, 3)

@@ -33,8 +33,8 @@ def test_output_shape_resnet18(arch, size):
 
 
 @pytest.mark.parametrize(
-    "arch,backbone", [("deeplabv3plus", "resnet50"), ("pspnet", "resnet50"), ("deeplabv2", "resnet101"),
-                      ("deeplabv3plus", "resnet101")]
+    "arch,backbone",
+    [("deeplabv3plus", "resnet50"), ("pspnet", "resnet50"), ("deeplabv2", "resnet101"), ("deeplabv3plus", "resnet101")],
 )
 def test_output_shape_big_backbones(arch, backbone):
     model = build_model(arch, backbone, num_classes=3).eval()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from argparse import Namespace
 
+import benchmark_scripts
 import numpy as np
 import torch
 
@@ -13,8 +14,6 @@ from stages import evaluate
 from stages.make_demo import make_demo
 from stages.seg.io import save_model
 from stages.seg.models import build_model
-
-import benchmark_scripts
 
 performance = benchmark_scripts.load("performance")
 
@@ -38,11 +37,28 @@ def test_the_naive_evaluation_counts_what_stages_evaluate_counts(tmp_path):
     spec = dict(arch="deeplabv3plus", backbone="resnet18", num_classes=4, output_stride=16, head_channels=16)
     save_model(tmp_path / "model.pt", build_model(**spec).eval(), spec)
     lst = demo / "val.txt"
-    performance.naive_evaluate([str(tmp_path / "model.pt"), str(lst), str(demo), "1", "4", "255",
-                                str(tmp_path / "naive.json")])
-    evaluate.main(["--model", str(tmp_path / "model.pt"), "--list", str(lst), "--data-root", str(demo),
-                   "--num-classes", "4", "--out", str(tmp_path / "stage.json"), "--device", "cpu",
-                   "--no-fold-batch-norm", "--channels-last", "off"])
+    performance.naive_evaluate(
+        [str(tmp_path / "model.pt"), str(lst), str(demo), "1", "4", "255", str(tmp_path / "naive.json")]
+    )
+    evaluate.main(
+        [
+            "--model",
+            str(tmp_path / "model.pt"),
+            "--list",
+            str(lst),
+            "--data-root",
+            str(demo),
+            "--num-classes",
+            "4",
+            "--out",
+            str(tmp_path / "stage.json"),
+            "--device",
+            "cpu",
+            "--no-fold-batch-norm",
+            "--channels-last",
+            "off",
+        ]
+    )
     naive = json.loads((tmp_path / "naive.json").read_text())["miou"]
     stage = json.loads((tmp_path / "stage.json").read_text())["miou"]
     assert np.isclose(naive, stage)

@@ -9,6 +9,7 @@ import subprocess
 from argparse import Namespace
 from pathlib import Path
 
+import benchmark_scripts
 import numpy as np
 import pytest
 import yaml
@@ -16,8 +17,6 @@ from PIL import Image
 
 from stages.seg.data import Sample, read_split_list, write_split_list
 from stages.seg.maskstore import MaskStoreWriter
-
-import benchmark_scripts
 
 REPO = Path(__file__).resolve().parents[1]
 semisup = benchmark_scripts.load("semisup")
@@ -39,7 +38,7 @@ def root(tmp_path) -> Path:
 def test_seed_0_is_the_shipped_split_and_other_seeds_draw_the_same_size(root, tmp_path):
     shipped = semisup.split_lists(root, "1_8", 0, tmp_path)  # copies, so that the data set's mtimes do not matter
     assert shipped == (str(tmp_path / "1_8_seed0/labeled.txt"), str(tmp_path / "1_8_seed0/unlabeled.txt"))
-    for copy, name in zip(shipped, ("labeled.txt", "unlabeled.txt")):
+    for copy, name in zip(shipped, ("labeled.txt", "unlabeled.txt"), strict=True):
         assert Path(copy).read_text() == (root / "splits/1_8" / name).read_text()
     train = [s.line() for s in read_split_list(root / "train.txt")]
     draws = []
@@ -59,8 +58,9 @@ def test_drawing_a_split_again_leaves_its_lists_untouched(root, tmp_path):
     for p in paths:
         os.utime(p, ns=(1_000_000_000, 1_000_000_000))
     os.utime(root / "splits/1_8/labeled.txt")  # the data set laid down again: newer, same content
-    assert [Path(p) for p in semisup.split_lists(root, "1_8", 4, tmp_path)
-            + semisup.split_lists(root, "1_8", 0, tmp_path)] == paths
+    assert [
+        Path(p) for p in semisup.split_lists(root, "1_8", 4, tmp_path) + semisup.split_lists(root, "1_8", 0, tmp_path)
+    ] == paths
     assert [p.stat().st_mtime_ns for p in paths] == [1_000_000_000] * 4
     paths[0].write_text("stale\n")  # a list that differs is rewritten
     semisup.split_lists(root, "1_8", 4, tmp_path)
@@ -72,9 +72,15 @@ def test_config_has_one_experiment_per_split_and_seed(root, tmp_path):
     (name,) = base["experiments"]
     base["experiments"][name]["data"]["root"] = str(root)
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
-    args = Namespace(dataset="toy", config=str(tmp_path / "base.yaml"), splits=["1_8"], seeds=[0, 3],
-                     set=["stpp.reliable_ratio=0.25", "train.strong_augmentation=false"], tag="abl",
-                     methods=["ST++"])
+    args = Namespace(
+        dataset="toy",
+        config=str(tmp_path / "base.yaml"),
+        splits=["1_8"],
+        seeds=[0, 3],
+        set=["stpp.reliable_ratio=0.25", "train.strong_augmentation=false"],
+        tag="abl",
+        methods=["ST++"],
+    )
     path, experiments = semisup.make_config(args, tmp_path)
     assert list(experiments) == ["toy_1_8_seed0_abl", "toy_1_8_seed3_abl"]
     config = yaml.safe_load(path.read_text())
@@ -107,7 +113,8 @@ def test_pseudo_mask_audit_and_tables(root, tmp_path):
             store.write(s.id, truth if n < 3 else 1 - truth)
             scores[s.id] = 2.0 - n / 10  # the first three are the most stable
     (r / "teacher" / "stability_scores.tsv").write_text(
-        "id\tscore\n" + "".join(f"{i}\t{v}\n" for i, v in scores.items()))
+        "id\tscore\n" + "".join(f"{i}\t{v}\n" for i, v in scores.items())
+    )
     e = toy_experiment(root)
     assert semisup.pseudo_mask_audit(name, work) == {}  # SupOnly alone: no audit
     run_audit(root, r)  # ST alone: no split yet, all unlabeled images, nothing else
@@ -128,7 +135,7 @@ def test_pseudo_mask_audit_and_tables(root, tmp_path):
     run_audit(root, r, stpp=True, relabeled=True)
     assert semisup.pseudo_mask_audit(name, work)["relabeled"] == 1.0
 
-    for (method, model), miou in zip(semisup.METHODS, (0.5, 0.6, 0.62, 0.65)):
+    for (_, model), miou in zip(semisup.METHODS, (0.5, 0.6, 0.62, 0.65), strict=True):
         for folder in (r / model, r / model / "test"):
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "metrics.json").write_text(json.dumps({"miou": miou}))
@@ -155,13 +162,29 @@ def run_audit(root: Path, r: Path, stpp: bool = False, relabeled: bool = False) 
     """The workflow's audit stage, as its rule runs it, on the toy run's artifacts."""
     from stages import audit
 
-    args = ["--list", str(root / "splits/1_8/unlabeled.txt"), "--data-root", str(root), "--num-classes", "2",
-            "--teacher-masks", str(r / "teacher" / "pseudo_masks_unlabeled.h5"),
-            "--out-json", str(r / "audit" / "audit.json"), "--out-tsv", str(r / "audit" / "per_image.tsv")]
+    args = [
+        "--list",
+        str(root / "splits/1_8/unlabeled.txt"),
+        "--data-root",
+        str(root),
+        "--num-classes",
+        "2",
+        "--teacher-masks",
+        str(r / "teacher" / "pseudo_masks_unlabeled.h5"),
+        "--out-json",
+        str(r / "audit" / "audit.json"),
+        "--out-tsv",
+        str(r / "audit" / "per_image.tsv"),
+    ]
     if stpp:
-        args += ["--scores", str(r / "teacher" / "stability_scores.tsv"),
-                 "--reliable", str(r / "stpp_split" / "reliable_ids.txt"),
-                 "--unreliable", str(r / "stpp_split" / "unreliable_ids.txt")]
+        args += [
+            "--scores",
+            str(r / "teacher" / "stability_scores.tsv"),
+            "--reliable",
+            str(r / "stpp_split" / "reliable_ids.txt"),
+            "--unreliable",
+            str(r / "stpp_split" / "unreliable_ids.txt"),
+        ]
     if relabeled:
         args += ["--relabeled", str(r / "stpp_student1" / "pseudo_masks_unreliable.h5")]
     audit.main(args)
@@ -171,16 +194,26 @@ TABLE_ARGS = Namespace(dataset="toy", splits=["1_8"], tag=None, config=None, set
 
 
 def toy_experiment(root: Path, **train) -> dict:
-    return {"data": {"root": str(root), "labeled": "splits/1_8/labeled.txt", "unlabeled": "splits/1_8/unlabeled.txt",
-                     "val": "val.txt", "num_classes": 2, "ignore_labels": []},
-            "train": {"epochs": 30, **train}}
+    return {
+        "data": {
+            "root": str(root),
+            "labeled": "splits/1_8/labeled.txt",
+            "unlabeled": "splits/1_8/unlabeled.txt",
+            "val": "val.txt",
+            "num_classes": 2,
+            "ignore_labels": [],
+        },
+        "train": {"epochs": 30, **train},
+    }
 
 
 def test_records_match_wherever_the_lists_are_and_refuse_other_settings(root, tmp_path):
     """A record made in one work directory (or session) is found again from another; settings must agree."""
     work = tmp_path / "work"
     (work / "results" / "toy_1_8_seed0" / "teacher").mkdir(parents=True)
-    (work / "results" / "toy_1_8_seed0" / "teacher" / "metrics.json").write_text(json.dumps({"miou": 0.5, "iou": {"a": 0.5}}))
+    (work / "results" / "toy_1_8_seed0" / "teacher" / "metrics.json").write_text(
+        json.dumps({"miou": 0.5, "iou": {"a": 0.5}})
+    )
     record, _ = semisup.make_record("toy_1_8_seed0", toy_experiment(root), work, ["SupOnly"])
     assert record["miou"]["val"]["SupOnly"] == 50.0 and record["miou"]["test"]["SupOnly"] is None
     assert record["iou"]["val"]["SupOnly"] == {"a": 0.5} and record["pseudo_masks"] is None
@@ -222,10 +255,21 @@ def test_teacher_from_names_a_run_of_the_work_directory(root, tmp_path):
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
 
     def args(tag, teacher_from=None, **more):
-        return Namespace(dataset="toy", config=str(tmp_path / "base.yaml"), splits=["1_8"], seeds=[0, 1], set=[],
-                         tag=tag, methods=None, teacher_from=teacher_from, **more)
+        return Namespace(
+            dataset="toy",
+            config=str(tmp_path / "base.yaml"),
+            splits=["1_8"],
+            seeds=[0, 1],
+            set=[],
+            tag=tag,
+            methods=None,
+            teacher_from=teacher_from,
+            **more,
+        )
 
-    with pytest.raises(SystemExit, match="toy_1_8_seed0_tta: its teacher comes from toy_1_8_seed0, which .* has not run"):
+    with pytest.raises(
+        SystemExit, match="toy_1_8_seed0_tta: its teacher comes from toy_1_8_seed0, which .* has not run"
+    ):
         semisup.make_config(args("tta", semisup.UNTAGGED), tmp_path)
     semisup.make_config(args(None), tmp_path)
     path, experiments = semisup.make_config(args("tta", semisup.UNTAGGED), tmp_path)
@@ -262,6 +306,7 @@ def test_records_keep_per_image_matrices_and_the_tables_give_intervals(root, tmp
                     per_image[f"img{i}"] = torch_matrix([[right, 100 - right], [0, 100]])
                 write_per_image_confusion(folder / "per_image_confusion.npz", per_image)
                 from stages.seg.metrics import mean_iou
+
                 total = sum(per_image.values())
                 (folder / "metrics.json").write_text(json.dumps({"miou": mean_iou(total)}))
         record, confusion = semisup.make_record(name, toy_experiment(root), work, ["SupOnly", "ST", "ST++"])
@@ -292,9 +337,15 @@ def test_demo_benchmark_reads_a_finished_seed_and_its_audit(tmp_path):
     results = tmp_path / "seed0" / "results" / "demo"
     (results / "audit").mkdir(parents=True)
     (results / "summary.tsv").write_text("method\tmiou\nSupOnly\t40.0\nST\t45.0\n")
-    (results / "audit" / "audit.json").write_text(json.dumps(
-        {"ground_truth": True, "teacher": {"all": {"miou": 0.5}, "reliable": {"miou": 0.6},
-                                           "unreliable": {"miou": 0.4}}, "spearman_score_vs_miou": 0.3}))
+    (results / "audit" / "audit.json").write_text(
+        json.dumps(
+            {
+                "ground_truth": True,
+                "teacher": {"all": {"miou": 0.5}, "reliable": {"miou": 0.6}, "unreliable": {"miou": 0.4}},
+                "spearman_score_vs_miou": 0.3,
+            }
+        )
+    )
     (tmp_path / "seed0" / "wall_seconds.txt").write_text("12.5\n")
     row = demo.run_seed(0, Namespace(workdir=str(tmp_path), force=False, set=[], cores=1))
     assert row["miou"] == {"SupOnly": 40.0, "ST": 45.0} and row["wall"] == 12.5

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from slurm_cluster import Cluster, Unavailable
 from test_workflow import TINY
 
@@ -40,10 +39,24 @@ def cluster_command(config: Path, workdir: Path) -> list[str]:
     """The README's cluster command, plus what a cluster without accounting needs (squeue for
     job status) and a short first status check for a test (its small jobs end within 10 s;
     the plugin waits 10 s longer at each check that finds none finished)."""
-    return [sys.executable, "-m", "snakemake", "--workflow-profile", str(REPO / "profiles" / "slurm"),
-            "--snakefile", str(REPO / "Snakefile"), "--configfile", str(config), "--directory", str(workdir),
-            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "10",
-            "results/tiny/summary.tsv"]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--workflow-profile",
+        str(REPO / "profiles" / "slurm"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(config),
+        "--directory",
+        str(workdir),
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "10",
+        "results/tiny/summary.tsv",
+    ]
 
 
 def test_the_workflow_runs_on_slurm_and_a_cancelled_training_job_resumes(cluster, tmp_path):
@@ -55,14 +68,24 @@ def test_the_workflow_runs_on_slurm_and_a_cancelled_training_job_resumes(cluster
     config["methods"] = ["SupOnly", "ST"]
     config["experiments"]["tiny"]["label"]["shards"] = 1
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
-    env = {**cluster.env, "SBATCH_ACCOUNT": "none", "SBATCH_PARTITION": "debug",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # jobs run `python`
+    env = {
+        **cluster.env,
+        "SBATCH_ACCOUNT": "none",
+        "SBATCH_PARTITION": "debug",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }  # jobs run `python`
     output = tmp_path / "snakemake.out"
     teacher_log = tmp_path / "logs" / "tiny" / "teacher" / "train.log"
     started = time.time()
     with open(output, "w") as out:
-        proc = subprocess.Popen(cluster_command(tmp_path / "tiny.yaml", tmp_path), cwd=REPO, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cluster_command(tmp_path / "tiny.yaml", tmp_path),
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         cancelled = None
         while proc.poll() is None and time.time() - started < 900:

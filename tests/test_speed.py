@@ -39,8 +39,9 @@ def images(n=2, h=37, w=45, seed=0):
     return torch.randint(0, 256, (n, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("arch,backbone", [("deeplabv3plus", "efficientnet_lite0"), ("deeplabv3plus", "resnet18"),
-                                           ("pspnet", "resnet18")])
+@pytest.mark.parametrize(
+    "arch,backbone", [("deeplabv3plus", "efficientnet_lite0"), ("deeplabv3plus", "resnet18"), ("pspnet", "resnet18")]
+)
 def test_folding_batch_norm_removes_every_norm_and_keeps_the_function(arch, backbone):
     torch.manual_seed(0)
     model = trained_statistics(build_model(arch, backbone, C, 16, head_channels=32))
@@ -66,8 +67,9 @@ def test_channels_last_keeps_predictions_and_trains(backbone):
     x = images()
     with torch.inference_mode():
         assert torch.allclose(nhwc(normalize(x)), model(normalize(x)), atol=1e-4, rtol=1e-4)
-    assert (predict(nhwc, x, scales=[0.5, 1.0], flip=True) == predict(model, x, scales=[0.5, 1.0], flip=True)
-            ).float().mean() > 0.999
+    assert (
+        predict(nhwc, x, scales=[0.5, 1.0], flip=True) == predict(model, x, scales=[0.5, 1.0], flip=True)
+    ).float().mean() > 0.999
     # One training step's gradients are the same in both formats. In float64: in float32, batch
     # norm in training mode over few pixels amplifies rounding to about 1% in either format.
     # Without dropout: its random mask follows the memory order, so the formats draw other masks.
@@ -78,7 +80,7 @@ def test_channels_last_keeps_predictions_and_trains(backbone):
             if isinstance(d, (nn.Dropout, nn.Dropout2d)):
                 d.p = 0.0
         F.cross_entropy(m(x), target).backward()
-    for (name, a), b in zip(model.named_parameters(), nhwc.parameters()):
+    for (name, a), b in zip(model.named_parameters(), nhwc.parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, rtol=1e-6, atol=1e-9), name
 
 

@@ -18,10 +18,10 @@ from PIL import Image
 
 from stages import evaluate, label, merge_masks, merge_scores, score, split, summarize, train
 from stages.make_demo import CLASS_NAMES, make_demo
+from stages.seg import speed
 from stages.seg.data import read_image
 from stages.seg.inference import predict
 from stages.seg.io import load_model
-from stages.seg import speed
 from stages.seg.maskstore import MaskStore
 from stages.seg.metrics import stability_score
 
@@ -58,24 +58,73 @@ def image_ids(demo: Path, split_name: str) -> list[str]:
 
 
 def run_train(demo: Path, out: Path, *extra: str) -> Path:
-    train.main([
-        "--labeled", str(demo / "labeled.txt"), "--data-root", str(demo), "--num-classes", str(C),
-        "--out-dir", str(out), "--backbone", "resnet18", "--crop-size", str(H), "--batch-size", "2",
-        "--min-labeled", "8", "--device", "cpu", *extra,
-    ])
+    train.main(
+        [
+            "--labeled",
+            str(demo / "labeled.txt"),
+            "--data-root",
+            str(demo),
+            "--num-classes",
+            str(C),
+            "--out-dir",
+            str(out),
+            "--backbone",
+            "resnet18",
+            "--crop-size",
+            str(H),
+            "--batch-size",
+            "2",
+            "--min-labeled",
+            "8",
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
     return out
 
 
 def run_label(demo: Path, model: Path, out: Path, *extra: str) -> Path:
-    label.main(["--model", str(model), "--list", str(demo / "unlabeled.txt"), "--data-root", str(demo),
-                "--out", str(out), "--device", "cpu", "--batch-size", "4", *extra])
+    label.main(
+        [
+            "--model",
+            str(model),
+            "--list",
+            str(demo / "unlabeled.txt"),
+            "--data-root",
+            str(demo),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+            *extra,
+        ]
+    )
     return out
 
 
 def run_evaluate(demo: Path, model: Path, out: Path, *extra: str) -> dict:
-    evaluate.main(["--model", str(model), "--list", str(demo / "val.txt"), "--data-root", str(demo),
-                   "--num-classes", str(C), "--class-names", *CLASS_NAMES, "--out", str(out),
-                   "--device", "cpu", *extra])
+    evaluate.main(
+        [
+            "--model",
+            str(model),
+            "--list",
+            str(demo / "val.txt"),
+            "--data-root",
+            str(demo),
+            "--num-classes",
+            str(C),
+            "--class-names",
+            *CLASS_NAMES,
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
     return json.loads(out.read_text())
 
 
@@ -92,17 +141,46 @@ def pseudo_store(demo, teacher, work) -> Path:
 @pytest.fixture(scope="module")
 def scored(demo, teacher, work) -> tuple[Path, Path]:
     tsv, masks = work / "stability_scores.tsv", work / "checkpoint_masks.h5"
-    score.main(["--checkpoints", *(str(teacher / c) for c in CHECKPOINTS), "--list", str(demo / "unlabeled.txt"),
-                "--data-root", str(demo), "--num-classes", str(C), "--scores", str(tsv), "--masks", str(masks),
-                "--device", "cpu", "--batch-size", "4"])
+    score.main(
+        [
+            "--checkpoints",
+            *(str(teacher / c) for c in CHECKPOINTS),
+            "--list",
+            str(demo / "unlabeled.txt"),
+            "--data-root",
+            str(demo),
+            "--num-classes",
+            str(C),
+            "--scores",
+            str(tsv),
+            "--masks",
+            str(masks),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+        ]
+    )
     return tsv, masks
 
 
 @pytest.fixture(scope="module")
 def reliable_split(demo, scored, work) -> tuple[Path, Path]:
     reliable, unreliable = work / "reliable_ids.txt", work / "unreliable_ids.txt"
-    split.main(["--scores", str(scored[0]), "--list", str(demo / "unlabeled.txt"), "--ratio", "0.5",
-                "--reliable", str(reliable), "--unreliable", str(unreliable)])
+    split.main(
+        [
+            "--scores",
+            str(scored[0]),
+            "--list",
+            str(demo / "unlabeled.txt"),
+            "--ratio",
+            "0.5",
+            "--reliable",
+            str(reliable),
+            "--unreliable",
+            str(unreliable),
+        ]
+    )
     return reliable, unreliable
 
 
@@ -119,8 +197,16 @@ def test_teacher_outputs(teacher):
     # training went on between the checkpoints
     assert not same_weights(models[0], models[1]) and not same_weights(models[1], models[2])
     rows = read_tsv(teacher / "train_log.tsv")
-    assert list(rows[0]) == ["epoch", "iterations", "loss", "lr", "seconds", "images_per_s", "data_wait_share",
-                             "val_miou"]
+    assert list(rows[0]) == [
+        "epoch",
+        "iterations",
+        "loss",
+        "lr",
+        "seconds",
+        "images_per_s",
+        "data_wait_share",
+        "val_miou",
+    ]
     assert all(0 <= float(r["data_wait_share"]) < 1 for r in rows)
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert [r["iterations"] for r in rows] == ["4", "8", "12"]  # 4 labeled x 2 = 8 images / batch 2
@@ -132,8 +218,11 @@ def test_label_writes_every_unlabeled_id(demo, teacher, pseudo_store):
     ids = image_ids(demo, "unlabeled")
     assert sorted(store.ids()) == sorted(ids)
     # the model as labeling prepares it, with the default speed switches
-    model = speed.for_inference(load_model(teacher / "model.pt"), torch.device("cpu"),
-                                label.build_parser().parse_args(["--model", "m", "--list", "l", "--out", "o"]))
+    model = speed.for_inference(
+        load_model(teacher / "model.pt"),
+        torch.device("cpu"),
+        label.build_parser().parse_args(["--model", "m", "--list", "l", "--out", "o"]),
+    )
     scales = [float(s) for s in TTA_SCALES]
     for image_id in ids:
         mask = store[image_id]
@@ -148,8 +237,17 @@ def test_label_writes_every_unlabeled_id(demo, teacher, pseudo_store):
 
 
 def test_speed_switches_leave_the_pseudo_masks_as_they_were(demo, teacher, pseudo_store, tmp_path):
-    plain = run_label(demo, teacher / "model.pt", tmp_path / "plain.h5", "--scales", *TTA_SCALES, "--flip",
-                      "--no-fold-batch-norm", "--channels-last", "off")
+    plain = run_label(
+        demo,
+        teacher / "model.pt",
+        tmp_path / "plain.h5",
+        "--scales",
+        *TTA_SCALES,
+        "--flip",
+        "--no-fold-batch-norm",
+        "--channels-last",
+        "off",
+    )
     a, b = MaskStore(plain), MaskStore(pseudo_store)
     same = [np.mean(a[i] == b[i]) for i in a.ids()]
     a.close(), b.close()
@@ -157,8 +255,20 @@ def test_speed_switches_leave_the_pseudo_masks_as_they_were(demo, teacher, pseud
 
 
 def test_label_shards_merge_to_the_unsharded_store(demo, teacher, pseudo_store, tmp_path):
-    shards = [run_label(demo, teacher / "model.pt", tmp_path / f"shard_{i}.h5", "--scales", *TTA_SCALES,
-                        "--shard", str(i), "--num-shards", "2") for i in range(2)]
+    shards = [
+        run_label(
+            demo,
+            teacher / "model.pt",
+            tmp_path / f"shard_{i}.h5",
+            "--scales",
+            *TTA_SCALES,
+            "--shard",
+            str(i),
+            "--num-shards",
+            "2",
+        )
+        for i in range(2)
+    ]
     ids = image_ids(demo, "unlabeled")
     assert sorted(MaskStore(shards[0]).ids()) == sorted(ids[0::2])
     assert sorted(MaskStore(shards[1]).ids()) == sorted(ids[1::2])
@@ -198,14 +308,35 @@ def test_sharded_scoring_merges_to_the_unsharded_files(demo, teacher, scored, tm
     shards = []
     for i in range(3):
         shard = tmp_path / f"shard_{i}_of_3"
-        score.main(["--checkpoints", *(str(teacher / c) for c in CHECKPOINTS), "--list", str(demo / "unlabeled.txt"),
-                    "--data-root", str(demo), "--num-classes", str(C), "--scores", f"{shard}.tsv",
-                    "--masks", f"{shard}.h5", "--device", "cpu", "--batch-size", "4", "--shard", str(i),
-                    "--num-shards", "3"])
+        score.main(
+            [
+                "--checkpoints",
+                *(str(teacher / c) for c in CHECKPOINTS),
+                "--list",
+                str(demo / "unlabeled.txt"),
+                "--data-root",
+                str(demo),
+                "--num-classes",
+                str(C),
+                "--scores",
+                f"{shard}.tsv",
+                "--masks",
+                f"{shard}.h5",
+                "--device",
+                "cpu",
+                "--batch-size",
+                "4",
+                "--shard",
+                str(i),
+                "--num-shards",
+                "3",
+            ]
+        )
         shards.append(str(shard))
     tsv, masks = tmp_path / "stability_scores.tsv", tmp_path / "checkpoint_masks.h5"
-    merge_scores.main(["--list", str(demo / "unlabeled.txt"), "--scores", str(tsv), "--masks", str(masks),
-                       "--shards", *shards])
+    merge_scores.main(
+        ["--list", str(demo / "unlabeled.txt"), "--scores", str(tsv), "--masks", str(masks), "--shards", *shards]
+    )
     assert tsv.read_bytes() == scored[0].read_bytes()
     merged, whole = MaskStore(masks), MaskStore(scored[1])
     assert sorted(merged.ids()) == sorted(whole.ids())
@@ -213,8 +344,18 @@ def test_sharded_scoring_merges_to_the_unsharded_files(demo, teacher, scored, tm
     assert dict(merged.attrs) == {k: v for k, v in whole.attrs.items() if k not in ("shard", "num_shards")}
 
     with pytest.raises(SystemExit):  # a shard left out is named, not silently missing
-        merge_scores.main(["--list", str(demo / "unlabeled.txt"), "--scores", str(tmp_path / "x.tsv"),
-                           "--masks", str(tmp_path / "x.h5"), "--shards", *shards[:2]])
+        merge_scores.main(
+            [
+                "--list",
+                str(demo / "unlabeled.txt"),
+                "--scores",
+                str(tmp_path / "x.tsv"),
+                "--masks",
+                str(tmp_path / "x.h5"),
+                "--shards",
+                *shards[:2],
+            ]
+        )
     assert not (tmp_path / "x.tsv").exists()
 
 
@@ -232,10 +373,22 @@ def test_split_ties_keep_list_order(tmp_path):
     ids = [f"u/{i}.png" for i in range(7)]
     (tmp_path / "u.txt").write_text("".join(f"{i} m/{i}\n" for i in ids))
     values = [0.5, 0.9, 0.5, 0.9, 0.1, 0.5, 0.9]
-    (tmp_path / "s.tsv").write_text("id\tscore\n" + "".join(f"{i}\t{v}\n" for i, v in zip(ids, values)))
+    (tmp_path / "s.tsv").write_text("id\tscore\n" + "".join(f"{i}\t{v}\n" for i, v in zip(ids, values, strict=True)))
     out = {name: tmp_path / f"{name}.txt" for name in ("reliable", "unreliable")}
-    split.main(["--scores", str(tmp_path / "s.tsv"), "--list", str(tmp_path / "u.txt"), "--ratio", "0.5",
-                "--reliable", str(out["reliable"]), "--unreliable", str(out["unreliable"])])
+    split.main(
+        [
+            "--scores",
+            str(tmp_path / "s.tsv"),
+            "--list",
+            str(tmp_path / "u.txt"),
+            "--ratio",
+            "0.5",
+            "--reliable",
+            str(out["reliable"]),
+            "--unreliable",
+            str(out["unreliable"]),
+        ]
+    )
     order = [1, 3, 6, 0, 2, 5, 4]  # descending score, ties in list order; floor(7 * 0.5) = 3 reliable
     assert lines(out["reliable"]) == [f"{ids[i]} m/{ids[i]}" for i in order[:3]]
     assert lines(out["unreliable"]) == [f"{ids[i]} m/{ids[i]}" for i in order[3:]]
@@ -248,9 +401,24 @@ def test_split_random_selection_ignores_scores(tmp_path):
 
     def reliable(seed):
         out = tmp_path / f"r{seed}.txt"
-        split.main(["--scores", str(tmp_path / "s.tsv"), "--list", str(tmp_path / "u.txt"), "--ratio", "0.3",
-                    "--selection", "random", "--seed", str(seed),
-                    "--reliable", str(out), "--unreliable", str(tmp_path / f"u{seed}.txt")])
+        split.main(
+            [
+                "--scores",
+                str(tmp_path / "s.tsv"),
+                "--list",
+                str(tmp_path / "u.txt"),
+                "--ratio",
+                "0.3",
+                "--selection",
+                "random",
+                "--seed",
+                str(seed),
+                "--reliable",
+                str(out),
+                "--unreliable",
+                str(tmp_path / f"u{seed}.txt"),
+            ]
+        )
         assert sorted(lines(out) + lines(tmp_path / f"u{seed}.txt")) == sorted(ids)
         return lines(out)
 
@@ -281,23 +449,25 @@ def test_evaluate(demo, teacher, tmp_path):
 
 def test_evaluate_ignored_pixels_and_sliding_window(demo, teacher, tmp_path):
     # with triangles (3) ignored, the matrix counts only the other pixels
-    metrics = run_evaluate(demo, teacher / "model.pt", tmp_path / "m.json", "--ignore-labels", "3",
-                           "--window", "16", "--stride", "8")
+    metrics = run_evaluate(
+        demo, teacher / "model.pt", tmp_path / "m.json", "--ignore-labels", "3", "--window", "16", "--stride", "8"
+    )
     cm = np.array(metrics["confusion_matrix"])
     assert cm.sum() == sum(int((m != 3).sum()) for m in val_masks(demo))
     assert cm[3].sum() == 0
 
 
 def test_student_and_summary(demo, teacher, pseudo_store, reliable_split, work, tmp_path, capsys):
-    student = run_train(demo, work / "student", "--pseudo", str(reliable_split[0]), str(pseudo_store),
-                        "--epochs", "1")
+    student = run_train(demo, work / "student", "--pseudo", str(reliable_split[0]), str(pseudo_store), "--epochs", "1")
     load_model(student / "model.pt")
     # 4 labeled (ceil(3 / 4) = 1 copy) + 3 reliable pseudo-labeled = 7 images -> 3 batches of 2
     assert [r["iterations"] for r in read_tsv(student / "train_log.tsv")] == ["3"]
 
     paths = {"SupOnly": tmp_path / "sup.json", "ST++": tmp_path / "stpp.json"}
-    metrics = {name: run_evaluate(demo, teacher / "model.pt" if name == "SupOnly" else student / "model.pt", p)
-               for name, p in paths.items()}
+    metrics = {
+        name: run_evaluate(demo, teacher / "model.pt" if name == "SupOnly" else student / "model.pt", p)
+        for name, p in paths.items()
+    }
     out = tmp_path / "summary.tsv"
     summarize.main(["--out", str(out), *(f"{n}={p}" for n, p in paths.items())])
     rows = read_tsv(out)
@@ -307,7 +477,8 @@ def test_student_and_summary(demo, teacher, pseudo_store, reliable_split, work, 
         m = metrics[r["method"]]
         assert r["miou"] == f"{100 * m['miou']:.2f}"
         assert [r[c] for c in CLASS_NAMES] == [
-            "nan" if m["iou"][c] is None else f"{100 * m['iou'][c]:.2f}" for c in CLASS_NAMES]
+            "nan" if m["iou"][c] is None else f"{100 * m['iou'][c]:.2f}" for c in CLASS_NAMES
+        ]
     assert capsys.readouterr().out == out.read_text()
 
 
@@ -324,8 +495,18 @@ def test_a_model_for_another_number_of_classes_is_refused(demo, teacher, tmp_pat
         elif stage == "label":
             label.main(["--model", str(model), "--out", str(out), *common])
         else:
-            score.main(["--checkpoints", str(model), str(model), "--scores", str(out), "--masks",
-                        str(tmp_path / "masks.h5"), *common])
+            score.main(
+                [
+                    "--checkpoints",
+                    str(model),
+                    str(model),
+                    "--scores",
+                    str(out),
+                    "--masks",
+                    str(tmp_path / "masks.h5"),
+                    *common,
+                ]
+            )
     assert not list(tmp_path.iterdir())
 
 
@@ -333,6 +514,8 @@ def test_methods_against_supervised():
     from stages.summarize import against_supervised
 
     table = "method\tmiou\ta\nSupOnly\t50.00\t50.00\nST\t54.10\t54.10\nST++ final\t49.50\t49.50\n"
-    assert against_supervised(table) == ["ST: +4.10 mIoU over SupOnly (54.10 against 50.00)",
-                                         "ST++ final: -0.50 mIoU under SupOnly (49.50 against 50.00)"]
+    assert against_supervised(table) == [
+        "ST: +4.10 mIoU over SupOnly (54.10 against 50.00)",
+        "ST++ final: -0.50 mIoU under SupOnly (49.50 against 50.00)",
+    ]
     assert against_supervised("method\tmiou\nST\t54.10\n") == []  # no SupOnly row, nothing to compare

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -40,11 +39,33 @@ def stpp_log():
 
 
 def run_train(demo: Path, out: Path, *extra: str) -> Path:
-    train.main([
-        "--labeled", str(demo / "labeled.txt"), "--data-root", str(demo), "--num-classes", "4",
-        "--out-dir", str(out), "--backbone", "resnet18", "--crop-size", "32", "--batch-size", "2",
-        "--min-labeled", "4", "--epochs", str(EPOCHS), "--device", "cpu", "--seed", "3", *extra,
-    ])
+    train.main(
+        [
+            "--labeled",
+            str(demo / "labeled.txt"),
+            "--data-root",
+            str(demo),
+            "--num-classes",
+            "4",
+            "--out-dir",
+            str(out),
+            "--backbone",
+            "resnet18",
+            "--crop-size",
+            "32",
+            "--batch-size",
+            "2",
+            "--min-labeled",
+            "4",
+            "--epochs",
+            str(EPOCHS),
+            "--device",
+            "cpu",
+            "--seed",
+            "3",
+            *extra,
+        ]
+    )
     return out
 
 
@@ -118,13 +139,16 @@ def test_resume_state_of_other_settings_is_ignored(demo, tmp_path, monkeypatch, 
     assert_same_weights(tmp_path / "other" / "model.pt", run_train(demo, tmp_path / "fresh", *other) / "model.pt")
 
 
-@pytest.mark.parametrize("epochs,k,expected", [
-    (10, 3, {3: 1, 6: 2, 10: 3}),
-    (3, 3, {1: 1, 2: 2, 3: 3}),
-    (80, 3, {26: 1, 53: 2, 80: 3}),
-    (5, 1, {5: 1}),
-    (7, 2, {3: 1, 7: 2}),
-])
+@pytest.mark.parametrize(
+    "epochs,k,expected",
+    [
+        (10, 3, {3: 1, 6: 2, 10: 3}),
+        (3, 3, {1: 1, 2: 2, 3: 3}),
+        (80, 3, {26: 1, 53: 2, 80: 3}),
+        (5, 1, {5: 1}),
+        (7, 2, {3: 1, 7: 2}),
+    ],
+)
 def test_checkpoint_epochs(epochs, k, expected):
     assert checkpoint_epochs(epochs, k) == expected
 
@@ -161,7 +185,8 @@ def test_learning_rates_and_validation(demo, tmp_path, monkeypatch):
     assert {c[2] for c in calls} == {total}
     rows = read_log(out)
     assert [float(r["lr"]) for r in rows] == pytest.approx(
-        [poly_lr(backbone, (e + 1) * ITERS - 1, total, 0.9) for e in range(EPOCHS)], rel=1e-5)
+        [poly_lr(backbone, (e + 1) * ITERS - 1, total, 0.9) for e in range(EPOCHS)], rel=1e-5
+    )
 
     # validation after epoch 2 (--eval-every 2) and after the last epoch
     assert rows[0]["val_miou"] == ""
@@ -176,8 +201,18 @@ def test_learning_rates_and_validation(demo, tmp_path, monkeypatch):
 
 def test_pretrained_lite0_trains_and_resumes(demo, tmp_path, monkeypatch, stpp_log):
     """The packaged ImageNet Lite0 trunk with a narrow head: trains, resumes exactly, reloads."""
-    lite0 = ("--backbone", "efficientnet_lite0", "--pretrained", "imagenet", "--output-stride", "16",
-             "--head-channels", "16", "--checkpoints", "2")
+    lite0 = (
+        "--backbone",
+        "efficientnet_lite0",
+        "--pretrained",
+        "imagenet",
+        "--output-stride",
+        "16",
+        "--head-channels",
+        "16",
+        "--checkpoints",
+        "2",
+    )
     full = run_train(demo, tmp_path / "full", *lite0)
     out, state = tmp_path / "out", tmp_path / "resume" / "state.pt"
     with monkeypatch.context() as m:
@@ -206,7 +241,9 @@ def test_checkpoint_without_head_channels_loads(uninterrupted, tmp_path):
 @pytest.mark.parametrize("name", ["gpu", "cuda0", "cpu:0x", ""])
 def test_a_bad_device_names_the_setting(name):
     """`device: gpu` used to fail inside torch ('Expected one of cpu, cuda, ...') naming no setting."""
-    with pytest.raises(ValueError, match=rf"device '{name}' is not one of auto, cpu, cuda, cuda:N \(--device, device in the config\)"):
+    with pytest.raises(
+        ValueError, match=rf"device '{name}' is not one of auto, cpu, cuda, cuda:N \(--device, device in the config\)"
+    ):
         resolve_device(name)
     assert resolve_device("cpu").type == "cpu" and resolve_device("auto").type in ("cpu", "cuda")
 
@@ -217,10 +254,13 @@ def test_jobs_on_a_workstation_claim_different_gpus(tmp_path):
     import subprocess
     import sys
 
-    claim = ("import sys, time; from stages.seg.io import claim_gpu; "
-             f"print(claim_gpu(2, {str(tmp_path)!r}), flush=True); time.sleep(float(sys.argv[1]))")
-    holders = [subprocess.Popen([sys.executable, "-c", claim, "30"], stdout=subprocess.PIPE, text=True)
-               for _ in range(2)]
+    claim = (
+        "import sys, time; from stages.seg.io import claim_gpu; "
+        f"print(claim_gpu(2, {str(tmp_path)!r}), flush=True); time.sleep(float(sys.argv[1]))"
+    )
+    holders = [
+        subprocess.Popen([sys.executable, "-c", claim, "30"], stdout=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     try:
         got = sorted(int(p.stdout.readline()) for p in holders)
         third = subprocess.run([sys.executable, "-c", claim, "0"], capture_output=True, text=True)
@@ -251,11 +291,14 @@ def test_cuda_is_pinned_only_where_the_scheduler_did_not(monkeypatch, tmp_path):
         handle.close()
 
 
-@pytest.mark.parametrize("num_pseudo,expected", [
-    (156, 60),  # MSRC-21 1/8 student 1: labeled x 4 + 156 reliable; the teacher saw each image 8 x 30 times
-    (312, 30),  # ST and student 2: labeled x 8 + 312, the teacher's repeats already
-    (0, 30),    # the teacher itself
-])
+@pytest.mark.parametrize(
+    "num_pseudo,expected",
+    [
+        (156, 60),  # MSRC-21 1/8 student 1: labeled x 4 + 156 reliable; the teacher saw each image 8 x 30 times
+        (312, 30),  # ST and student 2: labeled x 8 + 312, the teacher's repeats already
+        (0, 30),  # the teacher itself
+    ],
+)
 def test_labeled_passes_schedule(num_pseudo, expected):
     epochs = train.schedule_epochs(30, 44, num_pseudo, 8, 352, teacher_epochs=30)
     assert epochs == expected
@@ -277,7 +320,9 @@ def test_labeled_passes_schedule_bounds_hold_for_any_sizes():
                     continue  # less than one batch: the trainer refuses it
                 epochs = train.schedule_epochs(1, labeled, pseudo, batch, min_labeled, teacher_epochs)
                 assert epochs * s_rep >= teacher_epochs * max(1, t_rep)
-                assert epochs * ((labeled * s_rep + pseudo) // batch) >= teacher_epochs * (labeled * max(1, t_rep) // batch)
+                assert epochs * ((labeled * s_rep + pseudo) // batch) >= teacher_epochs * (
+                    labeled * max(1, t_rep) // batch
+                )
 
 
 def initial_weights(demo: Path, out: Path, monkeypatch, *extra: str) -> dict:

@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from torchvision import tv_tensors
 import torch.nn.functional as nnf
+from torchvision import tv_tensors
 
 from stages.seg.transforms import (
     IGNORE_INDEX,
@@ -219,10 +219,10 @@ def test_cutout_noise_and_size_statistics():
     torch.manual_seed(0)
     fracs, ratios, noise = [], [], []
     for _ in range(200):
-        out_img, _, (t, l, bh, bw) = cutout(image, mask, area=(0.02, 0.4), aspect=(0.3, 1 / 0.3))
+        out_img, _, (t, left, bh, bw) = cutout(image, mask, area=(0.02, 0.4), aspect=(0.3, 1 / 0.3))
         fracs.append(bh * bw / 1e4)
         ratios.append(bh / bw)
-        noise.append(out_img[:, t : t + bh, l : l + bw].reshape(-1))
+        noise.append(out_img[:, t : t + bh, left : left + bw].reshape(-1))
     fracs_t, ratios_t = torch.tensor(fracs), torch.tensor(ratios)
     assert fracs_t.min() >= 0.01 and fracs_t.max() <= 0.4
     assert 0.25 <= ratios_t.min() and ratios_t.max() <= 4.0
@@ -230,8 +230,8 @@ def test_cutout_noise_and_size_statistics():
     assert noise_t.min() == 0 and noise_t.max() == 255
     assert abs(noise_t.mean().item() - 127.5) < 2.0
     # noise is per pixel and channel: channels differ
-    out_img, _, (t, l, bh, bw) = cutout(image, mask)
-    patch = out_img[:, t : t + bh, l : l + bw]
+    out_img, _, (t, left, bh, bw) = cutout(image, mask)
+    patch = out_img[:, t : t + bh, left : left + bw]
     assert not torch.equal(patch[0], patch[1])
 
 
@@ -241,8 +241,8 @@ def test_cutout_degenerate_shape_falls_back_inside():
     mask = tv_tensors.Mask(torch.zeros(2, 60, dtype=torch.uint8))
     for seed in range(20):
         torch.manual_seed(seed)
-        _, out_mask, (t, l, bh, bw) = cutout(image, mask, area=(0.3, 0.4), aspect=(3.0, 4.0))
-        assert 0 <= t and t + bh <= 2 and 0 <= l and l + bw <= 60
+        _, out_mask, (t, left, bh, bw) = cutout(image, mask, area=(0.3, 0.4), aspect=(3.0, 4.0))
+        assert 0 <= t and t + bh <= 2 and 0 <= left and left + bw <= 60
         assert int((out_mask == 255).sum()) == bh * bw
 
 

@@ -20,8 +20,6 @@ from stages.seg.data import read_split_list
 from stages.seg.io import load_model
 from stages.seg.maskstore import MaskStore
 
-import benchmark_scripts
-
 # workflow runs, SLURM, DDP and signals: the slow tier (`pytest -m "not slow"` leaves them out)
 pytestmark = pytest.mark.slow
 
@@ -51,9 +49,14 @@ def planned_rules(proc: subprocess.CompletedProcess) -> set[str]:
 TINY = {
     "experiments": {
         "tiny": {
-            "data": {"root": "resources/demo", "labeled": "labeled.txt", "unlabeled": "unlabeled.txt",
-                     "val": "val.txt", "num_classes": 4,
-                     "class_names": ["background", "circle", "square", "triangle"]},
+            "data": {
+                "root": "resources/demo",
+                "labeled": "labeled.txt",
+                "unlabeled": "unlabeled.txt",
+                "val": "val.txt",
+                "num_classes": 4,
+                "class_names": ["background", "circle", "square", "triangle"],
+            },
             "model": {"arch": "deeplabv3plus", "backbone": "resnet18", "output_stride": 16},
             "train": {"epochs": 3, "batch_size": 2, "lr": 0.02, "crop_size": 32, "min_labeled": 8, "workers": 0},
             "stpp": {"checkpoints": 3, "reliable_ratio": 0.5},
@@ -64,8 +67,10 @@ TINY = {
     "rounds": 2,
     "device": "cpu",
     "demo": {"num_labeled": 4, "num_unlabeled": 6, "num_val": 3, "size": 32, "seed": 0},
-    "resources": {kind: {"threads": 1, "mem_mb": 1000, "runtime": 10, "gpu": 0}
-                  for kind in ("train", "label", "score", "evaluate", "small")},
+    "resources": {
+        kind: {"threads": 1, "mem_mb": 1000, "runtime": 10, "gpu": 0}
+        for kind in ("train", "label", "score", "evaluate", "small")
+    },
 }
 
 
@@ -91,8 +96,11 @@ def test_end_to_end_artifacts(tiny_run):
     unlabeled = read_split_list(workdir / "resources" / "demo" / "unlabeled.txt")
 
     teacher = results / "teacher"
-    for path in [teacher / "checkpoints" / "checkpoint_1.pt", teacher / "checkpoints" / "checkpoint_2.pt",
-                 *(results / m / "model.pt" for m in ("teacher", "st_student", "stpp_student1", "stpp_student2"))]:
+    for path in [
+        teacher / "checkpoints" / "checkpoint_1.pt",
+        teacher / "checkpoints" / "checkpoint_2.pt",
+        *(results / m / "model.pt" for m in ("teacher", "st_student", "stpp_student1", "stpp_student2")),
+    ]:
         model = load_model(path)
         assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 4, 32, 32)
     assert not (teacher / "resume").exists() or not any((teacher / "resume").iterdir())
@@ -128,14 +136,21 @@ def test_end_to_end_artifacts(tiny_run):
     audit = json.loads((results / "audit" / "audit.json").read_text())  # the demo's unlabeled masks are the truth
     assert audit["images"] == len(unlabeled) and 0 <= audit["teacher"]["unreliable"]["miou"] <= 1
     assert len((results / "audit" / "per_image.tsv").read_text().splitlines()) == 1 + len(unlabeled)
-    for figure in ("stability_scores", "contact_most_stable", "contact_least_stable", "contact_random",
-                   "training_curves", "summary"):
+    for figure in (
+        "stability_scores",
+        "contact_most_stable",
+        "contact_least_stable",
+        "contact_random",
+        "training_curves",
+        "summary",
+    ):
         assert (results / "audit" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # logs/ and benchmarks/ mirror each other, one file per job
     logs = {p.relative_to(workdir / "logs").with_suffix("") for p in (workdir / "logs").rglob("*.log")}
-    benchmarks = {p.relative_to(workdir / "benchmarks").with_suffix("")
-                  for p in (workdir / "benchmarks").rglob("*.tsv")}
+    benchmarks = {
+        p.relative_to(workdir / "benchmarks").with_suffix("") for p in (workdir / "benchmarks").rglob("*.tsv")
+    }
     assert logs == benchmarks and Path("tiny/teacher/train") in logs
     assert "epoch 3/3 done" in (workdir / "logs" / "tiny" / "teacher" / "train.log").read_text()
 
@@ -144,8 +159,16 @@ def test_report_has_the_summary_the_audit_and_the_figures(tiny_run):
     workdir, _ = tiny_run
     snakemake("--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir), "--report", "report.html")
     html = (workdir / "report.html").read_text()
-    for item in ("summary.tsv", "audit.json", "per_image.tsv", "stability_scores.png", "contact_most_stable.png",
-                 "training_curves.png", "summary.png", "the reliable and unreliable sets"):
+    for item in (
+        "summary.tsv",
+        "audit.json",
+        "per_image.tsv",
+        "stability_scores.png",
+        "contact_most_stable.png",
+        "training_curves.png",
+        "summary.png",
+        "the reliable and unreliable sets",
+    ):
         assert item in html, item
 
 
@@ -162,7 +185,10 @@ def test_forcerun_and_until_plan_only_what_they_should(tiny_run):
     forced = planned_rules(snakemake(*args, "--forcerun", "split_reliable"))
     assert "train_teacher" not in forced and {"split_reliable", "train_student", "summarize"} <= forced
     assert planned_rules(snakemake(*args, "--forcerun", "train_teacher", "--until", "merge_score_shards")) == {
-        "train_teacher", "score_shard", "merge_score_shards"}
+        "train_teacher",
+        "score_shard",
+        "merge_score_shards",
+    }
 
 
 def test_changing_r_reruns_split_and_downstream_only(tiny_run):
@@ -173,17 +199,36 @@ def test_changing_r_reruns_split_and_downstream_only(tiny_run):
     config = write_config(workdir, reliable_ratio=0.34)
     args = ("--configfile", str(config), "--directory", str(workdir))
     assert planned_rules(snakemake("-n", *args)) == {
-        "split_reliable", "train_student", "label_shard", "merge_label_shards", "evaluate", "summarize", "audit",
-        "figure_scores", "figure_contact_sheet", "figure_training_curves", "figure_summary", "all"}
+        "split_reliable",
+        "train_student",
+        "label_shard",
+        "merge_label_shards",
+        "evaluate",
+        "summarize",
+        "audit",
+        "figure_scores",
+        "figure_contact_sheet",
+        "figure_training_curves",
+        "figure_summary",
+        "all",
+    }
     split = workdir / "results" / "tiny" / "stpp_split" / "reliable_ids.txt"
     snakemake("--cores", "2", *args, str(split.relative_to(workdir)))  # the split alone: the students cost time
     assert (teacher.stat().st_mtime_ns, st_student.stat().st_mtime_ns) == before
     assert len(split.read_text().splitlines()) == 2  # floor(6 * 0.34)
     # back to R = 0.5: the same reliable set again, so nothing after the split re-runs
-    snakemake("--cores", "2", "--configfile", str(write_config(workdir)), "--directory", str(workdir),
-              str(split.relative_to(workdir)))
-    assert planned_rules(snakemake("-n", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir))) \
-        == set()
+    snakemake(
+        "--cores",
+        "2",
+        "--configfile",
+        str(write_config(workdir)),
+        "--directory",
+        str(workdir),
+        str(split.relative_to(workdir)),
+    )
+    assert (
+        planned_rules(snakemake("-n", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir))) == set()
+    )
 
 
 def test_a_training_setting_retrains_and_how_a_job_runs_does_not(tiny_run):
@@ -192,8 +237,12 @@ def test_a_training_setting_retrains_and_how_a_job_runs_does_not(tiny_run):
     (they did: changing train.lr or train.batch_size re-trained nothing). The thread count and
     how often the resume state is saved change how a job runs, not the model: no re-run."""
     workdir, _ = tiny_run
-    for section, key, value, retrained in [("train", "lr", 0.03, True), ("train", "batch_size", 4, True),
-                                           ("resources", "threads", 2, False), ("train", "save_every_minutes", 5, False)]:
+    for section, key, value, retrained in [
+        ("train", "lr", 0.03, True),
+        ("train", "batch_size", 4, True),
+        ("resources", "threads", 2, False),
+        ("train", "save_every_minutes", 5, False),
+    ]:
         config = yaml.safe_load((workdir / "tiny.yaml").read_text())
         if section == "resources":
             config["resources"]["train"][key] = value
@@ -237,8 +286,12 @@ def test_teacher_from_copies_the_teacher_and_data_test_scores_every_model(tiny_r
     trained = {p: p.stat().st_mtime_ns for p in (results / "tiny").rglob("*") if p.is_file()}
     make_demo(workdir / "held_out", num_labeled=1, num_unlabeled=1, num_val=2, size=(32, 32), seed=7)
     held_out = workdir / "held_out"
-    (held_out / "test.txt").write_text("".join(  # absolute paths: another folder than the data root
-        f"{held_out / line.split()[0]} {held_out / line.split()[1]}\n" for line in (held_out / "val.txt").read_text().splitlines()))
+    (held_out / "test.txt").write_text(
+        "".join(  # absolute paths: another folder than the data root
+            f"{held_out / line.split()[0]} {held_out / line.split()[1]}\n"
+            for line in (held_out / "val.txt").read_text().splitlines()
+        )
+    )
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     tagged = yaml.safe_load(yaml.safe_dump(config["experiments"]["tiny"]))
     tagged["teacher_from"] = "tiny"
@@ -253,8 +306,14 @@ def test_teacher_from_copies_the_teacher_and_data_test_scores_every_model(tiny_r
     assert {"copy_teacher", "label_shard", "score_shard", "train_student", "evaluate_test"} <= rules
     assert "train_teacher" not in rules
     # the copy, labeling and scoring with it, and student 1 (ST and student 2 add nothing here)
-    proc = snakemake("--cores", "2", "-p", *args, "results/tiny_tta/teacher/stability_scores.tsv",
-                     *(f"results/tiny_tta/{m}/test/metrics.json" for m in ("teacher", "stpp_student1")))
+    proc = snakemake(
+        "--cores",
+        "2",
+        "-p",
+        *args,
+        "results/tiny_tta/teacher/stability_scores.tsv",
+        *(f"results/tiny_tta/{m}/test/metrics.json" for m in ("teacher", "stpp_student1")),
+    )
     copied, source = results / "tiny_tta" / "teacher", results / "tiny" / "teacher"
     for name in ("model.pt", "train_log.tsv", "checkpoints/checkpoint_1.pt", "checkpoints/checkpoint_2.pt"):
         assert (copied / name).read_bytes() == (source / name).read_bytes()
@@ -272,8 +331,10 @@ def test_teacher_from_copies_the_teacher_and_data_test_scores_every_model(tiny_r
     assert epochs > 3
     assert {p: p.stat().st_mtime_ns for p in trained} == trained  # tiny is as it was
 
-    for change, message in [(("train", "lr", 0.5), "train.lr differ from 'tiny'"),
-                            ((None, "teacher_from", "nowhere"), "names 'nowhere', which is not an experiment")]:
+    for change, message in [
+        (("train", "lr", 0.5), "train.lr differ from 'tiny'"),
+        ((None, "teacher_from", "nowhere"), "names 'nowhere', which is not an experiment"),
+    ]:
         bad = yaml.safe_load(yaml.safe_dump(config))
         part, key, value = change
         (bad["experiments"]["tiny_tta"][part] if part else bad["experiments"]["tiny_tta"])[key] = value
@@ -289,8 +350,10 @@ def test_third_round_adds_student3_to_the_plan(tiny_run, tmp_path):
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     config["experiments"]["tiny"]["stpp"]["rounds"] = 3
     (tmp_path / "rounds.yaml").write_text(yaml.safe_dump(config))
-    for extra in (("--configfile", str(workdir / "tiny.yaml"), "--config", "rounds=3"),
-                  ("--configfile", str(tmp_path / "rounds.yaml"))):
+    for extra in (
+        ("--configfile", str(workdir / "tiny.yaml"), "--config", "rounds=3"),
+        ("--configfile", str(tmp_path / "rounds.yaml")),
+    ):
         proc = snakemake("-n", *extra, "--directory", str(workdir))
         text = proc.stdout + proc.stderr
         assert "results/tiny/stpp_student2/pseudo_masks_unlabeled.h5" in text  # student 2 relabels everything
@@ -301,8 +364,11 @@ def test_third_round_adds_student3_to_the_plan(tiny_run, tmp_path):
 def ran_rules(proc: subprocess.CompletedProcess) -> set[str]:
     """Rule names of the jobs a real run started, but the target rule 'all'."""
     text = proc.stdout + proc.stderr
-    return {line.split()[1].rstrip(":") for line in text.splitlines()
-            if line.split()[:1] in (["rule"], ["localrule"], ["checkpoint"], ["localcheckpoint"])} - {"all"}
+    return {
+        line.split()[1].rstrip(":")
+        for line in text.splitlines()
+        if line.split()[:1] in (["rule"], ["localrule"], ["checkpoint"], ["localcheckpoint"])
+    } - {"all"}
 
 
 def test_data_changes_rerun_exactly_the_jobs_that_read_them(tiny_run):

@@ -12,7 +12,6 @@ import csv
 import numpy as np
 import pytest
 import yaml
-
 from test_workflow import REPO, TINY, planned_rules, snakemake
 
 # workflow runs, SLURM, DDP and signals: the slow tier (`pytest -m "not slow"` leaves them out)
@@ -36,8 +35,17 @@ def test_dry_run_real_data_configs(name):
     if not (SHARED_DATA / name).is_dir():
         pytest.skip(f"../shared/data/{name} is not beside the repo")
     # --forceall: plan every job even where an earlier run left results in this checkout
-    rules = planned_rules(snakemake("-n", "--forceall", "--configfile", f"config/{name}.yaml", "--directory", str(REPO)))
-    assert {"train_teacher", "score_shard", "merge_score_shards", "split_reliable", "train_student", "summarize"} <= rules
+    rules = planned_rules(
+        snakemake("-n", "--forceall", "--configfile", f"config/{name}.yaml", "--directory", str(REPO))
+    )
+    assert {
+        "train_teacher",
+        "score_shard",
+        "merge_score_shards",
+        "split_reliable",
+        "train_student",
+        "summarize",
+    } <= rules
     assert "make_demo" not in rules  # --configfile replaces the demo, not extends it
 
 

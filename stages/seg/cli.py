@@ -30,7 +30,10 @@ def add_data_args(p: argparse.ArgumentParser, labels: bool = True) -> None:
     if labels:
         p.add_argument("--num-classes", type=int, required=True, help="number of classes C")
         p.add_argument(
-            "--ignore-labels", type=int, nargs="*", default=[],
+            "--ignore-labels",
+            type=int,
+            nargs="*",
+            default=[],
             help="mask values to ignore (mapped to 255), e.g. 11 for CamVid's void",
         )
 
@@ -46,19 +49,36 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
 def add_speed_args(p: argparse.ArgumentParser, training: bool) -> None:
     """The switches of ``seg.speed`` (config ``speed:``): none changes the method."""
     s = p.add_argument_group("speed (seg.speed)")
-    s.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
-                   help="NHWC memory format; auto: where it was measured faster")
-    s.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
-                   help="let cuDNN pick the fastest convolution algorithm per input shape (CUDA only)")
+    s.add_argument(
+        "--channels-last",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="NHWC memory format; auto: where it was measured faster",
+    )
+    s.add_argument(
+        "--cudnn-benchmark",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="let cuDNN pick the fastest convolution algorithm per input shape (CUDA only)",
+    )
     s.add_argument("--prefetch-factor", type=int, default=2, help="batches each DataLoader worker loads ahead")
     if training:
-        s.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
-                       help="torch.compile the model (minutes of compiling before the first step)")
+        s.add_argument(
+            "--compile",
+            action=argparse.BooleanOptionalAction,
+            default=False,
+            help="torch.compile the model (minutes of compiling before the first step)",
+        )
     else:
-        s.add_argument("--fold-batch-norm", action=argparse.BooleanOptionalAction, default=True,
-                       help="fold batch norms into the convolutions before them")
-        s.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
-                       help="mixed-precision inference (CUDA only)")
+        s.add_argument(
+            "--fold-batch-norm",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="fold batch norms into the convolutions before them",
+        )
+        s.add_argument(
+            "--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed-precision inference (CUDA only)"
+        )
 
 
 def add_shard_args(p: argparse.ArgumentParser) -> None:
@@ -76,15 +96,21 @@ def shard_of(samples: Sequence, args: argparse.Namespace) -> list:
 
 def add_tta_args(p: argparse.ArgumentParser, default_on: bool) -> None:
     p.add_argument(
-        "--tta", action=argparse.BooleanOptionalAction, default=default_on,
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=default_on,
         help="test-time augmentation over --scales (and --flip)",
     )
     p.add_argument("--scales", type=float, nargs="+", default=list(DEFAULT_TTA_SCALES), help="TTA input scales")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help="TTA horizontal flip")
-    p.add_argument("--resize-logits", action=argparse.BooleanOptionalAction, default=False,
-                   help="resize each pass's class scores from the model's output resolution straight to the "
-                        "image's size, softmax there (one resize a pass, faster); default: the paper's softmax at "
-                        "the scaled size, then a resize back")
+    p.add_argument(
+        "--resize-logits",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="resize each pass's class scores from the model's output resolution straight to the "
+        "image's size, softmax there (one resize a pass, faster); default: the paper's softmax at "
+        "the scaled size, then a resize back",
+    )
 
 
 def tta_settings(args: argparse.Namespace) -> dict:
@@ -120,9 +146,11 @@ def out_of_memory_advice(args: argparse.Namespace) -> str:
         sizes.append(f"crop {args.crop_size}")
     if getattr(args, "window", None):
         sizes.append(f"window {args.window}")
-    return (f"out of GPU memory with {', '.join(sizes) or 'these settings'}: lower the batch size (train.batch_size, "
-            "label.batch_size) or the crop (train.crop_size), set evaluate.window for large images, or use "
-            "train.amp: bf16")
+    return (
+        f"out of GPU memory with {', '.join(sizes) or 'these settings'}: lower the batch size (train.batch_size, "
+        "label.batch_size) or the crop (train.crop_size), set evaluate.window for large images, or use "
+        "train.amp: bf16"
+    )
 
 
 def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser, argv: Sequence[str] | None) -> None:

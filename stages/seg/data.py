@@ -18,7 +18,7 @@ from torchvision import tv_tensors
 from .images import decode_image, decode_mask, where
 from .maskstore import MaskStore
 from .splits import DataError, Sample, parse_split_list, read_split_list, repeats, write_split_list  # noqa: F401
-from .transforms import IGNORE_INDEX, StrongAugment, WeakAugment, to_training_pair
+from .transforms import StrongAugment, WeakAugment, to_training_pair
 
 
 def read_image(path: str | os.PathLike, origin: str = "", data: bytes | None = None) -> torch.Tensor:
@@ -26,8 +26,13 @@ def read_image(path: str | os.PathLike, origin: str = "", data: bytes | None = N
     return torch.from_numpy(decode_image(path, origin, data).copy()).permute(2, 0, 1)
 
 
-def read_mask(path: str | os.PathLike, num_classes: int, ignore_labels: Sequence[int] = (), origin: str = "",
-              data: bytes | None = None) -> torch.Tensor:
+def read_mask(
+    path: str | os.PathLike,
+    num_classes: int,
+    ignore_labels: Sequence[int] = (),
+    origin: str = "",
+    data: bytes | None = None,
+) -> torch.Tensor:
     """uint8 tensor (H, W) of class indices, ignore labels as 255; see :func:`.images.decode_mask`."""
     return torch.from_numpy(decode_mask(path, num_classes, ignore_labels, origin, data))
 
@@ -35,8 +40,10 @@ def read_mask(path: str | os.PathLike, num_classes: int, ignore_labels: Sequence
 def check_same_size(image: torch.Tensor, mask: torch.Tensor, sample: Sample, mask_path) -> None:
     if tuple(mask.shape[-2:]) != tuple(image.shape[-2:]):
         h, w = image.shape[-2:]
-        raise DataError(f"mask {where(mask_path, sample.origin)} is {mask.shape[-1]}x{mask.shape[-2]} but its image "
-                        f"{sample.image} is {w}x{h}; a mask must have its image's size")
+        raise DataError(
+            f"mask {where(mask_path, sample.origin)} is {mask.shape[-1]}x{mask.shape[-2]} but its image "
+            f"{sample.image} is {w}x{h}; a mask must have its image's size"
+        )
 
 
 class ImageDataset(Dataset):
@@ -108,8 +115,10 @@ class TrainDataset(Dataset):
         if self.store is not None:
             mask = torch.from_numpy(self.store[s.id])
             if mask.shape != image.shape[-2:]:
-                raise DataError(f"pseudo-mask of {s.id} in {self.store.path} is {tuple(mask.shape)} but the image "
-                                f"is {tuple(image.shape[-2:])}: the image changed after labeling; re-run labeling")
+                raise DataError(
+                    f"pseudo-mask of {s.id} in {self.store.path} is {tuple(mask.shape)} but the image "
+                    f"is {tuple(image.shape[-2:])}: the image changed after labeling; re-run labeling"
+                )
         else:
             mask = read_mask(self.root / s.mask, self.num_classes, self.ignore_labels, s.origin)
             check_same_size(image, mask, s, self.root / s.mask)

@@ -29,7 +29,7 @@ class World:
     def share(self, batch: list[int]) -> list[int]:
         """This process's part of a global batch (its size divides by the world size)."""
         per = len(batch) // self.size
-        return batch[self.rank * per:(self.rank + 1) * per]
+        return batch[self.rank * per : (self.rank + 1) * per]
 
     def any(self, flag: bool) -> bool:
         """True on every process when it is true on one (a stop signal, say)."""

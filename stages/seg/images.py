@@ -33,8 +33,9 @@ def _open(path: str | os.PathLike, what: str, origin: str, data: bytes | None):
     except FileNotFoundError:
         raise DataError(f"{what} not found: {where(path, origin)}; check data.root and the split list") from None
     except Exception as err:  # PIL's UnidentifiedImageError, OSError, ...
-        raise DataError(f"{what} {where(path, origin)} cannot be read: {err}; replace the file or remove its "
-                        "line from the list") from None
+        raise DataError(
+            f"{what} {where(path, origin)} cannot be read: {err}; replace the file or remove its line from the list"
+        ) from None
 
 
 def _decode(img: Image.Image, path, what: str, origin: str, mode: str | None) -> np.ndarray:
@@ -43,8 +44,10 @@ def _decode(img: Image.Image, path, what: str, origin: str, mode: str | None) ->
         with img:
             return np.asarray(img.convert(mode) if mode else img)
     except Exception as err:
-        raise DataError(f"{what} {where(path, origin)} is truncated or corrupt: {err}; replace the file or "
-                        "remove its line from the list") from None
+        raise DataError(
+            f"{what} {where(path, origin)} is truncated or corrupt: {err}; replace the file or "
+            "remove its line from the list"
+        ) from None
 
 
 def decode_image(path: str | os.PathLike, origin: str = "", data: bytes | None = None) -> np.ndarray:
@@ -52,8 +55,13 @@ def decode_image(path: str | os.PathLike, origin: str = "", data: bytes | None =
     return _decode(_open(path, "image", origin, data), path, "image", origin, "RGB")
 
 
-def decode_mask(path: str | os.PathLike, num_classes: int, ignore_labels: Sequence[int] = (), origin: str = "",
-                data: bytes | None = None) -> np.ndarray:
+def decode_mask(
+    path: str | os.PathLike,
+    num_classes: int,
+    ignore_labels: Sequence[int] = (),
+    origin: str = "",
+    data: bytes | None = None,
+) -> np.ndarray:
     """uint8 array (H, W) of class indices, every ignore label mapped to 255."""
     img = _open(path, "mask", origin, data)
     if img.mode not in MASK_MODES:

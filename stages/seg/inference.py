@@ -18,10 +18,12 @@ from .transforms import normalize
 log = logging.getLogger("stpp")
 
 
-
 @torch.inference_mode()
 def tta_probabilities(
-    model: torch.nn.Module, images: torch.Tensor, scales: Sequence[float] = DEFAULT_TTA_SCALES, flip: bool = True,
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    scales: Sequence[float] = DEFAULT_TTA_SCALES,
+    flip: bool = True,
     resize_logits: bool = False,
 ) -> torch.Tensor:
     """Sum of softmax maps over scales (x flip), each resized back to the input size.
@@ -69,13 +71,16 @@ def sliding_window_logits(model: torch.nn.Module, images: torch.Tensor, window: 
         lefts.append(W - window)
     out, count = None, torch.zeros((1, 1, H, W), device=images.device)
     for t in tops:
-        for l in lefts:
-            logits = model(x[..., t : t + window, l : l + window])
+        for left in lefts:
+            logits = model(x[..., t : t + window, left : left + window])
             if out is None:
-                out = torch.zeros((n, logits.shape[1], H, W), device=images.device,  # float32 sums under autocast too
-                                  dtype=torch.promote_types(logits.dtype, torch.float32))
-            out[..., t : t + window, l : l + window] += logits
-            count[..., t : t + window, l : l + window] += 1
+                out = torch.zeros(
+                    (n, logits.shape[1], H, W),
+                    device=images.device,  # float32 sums under autocast too
+                    dtype=torch.promote_types(logits.dtype, torch.float32),
+                )
+            out[..., t : t + window, left : left + window] += logits
+            count[..., t : t + window, left : left + window] += 1
     return (out / count)[..., :h, :w]
 
 
@@ -92,8 +97,10 @@ def predict(
     """Hard masks (N, H, W) uint8 for uint8 images: plain, TTA (``scales``) or sliding window.
     ``amp_dtype``: autocast (bf16 / fp16 on CUDA, ``seg.speed.amp_dtype``); None is float32."""
     x = normalize(images_uint8)
-    with torch.inference_mode(), torch.autocast(x.device.type, dtype=amp_dtype or torch.float32,
-                                                enabled=amp_dtype is not None):
+    with (
+        torch.inference_mode(),
+        torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None),
+    ):
         if window:
             scores = sliding_window_logits(model, x, window, stride or max(1, window * 2 // 3))
         elif scales is not None:
@@ -104,7 +111,11 @@ def predict(
 
 
 def batches_by_size(
-    dataset: Dataset, batch_size: int, num_workers: int = 0, device: torch.device | str = "cpu", what: str = "images",
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+    what: str = "images",
     prefetch_factor: int = 2,
 ) -> Iterator[tuple[list[str], torch.Tensor, list]]:
     """Yield ``(ids, uint8 images on device, extras)``, grouping consecutive images of one size.
@@ -115,15 +126,19 @@ def batches_by_size(
     of each item (ground-truth masks for evaluation). Logs progress about every 10% of the list.
     """
     device = torch.device(device)
-    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers,
-                        prefetch_factor=prefetch_factor if num_workers else None)
+    loader = DataLoader(
+        dataset,
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        prefetch_factor=prefetch_factor if num_workers else None,
+    )
     total, done, start = len(dataset), 0, time.time()
     every = max(1, total // 10)
     for group in _same_size_groups(loader, batch_size):
         ids = [item[0] for item in group]
         images = torch.stack([item[1] for item in group])
-        images = (images.pin_memory().to(device, non_blocking=True) if device.type == "cuda"
-                  else images.to(device))
+        images = images.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else images.to(device)
         extras = [item[2] if len(item) == 3 else tuple(item[2:]) for item in group]
         before, done = done, done + len(group)
         if done // every != before // every or done == total:
@@ -165,7 +180,7 @@ def accumulate_confusion(
         if per_image is None:
             cm += confusion_matrix(pred, torch.stack(masks), num_classes)
             continue
-        for image_id, p, mask in zip(ids, pred, masks):
+        for image_id, p, mask in zip(ids, pred, masks, strict=True):
             per_image[image_id] = confusion_matrix(p, mask, num_classes)
             cm += per_image[image_id]
     return cm

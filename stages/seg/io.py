@@ -27,8 +27,9 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, spec: dict, **ex
     save_torch({"model": state, **{k: spec[k] for k in MODEL_KEYS}, **extra}, path)
 
 
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
-               num_classes: int | None = None) -> torch.nn.Module:
+def load_model(
+    path: str | os.PathLike, device: torch.device | str = "cpu", num_classes: int | None = None
+) -> torch.nn.Module:
     """Rebuild a model from a checkpoint written by :func:`save_model`, in eval mode.
 
     With ``num_classes``, a checkpoint for another number of classes is refused: its predictions
@@ -39,9 +40,11 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu",
     if missing:
         raise ValueError(f"{path} is not an stpp model checkpoint (missing {missing})")
     if num_classes is not None and ckpt["num_classes"] != num_classes:
-        raise ValueError(f"{path} is a model for {ckpt['num_classes']} classes, but {num_classes} were asked for "
-                         "(--num-classes, data.num_classes in the config): use this data set's model or fix "
-                         "num_classes")
+        raise ValueError(
+            f"{path} is a model for {ckpt['num_classes']} classes, but {num_classes} were asked for "
+            "(--num-classes, data.num_classes in the config): use this data set's model or fix "
+            "num_classes"
+        )
     model = build_model(**{k: ckpt[k] for k in MODEL_KEYS})
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()
@@ -62,8 +65,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is visible; use 'auto' or 'cpu'")
-    if (name == "cuda" and "CUDA_VISIBLE_DEVICES" not in os.environ and "LOCAL_RANK" not in os.environ
-            and torch.cuda.device_count() > 1):  # torchrun's processes use cuda:LOCAL_RANK
+    if (
+        name == "cuda"
+        and "CUDA_VISIBLE_DEVICES" not in os.environ
+        and "LOCAL_RANK" not in os.environ
+        and torch.cuda.device_count() > 1
+    ):  # torchrun's processes use cuda:LOCAL_RANK
         device = torch.device("cuda", claim_gpu(torch.cuda.device_count()))
     return device
 
@@ -89,6 +96,9 @@ def claim_gpu(count: int, lock_dir: str | os.PathLike | None = None) -> int:
             continue
         _claimed.append(handle)
         return index
-    log.warning("all %d GPUs are claimed by other stpp jobs (more GPU jobs than GPUs: --resources gpu=N with N "
-                "above the GPU count?); sharing cuda:0", count)
+    log.warning(
+        "all %d GPUs are claimed by other stpp jobs (more GPU jobs than GPUs: --resources gpu=N with N "
+        "above the GPU count?); sharing cuda:0",
+        count,
+    )
     return 0

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 
 
-def confusion_matrix(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray,
-                     num_classes: int) -> torch.Tensor:
+def confusion_matrix(
+    pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, num_classes: int
+) -> torch.Tensor:
     """(C, C) int64 matrix, rows = target, columns = prediction.
 
     Pixels whose target is outside [0, C) (the ignore index 255 among them) are skipped. A
@@ -22,8 +23,10 @@ def confusion_matrix(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.
     if pred.size:
         lowest, highest = int(pred.min()), int(pred.max())
         if lowest < 0 or highest >= num_classes:
-            raise ValueError(f"prediction has class {lowest if lowest < 0 else highest}, "
-                             f"outside [0, {num_classes}): the model and num_classes disagree")
+            raise ValueError(
+                f"prediction has class {lowest if lowest < 0 else highest}, "
+                f"outside [0, {num_classes}): the model and num_classes disagree"
+            )
     keep = (target >= 0) & (target < num_classes)
     idx = target[keep].astype(np.int64) * num_classes + pred[keep]
     return torch.from_numpy(np.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes))
@@ -93,6 +96,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 
 # Paired comparisons of two models evaluated on the same images (benchmarks/semisup.py).
 
+
 def miou_of_counts(cms: np.ndarray) -> np.ndarray:
     """mIoU of each of a stack of (C, C) confusion matrices, (..., C, C) -> (...): as
     :func:`mean_iou`, a class absent from target and prediction left out."""
@@ -117,17 +121,23 @@ def bootstrap_mean_differences(pairs, resamples: int = 2000, seed: int = 0) -> t
     for a, b in pairs:
         a, b = np.asarray(a), np.asarray(b)
         if a.shape != b.shape or a.ndim != 3:
-            raise ValueError(f"two models' per-image confusion matrices must both be (N, C, C), got {a.shape} and {b.shape}")
+            raise ValueError(
+                f"two models' per-image confusion matrices must both be (N, C, C), got {a.shape} and {b.shape}"
+            )
         n = len(a)
         observed += miou_of_counts(b.sum(0)) - miou_of_counts(a.sum(0))
         weights = rng.multinomial(n, np.full(n, 1 / n), size=resamples).astype(np.float64)  # (R, N) draw counts
         flat_a, flat_b = a.reshape(n, -1).astype(np.float64), b.reshape(n, -1).astype(np.float64)
         shape = (resamples, *a.shape[1:])
-        resampled += miou_of_counts((weights @ flat_b).reshape(shape)) - miou_of_counts((weights @ flat_a).reshape(shape))
+        resampled += miou_of_counts((weights @ flat_b).reshape(shape)) - miou_of_counts(
+            (weights @ flat_a).reshape(shape)
+        )
     return observed / len(pairs), resampled / len(pairs)
 
 
-def paired_bootstrap_interval(pairs, level: float = 0.9, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def paired_bootstrap_interval(
+    pairs, level: float = 0.9, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """(difference, low, high): :func:`bootstrap_mean_differences` and its percentile interval."""
     observed, resampled = bootstrap_mean_differences(pairs, resamples, seed)
     low, high = np.quantile(resampled, [(1 - level) / 2, (1 + level) / 2])
@@ -136,8 +146,22 @@ def paired_bootstrap_interval(pairs, level: float = 0.9, resamples: int = 2000, 
 
 # One-sided 95 % quantiles of Student's t (the two-sided 90 % interval) by degrees of freedom;
 # between rows the lower row's (wider) value is taken.
-T_95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895, 8: 1.860, 9: 1.833, 10: 1.812,
-        12: 1.782, 15: 1.753, 20: 1.725, 30: 1.697}
+T_95 = {
+    1: 6.314,
+    2: 2.920,
+    3: 2.353,
+    4: 2.132,
+    5: 2.015,
+    6: 1.943,
+    7: 1.895,
+    8: 1.860,
+    9: 1.833,
+    10: 1.812,
+    12: 1.782,
+    15: 1.753,
+    20: 1.725,
+    30: 1.697,
+}
 
 
 def t_interval_90(values) -> tuple[float, float, float]:

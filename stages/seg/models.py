@@ -46,8 +46,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from .files import load_torch
 from .efficientnet import EfficientNetLite0Trunk, map_lite0_state, packaged_weights
+from .files import load_torch
 
 ARCHS = ("deeplabv3plus", "pspnet", "deeplabv2")
 BACKBONES = ("resnet18", "resnet50", "resnet101", "efficientnet_lite0")
@@ -107,7 +107,7 @@ class ResNetTrunk(nn.Module):
         if name == "resnet18":
             net = torchvision.models.resnet18(weights=None)
             dilation = 1
-            for layer, flag in zip((net.layer2, net.layer3, net.layer4), dilate):
+            for layer, flag in zip((net.layer2, net.layer3, net.layer4), dilate, strict=True):
                 if flag:
                     _dilate_basic_layer(layer, dilation, dilation * 2)
                     dilation *= 2
@@ -164,8 +164,10 @@ def load_pretrained(trunk: nn.Module, path: str) -> None:
         )
     state = load_torch(path, f"pretrained weights (a {trunk.name} ImageNet state dict)")
     if not isinstance(state, Mapping):
-        raise ValueError(f"{path!r} does not hold a state dict (got {type(state).__name__}); "
-                         f"expected a {trunk.name} ImageNet state dict")
+        raise ValueError(
+            f"{path!r} does not hold a state dict (got {type(state).__name__}); "
+            f"expected a {trunk.name} ImageNet state dict"
+        )
     if isinstance(trunk, EfficientNetLite0Trunk):
         state, unexpected, origin = map_lite0_state(state)
     else:
@@ -181,11 +183,19 @@ def load_pretrained(trunk: nn.Module, path: str) -> None:
         if k in expected and (not torch.is_tensor(v) or v.shape != expected[k].shape)
     ]
     if missing or unexpected or mismatched:
+
         def show(keys):
             return ", ".join(keys[:10]) + (f" ... ({len(keys)} in all)" if len(keys) > 10 else "")
-        problems = [f"{label}: {show(keys)}" for label, keys in
-                    (("missing keys", missing), ("unexpected keys", unexpected),
-                     ("shape mismatches", mismatched)) if keys]
+
+        problems = [
+            f"{label}: {show(keys)}"
+            for label, keys in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("shape mismatches", mismatched),
+            )
+            if keys
+        ]
         raise ValueError(f"{path!r} does not match the {trunk.name} backbone; " + "; ".join(problems))
     trunk.load_state_dict(state, strict=False)
 
@@ -198,9 +208,7 @@ def load_pretrained(trunk: nn.Module, path: str) -> None:
 class ASPP(nn.Module):
     def __init__(self, cin: int, rates, cout: int):
         super().__init__()
-        self.branches = nn.ModuleList(
-            [_conv_bn_relu(cin, cout, 1)] + [_conv_bn_relu(cin, cout, 3, r) for r in rates]
-        )
+        self.branches = nn.ModuleList([_conv_bn_relu(cin, cout, 1)] + [_conv_bn_relu(cin, cout, 3, r) for r in rates])
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), _conv_bn_relu(cin, cout, 1))
         self.project = nn.Sequential(_conv_bn_relu(cout * (len(rates) + 2), cout, 1), nn.Dropout2d(0.5))
 
@@ -214,9 +222,7 @@ class DeepLabV3PlusHead(nn.Module):
         super().__init__()
         self.aspp = ASPP(high_channels, rates, width)
         self.reduce = _conv_bn_relu(low_channels, 48, 1)
-        self.fuse = nn.Sequential(
-            _conv_bn_relu(width + 48, width, 3), _conv_bn_relu(width, width, 3), nn.Dropout(0.1)
-        )
+        self.fuse = nn.Sequential(_conv_bn_relu(width + 48, width, 3), _conv_bn_relu(width, width, 3), nn.Dropout(0.1))
         self.classifier = nn.Conv2d(width, num_classes, 1)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -229,9 +235,7 @@ class DeepLabV3PlusHead(nn.Module):
 class PSPHead(nn.Module):
     def __init__(self, cin: int, num_classes: int, bins=PSP_BINS, width: int = 512):
         super().__init__()
-        self.stages = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(b), _conv_bn_relu(cin, width, 1)) for b in bins
-        )
+        self.stages = nn.ModuleList(nn.Sequential(nn.AdaptiveAvgPool2d(b), _conv_bn_relu(cin, width, 1)) for b in bins)
         self.bottleneck = nn.Sequential(_conv_bn_relu(cin + len(bins) * width, width, 3), nn.Dropout(0.1))
         self.classifier = nn.Conv2d(width, num_classes, 1)
 
@@ -244,9 +248,7 @@ class PSPHead(nn.Module):
 class DeepLabV2Head(nn.Module):
     def __init__(self, cin: int, num_classes: int, rates=DEEPLABV2_RATES):
         super().__init__()
-        self.branches = nn.ModuleList(
-            nn.Conv2d(cin, num_classes, 3, padding=r, dilation=r, bias=True) for r in rates
-        )
+        self.branches = nn.ModuleList(nn.Conv2d(cin, num_classes, 3, padding=r, dilation=r, bias=True) for r in rates)
         for conv in self.branches:
             nn.init.normal_(conv.weight, mean=0.0, std=0.01)
             nn.init.zeros_(conv.bias)
@@ -286,8 +288,14 @@ class SegModel(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-def build_model(arch: str, backbone: str, num_classes: int, output_stride: int = 8,
-                pretrained: str | None = None, head_channels: int | None = None) -> SegModel:
+def build_model(
+    arch: str,
+    backbone: str,
+    num_classes: int,
+    output_stride: int = 8,
+    pretrained: str | None = None,
+    head_channels: int | None = None,
+) -> SegModel:
     """Build ``arch`` on a dilated ``backbone``; load ImageNet trunk weights from ``pretrained``.
 
     ``pretrained``: None (random init), ``imagenet`` (the packaged EfficientNet-Lite0 weights) or

@@ -30,8 +30,19 @@ def pascal(n: int = 256) -> Palette:
 
 # SegNet's CamVid colours for Sky, Building, Pole, Road, Pavement, Tree, SignSymbol, Fence, Car,
 # Pedestrian, Bicyclist (index 11, void, is black).
-CAMVID = [(128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
-          (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192)]
+CAMVID = [
+    (128, 128, 128),
+    (128, 0, 0),
+    (192, 192, 128),
+    (128, 64, 128),
+    (60, 40, 222),
+    (128, 128, 0),
+    (192, 128, 128),
+    (64, 64, 128),
+    (64, 0, 128),
+    (64, 64, 0),
+    (0, 128, 192),
+]
 # MSRC-v2's ground-truth colours are entries of Pascal's colour map: building 1 .. chair 18, then
 # road 21 .. boat 25 (19 and 20 unused). MSRC-21 drops horse (5) and mountain (8).
 MSRC21 = [pascal(26)[i] for i in (1, 2, 3, 4, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 21, 22, 23, 24, 25)]
@@ -40,7 +51,7 @@ BUILT_IN = ("pascal", "camvid", "msrc21")
 
 def _full(colours: Palette, ignore: tuple[int, int, int] = (0, 0, 0)) -> Palette:
     """256 entries: the given colours, then Pascal's for any further index, the ignore colour at 255."""
-    full = list(colours) + pascal(256)[len(colours):]
+    full = list(colours) + pascal(256)[len(colours) :]
     full[255] = ignore
     return full
 
@@ -55,8 +66,7 @@ def palette(name: str) -> Palette:
         return _full(MSRC21)
     path = Path(name)
     if not path.is_file():
-        raise FileNotFoundError(f"palette {name!r} is neither one of {', '.join(BUILT_IN)} nor a file "
-                                "of 'R G B' lines")
+        raise FileNotFoundError(f"palette {name!r} is neither one of {', '.join(BUILT_IN)} nor a file of 'R G B' lines")
     colours = []
     for n, line in enumerate(path.read_text().splitlines(), start=1):
         fields = line.split()

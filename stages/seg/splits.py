@@ -51,15 +51,17 @@ def parse_split_list(path: str | os.PathLike, need_masks: bool = False) -> tuple
         if not fields or raw.lstrip().startswith("#"):
             continue
         if len(fields) > 2:
-            problems.append(f"{path}:{n}: expected '<image> [<mask>]', got {raw!r}; paths with spaces "
-                            "are not supported")
+            problems.append(
+                f"{path}:{n}: expected '<image> [<mask>]', got {raw!r}; paths with spaces are not supported"
+            )
             continue
         if need_masks and len(fields) < 2:
-            problems.append(f"{path}:{n}: {fields[0]} has no mask path; every line of this list needs "
-                            "'<image> <mask>'")
+            problems.append(f"{path}:{n}: {fields[0]} has no mask path; every line of this list needs '<image> <mask>'")
         if fields[0] in seen:
-            problems.append(f"{path}:{n}: image {fields[0]} is listed twice (first on line {seen[fields[0]]}); "
-                            "delete one of the lines")
+            problems.append(
+                f"{path}:{n}: image {fields[0]} is listed twice (first on line {seen[fields[0]]}); "
+                "delete one of the lines"
+            )
             continue
         seen[fields[0]] = n
         samples.append(Sample(fields[0], fields[0], fields[1] if len(fields) > 1 else None, f"{path}:{n}"))
@@ -110,4 +112,3 @@ def score_threshold(scores: dict[str, float], reliable_ids) -> float | None:
     if not reliable or not unreliable or min(reliable) < max(unreliable):
         return None
     return (min(reliable) + max(unreliable)) / 2
-

@@ -75,9 +75,7 @@ def _check_pair(image: torch.Tensor, mask: torch.Tensor) -> None:
     if mask.ndim != 2:
         raise ValueError(f"mask must be (H, W), got shape {tuple(mask.shape)}")
     if tuple(image.shape[-2:]) != tuple(mask.shape):
-        raise ValueError(
-            f"image {tuple(image.shape)} and mask {tuple(mask.shape)} differ in size"
-        )
+        raise ValueError(f"image {tuple(image.shape)} and mask {tuple(mask.shape)} differ in size")
 
 
 def _uniform(lo: float, hi: float) -> float:
@@ -159,9 +157,7 @@ class WeakAugment:
             f"scale_range={self.scale_range}, flip_p={self.flip_p})"
         )
 
-    def __call__(
-        self, image: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         image, mask = _as_image(image), _as_mask(mask)
         _check_pair(image, mask)
         c = self.crop_size
@@ -304,9 +300,7 @@ class StrongAugment:
         k = gaussian_kernel_size(sigma, image.shape[-2], image.shape[-1])
         return F.gaussian_blur(image, [k, k], [sigma, sigma])
 
-    def __call__(
-        self, image: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         image, mask = _as_image(image), _as_mask(mask)
         _check_pair(image, mask)
         self.last_cutout_box = None
