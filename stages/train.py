@@ -285,318 +285,391 @@ def train(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace, world: distributed.World, device: torch.device) -> None:
-    out_dir = Path(args.out_dir)
-    spec = {
-        "arch": args.arch,
-        "backbone": args.backbone,
-        "num_classes": args.num_classes,
-        "output_stride": args.output_stride,
-        "head_channels": args.head_channels,
-    }
-    labeled = read_split_list(args.labeled, need_masks=True)
-    pseudo = [(read_split_list(lst), store) for lst, store in args.pseudo]
-    num_pseudo = sum(len(s) for s, _ in pseudo)
-    epochs = schedule_epochs(
-        args.epochs, len(labeled), num_pseudo, args.batch_size, args.min_labeled, args.teacher_epochs
-    )
-    if epochs != args.epochs:
-        log.info(
-            "labeled-passes schedule: %d epochs instead of %d, to see each labeled image as often as the "
-            "teacher's %d epochs did",
-            epochs,
-            args.epochs,
-            args.teacher_epochs,
-        )
-        args.epochs = epochs  # from here on the epochs this job trains (the fingerprint has both inputs)
-    ckpt_at = checkpoint_epochs(args.epochs, args.checkpoints)
-    dataset = SeededSamples(
-        training_set(
-            args.data_root,
-            labeled,
-            pseudo,
-            WeakAugment(args.crop_size, args.base_size, tuple(args.scale_range)),
-            StrongAugment() if args.strong else None,
-            args.num_classes,
-            args.ignore_labels,
-            args.min_labeled,
-        )
-    )
-    iters_per_epoch = len(dataset) // args.batch_size
-    if iters_per_epoch == 0:
-        raise DataError(
-            f"{len(dataset)} training images are fewer than one batch of {args.batch_size}: lower "
-            "--batch-size (train.batch_size) or raise --min-labeled (train.min_labeled)"
-        )
-    if args.batch_size % world.size:
-        raise DataError(
-            f"the batch of {args.batch_size} (train.batch_size) does not split over {world.size} "
-            "processes (train.gpus): make it a multiple"
-        )
-    total_iters = args.epochs * iters_per_epoch
-    log.info(
-        "training set: %d labeled (%d after over-sampling) + %d pseudo-labeled; %d iterations/epoch on %s%s",
-        len(labeled),
-        len(dataset) - sum(len(s) for s, _ in pseudo),
-        sum(len(s) for s, _ in pseudo),
-        iters_per_epoch,
-        device,
-        f" and {world.size - 1} more processes" if world.size > 1 else "",
-    )
-
-    torch.manual_seed(init_seed(args.seed, args.model_name))
-    net = build_model(pretrained=args.pretrained, **spec).to(device)  # the weights that are saved
-    speed.configure_backends(device, args.cudnn_benchmark)
-    if speed.channels_last_wanted(args.channels_last, device, args.backbone, training=True):
-        net.use_channels_last()
-    model = net
-    if world.size > 1:
-        if args.sync_bn and device.type == "cuda":
-            net = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        elif args.sync_bn:
-            log.warning("SyncBatchNorm needs CUDA: on %s each process keeps its own batch norm statistics", device)
-        model = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if args.compile:  # shares its parameters with net, whose state is saved
-        log.info("torch.compile: the first iteration compiles the model")
-        model = torch.compile(model)
-    head_mult = args.head_lr_multiplier
-    if head_mult is None:
-        head_mult = default_head_lr_multiplier(args.arch)
-    base_lr = args.lr * args.batch_size / 16
-    optimizer = torch.optim.SGD(
-        param_groups(net, base_lr, head_mult), lr=base_lr, momentum=args.momentum, weight_decay=args.weight_decay
-    )
-    amp_dtype, scaler = mixed_precision(args.amp, device)
-    val_set = (
-        EvalDataset(args.data_root, read_split_list(args.val, need_masks=True), args.num_classes, args.ignore_labels)
-        if args.val
-        else None
-    )
-
-    fp = fingerprint(args, world.size)
-    resume_path = Path(args.resume_state) if args.resume_state else None
-    staging = resume_path.parent if resume_path else out_dir / "checkpoints"
-    staged = {j: staging / f"checkpoint_{j}.pt" for j in range(1, args.checkpoints)}
-    staged["best"] = staging / "best.pt"
-    outputs = [
-        out_dir / "model.pt",
-        out_dir / "train_log.tsv",
-        out_dir / "best.pt",
-        *staged.values(),
-        *(out_dir / "checkpoints" / f"checkpoint_{j}.pt" for j in range(1, args.checkpoints)),
-    ]
+    """Build, restore, run the epochs (saving, checkpointing and stopping as they go), publish."""
+    job = TrainingJob(args, world, device)
+    job.restore()
+    with StopRequests() as stop:
+        for epoch in range(job.start_epoch, args.epochs):
+            job.run_epoch(epoch, stop)
+    world.barrier()
     if world.main:
-        remove_stale_temporaries(*outputs, *([resume_path] if resume_path else []))
-    start_epoch, start_iteration, rows, best_miou = 0, 0, [], -1.0
-    carried = dict(EPOCH_START)  # the interrupted epoch's running figures
-    if resume_path and resume_path.exists():
-        state = load_torch(resume_path, "resume state")
-        # The staged files of the epochs already done must still be there (nothing else removes
-        # them, but a resume must never be stuck: without them, start afresh).
-        lost = [
-            str(staged[j])
-            for e, j in ckpt_at.items()
-            if j < args.checkpoints and e <= state.get("epoch", 0) and not staged[j].exists()
+        job.publish()
+
+
+class TrainingJob:
+    """One training job's data, model, optimizer and resume state, and its steps: ``restore``,
+    ``run_epoch`` (with ``save_state`` and ``preempted``) and ``publish``."""
+
+    def __init__(self, args: argparse.Namespace, world: distributed.World, device: torch.device):
+        self.args, self.world, self.device = args, world, device
+        self.out_dir = Path(args.out_dir)
+        self.spec = {
+            "arch": args.arch,
+            "backbone": args.backbone,
+            "num_classes": args.num_classes,
+            "output_stride": args.output_stride,
+            "head_channels": args.head_channels,
+        }
+        self._build_data()
+        self._build_model()
+        self.val_set = (
+            EvalDataset(
+                args.data_root, read_split_list(args.val, need_masks=True), args.num_classes, args.ignore_labels
+            )
+            if args.val
+            else None
+        )
+        self.fp = fingerprint(args, world.size)
+        self._stage_files()
+        self.start_epoch, self.start_iteration, self.rows, self.best_miou = 0, 0, [], -1.0
+        self.carried = dict(EPOCH_START)  # the interrupted epoch's running figures
+        self.saved_at: tuple[int, int] | None = None
+        self.save_every, self.last_save = 60 * args.save_every_minutes, time.time()
+
+    def _build_data(self) -> None:
+        """The training set (the student's epochs set by its schedule) and its iterations."""
+        args, world = self.args, self.world
+        labeled = read_split_list(args.labeled, need_masks=True)
+        pseudo = [(read_split_list(lst), store) for lst, store in args.pseudo]
+        num_pseudo = sum(len(s) for s, _ in pseudo)
+        epochs = schedule_epochs(
+            args.epochs, len(labeled), num_pseudo, args.batch_size, args.min_labeled, args.teacher_epochs
+        )
+        if epochs != args.epochs:
+            log.info(
+                "labeled-passes schedule: %d epochs instead of %d, to see each labeled image as often as the "
+                "teacher's %d epochs did",
+                epochs,
+                args.epochs,
+                args.teacher_epochs,
+            )
+            args.epochs = epochs  # from here on the epochs this job trains (the fingerprint has both inputs)
+        self.ckpt_at = checkpoint_epochs(args.epochs, args.checkpoints)
+        weak = WeakAugment(args.crop_size, args.base_size, tuple(args.scale_range))
+        self.dataset = SeededSamples(
+            training_set(
+                args.data_root,
+                labeled,
+                pseudo,
+                weak,
+                StrongAugment() if args.strong else None,
+                args.num_classes,
+                args.ignore_labels,
+                args.min_labeled,
+            )
+        )
+        self.iters_per_epoch = len(self.dataset) // args.batch_size
+        if self.iters_per_epoch == 0:
+            raise DataError(
+                f"{len(self.dataset)} training images are fewer than one batch of {args.batch_size}: lower "
+                "--batch-size (train.batch_size) or raise --min-labeled (train.min_labeled)"
+            )
+        if args.batch_size % world.size:
+            raise DataError(
+                f"the batch of {args.batch_size} (train.batch_size) does not split over {world.size} "
+                "processes (train.gpus): make it a multiple"
+            )
+        self.total_iters = args.epochs * self.iters_per_epoch
+        log.info(
+            "training set: %d labeled (%d after over-sampling) + %d pseudo-labeled; %d iterations/epoch on %s%s",
+            len(labeled),
+            len(self.dataset) - num_pseudo,
+            num_pseudo,
+            self.iters_per_epoch,
+            self.device,
+            f" and {world.size - 1} more processes" if world.size > 1 else "",
+        )
+
+    def _build_model(self) -> None:
+        """The model from its own initial seed (``net``, whose weights are saved), its DDP or
+        compiled wrapper (``model``, which trains), the optimizer and the precision."""
+        args, world, device = self.args, self.world, self.device
+        torch.manual_seed(init_seed(args.seed, args.model_name))
+        net = build_model(pretrained=args.pretrained, **self.spec).to(device)
+        speed.configure_backends(device, args.cudnn_benchmark)
+        if speed.channels_last_wanted(args.channels_last, device, args.backbone, training=True):
+            net.use_channels_last()
+        model = net
+        if world.size > 1:
+            if args.sync_bn and device.type == "cuda":
+                net = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+            elif args.sync_bn:
+                log.warning("SyncBatchNorm needs CUDA: on %s each process keeps its own batch norm statistics", device)
+            model = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if args.compile:  # shares its parameters with net, whose state is saved
+            log.info("torch.compile: the first iteration compiles the model")
+            model = torch.compile(model)
+        self.net, self.model = net, model
+        head_mult = args.head_lr_multiplier
+        if head_mult is None:
+            head_mult = default_head_lr_multiplier(args.arch)
+        self.base_lr = args.lr * args.batch_size / 16
+        self.optimizer = torch.optim.SGD(
+            param_groups(net, self.base_lr, head_mult),
+            lr=self.base_lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+        )
+        self.amp_dtype, self.scaler = mixed_precision(args.amp, device)
+
+    def _stage_files(self) -> None:
+        """Where checkpoints and best.pt wait until training ends, and stale temporaries removed."""
+        args, out_dir = self.args, self.out_dir
+        self.resume_path = Path(args.resume_state) if args.resume_state else None
+        staging = self.resume_path.parent if self.resume_path else out_dir / "checkpoints"
+        self.staged = {j: staging / f"checkpoint_{j}.pt" for j in range(1, args.checkpoints)}
+        self.staged["best"] = staging / "best.pt"
+        outputs = [
+            out_dir / "model.pt",
+            out_dir / "train_log.tsv",
+            out_dir / "best.pt",
+            *self.staged.values(),
+            *(out_dir / "checkpoints" / f"checkpoint_{j}.pt" for j in range(1, args.checkpoints)),
         ]
-        if val_set is not None and state.get("best_miou", -1.0) >= 0 and not staged["best"].exists():
-            lost.append(str(staged["best"]))
-        if state.get("fingerprint") == fp and lost:
-            log.warning("ignoring %s: the files it needs are gone (%s); starting afresh", resume_path, ", ".join(lost))
-        elif state.get("fingerprint") == fp:
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scaler.load_state_dict(state["scaler"])
-            torch.set_rng_state(state["rng_cpu"][world.rank])
-            if device.type == "cuda" and state.get("rng_cuda") is not None:
-                torch.cuda.set_rng_state(state["rng_cuda"][world.rank], device)
-            start_epoch, rows, best_miou = state["epoch"], json.loads(state["rows"]), state["best_miou"]
-            start_iteration = state.get("iteration", 0)
-            carried = {key: state.get(key, 0.0) for key in EPOCH_START}
-            if start_iteration:
-                log.info(
-                    "resuming from %s at epoch %d/%d iteration %d/%d",
-                    resume_path,
-                    start_epoch + 1,
-                    args.epochs,
-                    start_iteration,
-                    iters_per_epoch,
-                )
+        if self.world.main:
+            remove_stale_temporaries(*outputs, *([self.resume_path] if self.resume_path else []))
+
+    def restore(self) -> None:
+        """Continue from the resume state where it was made by these inputs and settings and the
+        files it needs are still there; otherwise start afresh."""
+        args, path = self.args, self.resume_path
+        if path and path.exists():
+            state = load_torch(path, "resume state")
+            # The staged files of the epochs already done must still be there (nothing else removes
+            # them, but a resume must never be stuck: without them, start afresh).
+            lost = [
+                str(self.staged[j])
+                for e, j in self.ckpt_at.items()
+                if j < args.checkpoints and e <= state.get("epoch", 0) and not self.staged[j].exists()
+            ]
+            if self.val_set is not None and state.get("best_miou", -1.0) >= 0 and not self.staged["best"].exists():
+                lost.append(str(self.staged["best"]))
+            if state.get("fingerprint") == self.fp and lost:
+                log.warning("ignoring %s: the files it needs are gone (%s); starting afresh", path, ", ".join(lost))
+            elif state.get("fingerprint") == self.fp:
+                self._load(state)
             else:
-                log.info("resuming from %s after epoch %d/%d", resume_path, start_epoch, args.epochs)
+                log.info("ignoring %s: it was made by other inputs or settings; starting afresh", path)
+        if path and (self.start_epoch or self.start_iteration):
+            self.saved_at = (self.start_epoch, self.start_iteration)
+
+    def _load(self, state: dict) -> None:
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_cpu"][self.world.rank])
+        if self.device.type == "cuda" and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"][self.world.rank], self.device)
+        self.start_epoch, self.rows, self.best_miou = state["epoch"], json.loads(state["rows"]), state["best_miou"]
+        self.start_iteration = state.get("iteration", 0)
+        self.carried = {key: state.get(key, 0.0) for key in EPOCH_START}
+        if self.start_iteration:
+            log.info(
+                "resuming from %s at epoch %d/%d iteration %d/%d",
+                self.resume_path,
+                self.start_epoch + 1,
+                self.args.epochs,
+                self.start_iteration,
+                self.iters_per_epoch,
+            )
         else:
-            log.info("ignoring %s: it was made by other inputs or settings; starting afresh", resume_path)
+            log.info("resuming from %s after epoch %d/%d", self.resume_path, self.start_epoch, self.args.epochs)
 
-    saved_at = (start_epoch, start_iteration) if resume_path and (start_epoch or start_iteration) else None
-
-    def kept() -> str:
+    def kept(self) -> str:
         """Where training would continue from, for the messages."""
-        if saved_at is None:
+        if self.saved_at is None:
             return "no resume state was written"
-        epochs_done, iteration = saved_at
+        epochs_done, iteration = self.saved_at
         when = f"at epoch {epochs_done + 1} iteration {iteration}" if iteration else f"after epoch {epochs_done}"
-        return f"the resume state {when} is kept in {resume_path}"
+        return f"the resume state {when} is kept in {self.resume_path}"
 
-    def save_state(epochs_done: int, iteration: int, running: dict) -> None:
+    def save_state(self, epochs_done: int, iteration: int, running: dict) -> None:
         """The whole training state; ``iteration`` batches of epoch ``epochs_done + 1`` are done.
         Called by every process (each one's RNG state is gathered); rank 0 writes it."""
-        nonlocal saved_at
+        world, device = self.world, self.device
         rng_cpu = world.gather(torch.get_rng_state())
         rng_cuda = world.gather(torch.cuda.get_rng_state(device)) if device.type == "cuda" else None
         if world.main:
             save_torch(
                 {
-                    "fingerprint": fp,
+                    "fingerprint": self.fp,
                     "epoch": epochs_done,
                     "iteration": iteration,
-                    "model": net.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
+                    "model": self.net.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scaler": self.scaler.state_dict(),
                     "rng_cpu": rng_cpu,
                     "rng_cuda": rng_cuda,
-                    "rows": json.dumps(rows),
-                    "best_miou": best_miou,
+                    "rows": json.dumps(self.rows),
+                    "best_miou": self.best_miou,
                     **running,
                 },
-                resume_path,
+                self.resume_path,
             )
         world.barrier()
-        saved_at = (epochs_done, iteration)
+        self.saved_at = (epochs_done, iteration)
+        self.last_save = time.time()
 
-    def preempted(signal_name: str, epochs_done: int, iteration: int, running: dict) -> Preempted:
-        if not resume_path:
+    def preempted(self, signal_name: str, epochs_done: int, iteration: int, running: dict) -> Preempted:
+        if not self.resume_path:
             return Preempted(f"stopped by {signal_name}; without --resume-state a re-run starts afresh")
-        if saved_at != (epochs_done, iteration):
-            save_state(epochs_done, iteration, running)
-        return Preempted(f"stopped by {signal_name}: {kept()}; a re-run (Snakemake's retry) continues from it")
+        if self.saved_at != (epochs_done, iteration):
+            self.save_state(epochs_done, iteration, running)
+        return Preempted(f"stopped by {signal_name}: {self.kept()}; a re-run (Snakemake's retry) continues from it")
 
-    save_every, last_save = 60 * args.save_every_minutes, time.time()
-    with StopRequests() as stop:
-        for epoch in range(start_epoch, args.epochs):
-            # Per-epoch seeds make the epoch reproducible wherever training (re)starts; each
-            # sample's augmentation has its own seed (SeededSamples), so a run resumed mid-epoch
-            # skips the batches done and continues with the model's RNG as it was saved.
-            # With several processes each takes its share of every global batch.
-            epoch_seed = args.seed * 1_000_003 + epoch
-            skip = start_iteration if epoch == start_epoch else 0
-            if not skip:
-                torch.manual_seed(epoch_seed + 7919 * world.rank)  # each process's own dropout
-            dataset.set_epoch_seed(epoch_seed)
-            batches = [world.share(b) for b in epoch_batches(len(dataset), args.batch_size, epoch_seed)]
-            loader = DataLoader(
-                dataset,
-                batch_sampler=batches[skip:],
-                num_workers=args.workers,
-                pin_memory=device.type == "cuda",
-                prefetch_factor=args.prefetch_factor if args.workers else None,
-                generator=torch.Generator().manual_seed(epoch_seed),  # not the model's RNG
-                worker_init_fn=ignore_stop_signals if args.workers else None,
+    def _loader(self, epoch: int, skip: int) -> DataLoader:
+        """Epoch ``epoch``'s batches after the first ``skip``. Per-epoch seeds make the epoch
+        reproducible wherever training (re)starts; each sample's augmentation has its own seed
+        (SeededSamples), so a run resumed mid-epoch skips the batches done and continues with the
+        model's RNG as it was saved. With several processes each takes its share of every batch."""
+        args, world = self.args, self.world
+        epoch_seed = args.seed * 1_000_003 + epoch
+        if not skip:
+            torch.manual_seed(epoch_seed + 7919 * world.rank)  # each process's own dropout
+        self.dataset.set_epoch_seed(epoch_seed)
+        batches = [world.share(b) for b in epoch_batches(len(self.dataset), args.batch_size, epoch_seed)]
+        return DataLoader(
+            self.dataset,
+            batch_sampler=batches[skip:],
+            num_workers=args.workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=args.prefetch_factor if args.workers else None,
+            generator=torch.Generator().manual_seed(epoch_seed),  # not the model's RNG
+            worker_init_fn=ignore_stop_signals if args.workers else None,
+        )
+
+    def _running(self) -> dict:
+        """The epoch in progress's figures, as the resume state keeps them."""
+        return {
+            "loss_sum": self.loss_sum,
+            "epoch_seconds": self.prior_seconds + time.time() - self.t0,
+            "data_wait": self.data_wait,
+        }
+
+    def run_epoch(self, epoch: int, stop: StopRequests) -> None:
+        """Train one epoch (or its rest, after a resume mid-epoch), then end it (``_end_epoch``).
+        A stop signal saves the state at once and raises Preempted; so does the timed save."""
+        world = self.world
+        skip = self.start_iteration if epoch == self.start_epoch else 0
+        loader = self._loader(epoch, skip)
+        self.model.train()
+        start = self.carried if skip else EPOCH_START
+        self.t0, self.lr = time.time(), self.base_lr
+        self.loss_sum, self.prior_seconds, self.data_wait = (
+            start["loss_sum"],
+            start["epoch_seconds"],
+            start["data_wait"],
+        )
+        ready = time.time()
+        for i, (images, masks) in enumerate(loader, start=skip):
+            self.data_wait += time.time() - ready
+            self._step(epoch, i, images, masks)
+            if i + 1 == self.iters_per_epoch:  # the epoch's end saves and checks for a stop signal
+                break
+            # Every process must take the same decision: a stop signal may reach one alone.
+            stopping, timed = world.flags(
+                stop.received is not None,
+                bool(self.save_every) and time.time() - self.last_save >= self.save_every,
             )
-            model.train()
-            t0, lr = time.time(), base_lr
-            start = carried if skip else EPOCH_START
-            loss_sum, prior_seconds, data_wait = start["loss_sum"], start["epoch_seconds"], start["data_wait"]
-
-            def so_far() -> dict:
-                # called within this epoch only: the loop's current figures are the ones meant
-                return {
-                    "loss_sum": loss_sum,  # noqa: B023
-                    "epoch_seconds": prior_seconds + time.time() - t0,  # noqa: B023
-                    "data_wait": data_wait,  # noqa: B023
-                }
-
+            if stopping:
+                raise self.preempted(stop.received or "a stop signal", epoch, i + 1, self._running())
+            if self.resume_path and timed:
+                self.save_state(epoch, i + 1, self._running())
+                log.info("wrote the resume state at epoch %d iteration %d", epoch + 1, i + 1)
             ready = time.time()
-            for i, (images, masks) in enumerate(loader, start=skip):
-                data_wait += time.time() - ready
-                iteration = epoch * iters_per_epoch + i
-                for group in optimizer.param_groups:
-                    group["lr"] = poly_lr(group["base_lr"], iteration, total_iters, args.poly_power)
-                lr = optimizer.param_groups[0]["lr"]
-                loss = world.mean(train_step(model, optimizer, scaler, images, masks, device, amp_dtype))
-                if not math.isfinite(loss):
-                    raise FloatingPointError(
-                        f"training diverged: the loss is {loss} at epoch {epoch + 1} iteration {i + 1}; {kept()}. "
-                        f"Lower train.lr (now {args.lr}){', or use amp: bf16 or none' if args.amp == 'fp16' else ''} "
-                        "and re-run"
-                    )
-                loss_sum += loss
-                if (i + 1) % max(1, iters_per_epoch // 5) == 0 or i + 1 == iters_per_epoch:
-                    log.info(
-                        "epoch %d/%d iteration %d/%d loss %.4f lr %.2e",
-                        epoch + 1,
-                        args.epochs,
-                        i + 1,
-                        iters_per_epoch,
-                        loss_sum / (i + 1),
-                        lr,
-                    )
-                if i + 1 == iters_per_epoch:  # the epoch's end saves and checks for a stop signal
-                    break
-                # Every process must take the same decision: a stop signal may reach one alone.
-                stopping, timed = world.flags(
-                    stop.received is not None, bool(save_every) and time.time() - last_save >= save_every
-                )
-                if stopping:
-                    raise preempted(stop.received or "a stop signal", epoch, i + 1, so_far())
-                if resume_path and timed:
-                    save_state(epoch, i + 1, so_far())
-                    last_save = time.time()
-                    log.info("wrote the resume state at epoch %d iteration %d", epoch + 1, i + 1)
-                ready = time.time()
-            seconds = prior_seconds + time.time() - t0
-            row = {
-                "epoch": epoch + 1,
-                "iterations": (epoch + 1) * iters_per_epoch,
-                "loss": round(loss_sum / iters_per_epoch, 6),
-                "lr": f"{lr:.6g}",
-                "seconds": round(seconds, 3),
-                "images_per_s": round(iters_per_epoch * args.batch_size / seconds, 3),
-                "data_wait_share": round(data_wait / seconds, 4),
-                "val_miou": "",
-            }
-            if world.main and val_set is not None and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
-                cm = accumulate_confusion(net.eval(), val_set, args.num_classes, 1, args.workers, device)
-                row["val_miou"] = round(mean_iou(cm), 6)
-                log.info("epoch %d validation mIoU %.4f", epoch + 1, row["val_miou"])
-                if row["val_miou"] > best_miou:
-                    best_miou = row["val_miou"]
-                    save_model(staged["best"], net, spec, epoch=epoch + 1, val_miou=best_miou)
-            rows.append(row)
+        self._end_epoch(epoch, stop)
+
+    def _step(self, epoch: int, i: int, images, masks) -> None:
+        """One SGD step at the poly learning rate of its iteration; a loss that is not finite stops."""
+        args = self.args
+        iteration = epoch * self.iters_per_epoch + i
+        for group in self.optimizer.param_groups:
+            group["lr"] = poly_lr(group["base_lr"], iteration, self.total_iters, args.poly_power)
+        self.lr = self.optimizer.param_groups[0]["lr"]
+        loss = self.world.mean(
+            train_step(self.model, self.optimizer, self.scaler, images, masks, self.device, self.amp_dtype)
+        )
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"training diverged: the loss is {loss} at epoch {epoch + 1} iteration {i + 1}; {self.kept()}. "
+                f"Lower train.lr (now {args.lr}){', or use amp: bf16 or none' if args.amp == 'fp16' else ''} "
+                "and re-run"
+            )
+        self.loss_sum += loss
+        if (i + 1) % max(1, self.iters_per_epoch // 5) == 0 or i + 1 == self.iters_per_epoch:
             log.info(
-                "epoch %d/%d done: loss %.4f, %.1f s, %.2f images/s, %.0f%% of the time waiting for data",
+                "epoch %d/%d iteration %d/%d loss %.4f lr %.2e",
                 epoch + 1,
                 args.epochs,
-                row["loss"],
-                seconds,
-                row["images_per_s"],
-                100 * row["data_wait_share"],
+                i + 1,
+                self.iters_per_epoch,
+                self.loss_sum / (i + 1),
+                self.lr,
             )
-            j = ckpt_at.get(epoch + 1)
-            if world.main and j is not None and j < args.checkpoints:
-                save_model(staged[j], net, spec, epoch=epoch + 1)
-            if world.main:
-                _write_log(out_dir / "train_log.tsv", rows)
-            if resume_path:
-                save_state(epoch + 1, 0, EPOCH_START)
-                last_save = time.time()
-            if world.any(stop.received is not None):
-                raise preempted(stop.received or "a stop signal", epoch + 1, 0, EPOCH_START)
 
-    world.barrier()
-    if not world.main:
-        return
+    def _end_epoch(self, epoch: int, stop: StopRequests) -> None:
+        """The epoch's log row and validation, its checkpoint, the log file, the resume state, and
+        a stop signal that came during the epoch, in that order."""
+        args, world, net = self.args, self.world, self.net
+        seconds = self.prior_seconds + time.time() - self.t0
+        n = self.iters_per_epoch
+        row = {
+            "epoch": epoch + 1,
+            "iterations": (epoch + 1) * n,
+            "loss": round(self.loss_sum / n, 6),
+            "lr": f"{self.lr:.6g}",
+            "seconds": round(seconds, 3),
+            "images_per_s": round(n * args.batch_size / seconds, 3),
+            "data_wait_share": round(self.data_wait / seconds, 4),
+            "val_miou": "",
+        }
+        if world.main and self.val_set is not None and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
+            cm = accumulate_confusion(net.eval(), self.val_set, args.num_classes, 1, args.workers, self.device)
+            row["val_miou"] = round(mean_iou(cm), 6)
+            log.info("epoch %d validation mIoU %.4f", epoch + 1, row["val_miou"])
+            if row["val_miou"] > self.best_miou:
+                self.best_miou = row["val_miou"]
+                save_model(self.staged["best"], net, self.spec, epoch=epoch + 1, val_miou=self.best_miou)
+        self.rows.append(row)
+        log.info(
+            "epoch %d/%d done: loss %.4f, %.1f s, %.2f images/s, %.0f%% of the time waiting for data",
+            epoch + 1,
+            args.epochs,
+            row["loss"],
+            seconds,
+            row["images_per_s"],
+            100 * row["data_wait_share"],
+        )
+        j = self.ckpt_at.get(epoch + 1)
+        if world.main and j is not None and j < args.checkpoints:
+            save_model(self.staged[j], net, self.spec, epoch=epoch + 1)
+        if world.main:
+            _write_log(self.out_dir / "train_log.tsv", self.rows)
+        if self.resume_path:
+            self.save_state(epoch + 1, 0, EPOCH_START)
+        if world.any(stop.received is not None):
+            raise self.preempted(stop.received or "a stop signal", epoch + 1, 0, EPOCH_START)
 
-    published = [(staged[j], out_dir / "checkpoints" / f"checkpoint_{j}.pt") for j in range(1, args.checkpoints)]
-    if val_set is not None:
-        published.append((staged["best"], out_dir / "best.pt"))
-    for src, dst in published:
-        _publish(src, dst)
-    save_model(out_dir / "model.pt", net, spec, epoch=args.epochs)
-    log.info("wrote %s", out_dir / "model.pt")
-    # Finished: the outputs are the state now. The resume state goes first, its staged files after.
-    for path in [*([resume_path] if resume_path else []), *(src for src, dst in published if src != dst)]:
-        if path.exists():
-            os.remove(path)
+    def publish(self) -> None:
+        """Rank 0, after the last epoch: the staged checkpoints and best.pt into --out-dir, then
+        model.pt; only then the resume state and the staged files go."""
+        args, out_dir = self.args, self.out_dir
+        published = [
+            (self.staged[j], out_dir / "checkpoints" / f"checkpoint_{j}.pt") for j in range(1, args.checkpoints)
+        ]
+        if self.val_set is not None:
+            published.append((self.staged["best"], out_dir / "best.pt"))
+        for src, dst in published:
+            _publish(src, dst)
+        save_model(out_dir / "model.pt", self.net, self.spec, epoch=args.epochs)
+        log.info("wrote %s", out_dir / "model.pt")
+        # Finished: the outputs are the state now. The resume state goes first, its staged files after.
+        resume = [self.resume_path] if self.resume_path else []
+        for path in [*resume, *(src for src, dst in published if src != dst)]:
+            if path.exists():
+                os.remove(path)
 
 
 def _publish(src: Path, dst: Path) -> None:
