@@ -78,25 +78,35 @@ def quality(cm: np.ndarray, names: list[str]) -> dict:
 
 
 def audit(args) -> None:
-    c = args.num_classes
-    names = args.class_names or [str(k) for k in range(c)]
-    if len(names) != c:
-        raise ValueError(f"--class-names has {len(names)} names for {c} classes")
+    names = args.class_names or [str(k) for k in range(args.num_classes)]
+    if len(names) != args.num_classes:
+        raise ValueError(f"--class-names has {len(names)} names for {args.num_classes} classes")
     samples = read_split_list(args.list)
-    teacher = MaskStore(args.teacher_masks)
     scores = read_scores(args.scores) if args.scores else {}
     reliable = {s.id for s in read_split_list(args.reliable)} if args.reliable else set()
     unreliable = {s.id for s in read_split_list(args.unreliable)} if args.unreliable else set()
+    rows, cms = per_image(args, samples, scores, reliable, unreliable)
+    result = summarise(args, samples, names, scores, reliable, unreliable, rows, cms)
+    with atomic_path(args.out_tsv) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=PER_IMAGE_COLUMNS, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    write_json(args.out_json, result)
+    log_findings(result)
+    log.info("wrote %s and %s", args.out_json, args.out_tsv)
+
+
+def per_image(args, samples, scores: dict, reliable: set, unreliable: set) -> tuple[list[dict], dict]:
+    """The per-image rows (id, score, reliable, the teacher's and student 1's mask mIoU) and the
+    confusion matrices of each set, where the list has true masks."""
+    c = args.num_classes
+    teacher = MaskStore(args.teacher_masks)
     relabeled = MaskStore(args.relabeled) if args.relabeled else None
     has_truth = all(s.mask for s in samples)
     stpp = bool(args.reliable and args.unreliable)
-
-    zero = np.zeros((c, c), np.int64)
     cms = {
-        "teacher_all": zero.copy(),
-        "teacher_reliable": zero.copy(),
-        "teacher_unreliable": zero.copy(),
-        "student1_unreliable": zero.copy(),
+        key: np.zeros((c, c), np.int64)
+        for key in ("teacher_all", "teacher_reliable", "teacher_unreliable", "student1_unreliable")
     }
     rows = []
     for n, s in enumerate(samples, start=1):
@@ -123,7 +133,13 @@ def audit(args) -> None:
         rows.append(row)
         if n % max(1, len(samples) // 10) == 0 or n == len(samples):
             log.info("audited %d/%d images", n, len(samples))
+    return rows, cms
 
+
+def summarise(args, samples, names, scores, reliable, unreliable, rows, cms) -> dict:
+    """audit.json: each set's quality, the relabel gain, Spearman, and what was not measured."""
+    has_truth = all(s.mask for s in samples)
+    stpp = bool(args.reliable and args.unreliable)
     not_measured = []
     result: dict = {
         "list": str(args.list),
@@ -146,7 +162,7 @@ def audit(args) -> None:
             result["teacher"]["unreliable"] = quality(cms["teacher_unreliable"], names)
         else:
             not_measured.append("reliable vs unreliable quality: no ST++ split (ST++ is not among the methods)")
-        if relabeled is not None:
+        if args.relabeled:
             result["student1_relabel"] = {"unreliable": quality(cms["student1_unreliable"], names)}
             before, after = result["teacher"]["unreliable"]["miou"], result["student1_relabel"]["unreliable"]["miou"]
             result["relabel_gain"] = None if before is None or after is None else after - before
@@ -163,12 +179,10 @@ def audit(args) -> None:
     elif has_truth:
         not_measured.append("Spearman(score, mIoU): no stability scores (ST++ is not among the methods)")
     result["not_measured"] = not_measured
+    return result
 
-    with atomic_path(args.out_tsv) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=PER_IMAGE_COLUMNS, delimiter="\t", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    write_json(args.out_json, result)
+
+def log_findings(result: dict) -> None:
     for subset, q in result.get("teacher", {}).items():
         log.info("teacher pseudo-masks, %s images: mIoU %s", subset, q["miou"])
     if "teacher" in result:
@@ -182,9 +196,8 @@ def audit(args) -> None:
             log.info(
                 "classes the teacher's pseudo-masks under-predict (pixel share against the truth): %s", ", ".join(rare)
             )
-    for what in not_measured:
+    for what in result["not_measured"]:
         log.info("not measured: %s", what)
-    log.info("wrote %s and %s", args.out_json, args.out_tsv)
 
 
 def main(argv=None) -> None:

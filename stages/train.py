@@ -110,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="also write the resume state mid-epoch this often (0: at epoch ends only)",
     )
+    _model_args(p)
+    _optimisation_args(p)
+    _augmentation_and_validation_args(p)
+    cli.add_runtime_args(p)
+    cli.add_speed_args(p, training=True)
+    return p
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("model")
     m.add_argument("--arch", choices=ARCHS, default="deeplabv3plus")
     m.add_argument("--backbone", choices=BACKBONES, default="resnet50")
@@ -122,6 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--head-channels", type=int, default=None, help="ASPP/decoder (PSP) width; default: the paper's 256 (512)"
     )
+    m.add_argument(
+        "--sync-bn",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with several processes (torchrun), batch norm statistics over the global batch",
+    )
+
+
+def _optimisation_args(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, default=80)
     o.add_argument("--lr", type=float, default=0.001, help="backbone lr for a total batch of 16")
@@ -153,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
         "equal-epochs rule)",
     )
     o.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (CUDA only)")
+
+
+def _augmentation_and_validation_args(p: argparse.ArgumentParser) -> None:
     a = p.add_argument_group("augmentation")
     a.add_argument("--crop-size", type=int, default=321)
     a.add_argument("--base-size", type=int, default=None, help="long side before rescale (none: the image's own)")
@@ -162,12 +183,6 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="strong augmentation on pseudo-labeled images (--no-strong: the ablation)",
-    )
-    m.add_argument(
-        "--sync-bn",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="with several processes (torchrun), batch norm statistics over the global batch",
     )
     a.add_argument(
         "--min-labeled",
@@ -180,9 +195,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--val", default=None, help="validation split list: evaluate every --eval-every epochs, keep best.pt"
     )
     v.add_argument("--eval-every", type=int, default=1)
-    cli.add_runtime_args(p)
-    cli.add_speed_args(p, training=True)
-    return p
 
 
 def checkpoint_epochs(epochs: int, k: int) -> dict[int, int]:
