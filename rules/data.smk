@@ -56,7 +56,7 @@ checkpoint check_data:
     params:
         # every image and mask, by size and time: a changed one re-runs the check (see data_stamp)
         files=data_stamp,
-        lists=lambda wildcards: _args(**{key: split_list(wildcards.experiment, key) for key in SPLIT_LISTS}),  # test: None is left out
+        lists=lambda wildcards: PLAN.list_args(wildcards.experiment),
         data=data_args,
         train=lambda wildcards: _args(
             batch_size=exp(wildcards)["train"]["batch_size"],

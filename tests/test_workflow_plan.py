@@ -1,0 +1,124 @@
+"""The workflow's plan (stages/workflow.py) for the tiny config: what each rule reads and the
+arguments it passes, without running Snakemake."""
+
+from __future__ import annotations
+
+import copy
+import shlex
+
+import pytest
+import yaml
+from snakemake.utils import validate
+from test_workflow import REPO, TINY
+
+from stages.workflow import Plan, cli_args
+
+
+def plan(**changes) -> Plan:
+    config = copy.deepcopy(TINY)
+    for dotted, value in changes.items():
+        node = config
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    validate(config, str(REPO / "config" / "config.schema.yaml"))  # fills in the defaults, as the Snakefile does
+    return Plan(config)
+
+
+def options(args: str) -> dict[str, list[str]]:
+    """--flag value... pairs of a command's arguments."""
+    out, key = {}, None
+    for token in shlex.split(args):
+        if token.startswith("--"):
+            key = token[2:]
+            out.setdefault(key, [])
+        else:
+            out[key].append(token)
+    return out
+
+
+def test_cli_args():
+    assert cli_args(a_b=1, c=None, d=[1, 2], e=[], f=True, g=False, h="x y") == "--a-b 1 --d 1 2 --f --no-g --h 'x y'"
+
+
+def test_training_arguments_per_model():
+    p = plan(experiments__tiny__stpp__student_schedule="labeled_passes")
+    teacher = options(p.train_args("tiny", None, checkpoints=3))
+    student1 = options(p.train_args("tiny", "stpp_student1"))
+    assert teacher["model-name"] == ["teacher"] and student1["model-name"] == ["stpp_student1"]
+    assert teacher["checkpoints"] == ["3"] and student1["checkpoints"] == ["1"]
+    assert "teacher-epochs" not in teacher and student1["teacher-epochs"] == ["3"]  # train.epochs
+    assert teacher["epochs"] == student1["epochs"] == ["3"] and teacher["min-labeled"] == ["8"]
+    assert teacher["data-root"] == ["resources/demo"] and teacher["num-classes"] == ["4"]
+    shared = options(plan(experiments__tiny__train__init="shared").train_args("tiny", "st_student"))
+    assert "model-name" not in shared and "teacher-epochs" not in shared  # the old behaviour, equal epochs
+    assert plan().trainer("tiny") == "python -m stages.train"
+    assert "--nproc-per-node 2" in plan(experiments__tiny__train__gpus=2).trainer("tiny")
+    runtime = options(plan(experiments__tiny__train__gpus=2).train_runtime_args("tiny", threads=4))
+    assert runtime["threads"] == ["2"] and runtime["device"] == ["cpu"]  # the job's threads shared by 2 processes
+
+
+def test_labeling_scoring_and_the_students_sources():
+    p = plan()
+    assert p.shard_files("tiny", "f", ".h5") == ["f/shard_0_of_2.h5", "f/shard_1_of_2.h5"]  # label.shards 2
+    assert p.teacher_checkpoints("tiny") == [
+        "results/tiny/teacher/checkpoints/checkpoint_1.pt",
+        "results/tiny/teacher/checkpoints/checkpoint_2.pt",
+        "results/tiny/teacher/model.pt",
+    ]
+    assert options(p.tta_args("tiny")) == {"tta": [], "scales": ["0.75", "1.0"], "flip": [], "no-resize-logits": []}
+    assert p.labeling_list("tiny", "unreliable") == "results/tiny/stpp_split/unreliable_ids.txt"
+    assert p.labeling_list("tiny", "unlabeled") == "resources/demo/unlabeled.txt"
+    teacher_masks = "results/tiny/teacher/pseudo_masks_unlabeled.h5"
+    assert p.pseudo_sources("tiny", "st_student") == [("resources/demo/unlabeled.txt", teacher_masks)]
+    assert p.pseudo_sources("tiny", "stpp_student1") == [("results/tiny/stpp_split/reliable_ids.txt", teacher_masks)]
+    assert p.pseudo_sources("tiny", "stpp_student2")[1] == (
+        "results/tiny/stpp_split/unreliable_ids.txt",
+        "results/tiny/stpp_student1/pseudo_masks_unreliable.h5",
+    )
+    assert p.pseudo_args("tiny", "stpp_student3") == (
+        "--pseudo resources/demo/unlabeled.txt results/tiny/stpp_student2/pseudo_masks_unlabeled.h5"
+    )
+    best = plan(experiments__tiny__label__weights="best", experiments__tiny__train__val_every=1)
+    assert best.labeling_weights("tiny", "teacher") == "results/tiny/teacher/best.pt"
+
+
+def test_methods_summary_and_targets():
+    p = plan()
+    assert [m for _, m in p.method_models("tiny")] == ["teacher", "st_student", "stpp_student1", "stpp_student2"]
+    three = plan(experiments__tiny__stpp__rounds=3)
+    assert three.method_models("tiny")[-2:] == [("ST++ student 2", "stpp_student2"), ("ST++ final", "stpp_student3")]
+    assert p.summary_args("tiny").startswith("SupOnly=results/tiny/teacher/metrics.json ST=")
+    assert p.test_targets() == []  # no data.test
+    with_test = plan(experiments__tiny__data__test="test.txt")
+    assert with_test.test_targets()[0] == "results/tiny/teacher/test/metrics.json"
+    assert "--test resources/demo/test.txt" in with_test.list_args("tiny")
+    sup_only = plan(methods=["SupOnly"])
+    assert sup_only.audit_targets() == ["results/tiny/audit/training_curves.png", "results/tiny/audit/summary.png"]
+    assert "results/tiny/audit/stability_scores.png" in p.audit_targets()
+    assert "stability_scores.png" not in " ".join(plan(methods=["SupOnly", "ST"]).audit_targets())
+    assert p.pseudo_label_artifacts("tiny", "scores") == {
+        "teacher_masks": "results/tiny/teacher/pseudo_masks_unlabeled.h5",
+        "scores": "results/tiny/teacher/stability_scores.tsv",
+    }
+
+
+def test_settings_that_cannot_work_are_named():
+    with pytest.raises(ValueError, match="class_names has 2 names for num_classes 4"):
+        plan(experiments__tiny__data__class_names=["a", "b"]).check()
+    with pytest.raises(ValueError, match="label.weights is 'best' but train.val_every is 0"):
+        plan(experiments__tiny__label__weights="best").check()
+    config = copy.deepcopy(TINY)
+    config["experiments"]["copy"] = yaml.safe_load(yaml.safe_dump(config["experiments"]["tiny"]))
+    config["experiments"]["copy"]["teacher_from"] = "tiny"
+    config["experiments"]["copy"]["stpp"]["reliable_ratio"] = 0.25  # a student setting: fine
+    validate(config, str(REPO / "config" / "config.schema.yaml"))
+    p = Plan(config)
+    p.check()
+    assert p.own_teacher() == ["tiny"] and p.borrowed_teacher() == ["copy"]
+    config["experiments"]["copy"]["train"]["workers"] = 3  # how it runs: fine
+    Plan(config).check()
+    config["experiments"]["copy"]["model"]["head_channels"] = 64
+    with pytest.raises(ValueError, match="model.head_channels differ from 'tiny'"):
+        Plan(config).check()
