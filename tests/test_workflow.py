@@ -400,7 +400,10 @@ def test_data_changes_rerun_exactly_the_jobs_that_read_them(tiny_run):
         proc = snakemake(*args, check=False)
         assert proc.returncode != 0 and ran_rules(proc) == {"check_data"}
         log = (workdir / "logs" / "tiny" / "check_data.log").read_text()
-        assert f"image {unlabeled_image.relative_to(workdir)} (resources/demo/unlabeled.txt:1) is truncated" in log
+        finding = f"image {unlabeled_image.relative_to(workdir)} (resources/demo/unlabeled.txt:1) is truncated"
+        assert finding in log
+        console = proc.stdout + proc.stderr
+        assert "The data check of tiny failed" in console and console.count(finding) >= 1  # on the console too
         assert not (results / "data_check").exists()
 
     unlabeled_image.write_bytes(original)  # restored: the check passes, nothing else re-runs
