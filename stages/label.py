@@ -33,6 +33,7 @@ def build_parser():
     cli.add_tta_args(p, default_on=True)
     cli.add_runtime_args(p)
     cli.add_speed_args(p, training=False)
+    p.set_defaults(batch_size=4)  # the schema's label.batch_size
     return p
 
 

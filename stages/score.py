@@ -42,6 +42,7 @@ def build_parser():
     cli.add_shard_args(p)
     cli.add_runtime_args(p)
     cli.add_speed_args(p, training=False)
+    p.set_defaults(batch_size=4)  # the schema's label.batch_size, which the rule passes
     return p
 
 

@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     _augmentation_and_validation_args(p)
     cli.add_runtime_args(p)
     cli.add_speed_args(p, training=True)
+    p.set_defaults(batch_size=16, workers=2)  # the schema's train.batch_size and train.workers
     return p
 
 

@@ -288,6 +288,8 @@ def train_argv(root: Path, out: Path, *extra: str) -> list[str]:
         str(SIZE),
         "--batch-size",
         "2",
+        "--workers",
+        "0",
         "--min-labeled",
         "4",
         "--epochs",

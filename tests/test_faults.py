@@ -59,6 +59,8 @@ def train_cmd(demo: Path, out: Path, epochs: int = 3, checkpoints: int = 3) -> l
         str(SIZE),
         "--batch-size",
         "2",
+        "--workers",
+        "0",
         "--min-labeled",
         "8",
         "--epochs",

@@ -74,6 +74,8 @@ def run_train(demo: Path, out: Path, *extra: str) -> Path:
             str(H),
             "--batch-size",
             "2",
+            "--workers",
+            "0",
             "--min-labeled",
             "8",
             "--device",

@@ -55,6 +55,8 @@ def run_train(demo: Path, out: Path, *extra: str) -> Path:
             "32",
             "--batch-size",
             "2",
+            "--workers",
+            "0",
             "--min-labeled",
             "4",
             "--epochs",
