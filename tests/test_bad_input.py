@@ -536,3 +536,22 @@ def test_a_test_list_is_checked_as_val_and_shares_no_image(data, capsys):
     )
     (data / "test.txt").write_text("img/9.png\n")  # no mask, and no such image
     assert_refused(data, capsys, "test list", "img/9.png", extra=["--test", str(data / "test.txt")])
+
+
+def test_a_jpeg_mask_is_refused_by_name(data, capsys):
+    """A JPEG's lossy edges invent class indices; the check once suggested widening num_classes."""
+    mask = np.array(Image.open(data / "gt/1.png"))
+    Image.fromarray(mask.astype(np.uint8)).save(data / "gt/1.jpg", format="JPEG")
+    (data / "labeled.txt").write_text((data / "labeled.txt").read_text().replace("gt/1.png", "gt/1.jpg"))
+    assert_refused(data, capsys, "gt/1.jpg (", "is a JPEG file", "save masks as PNG")
+
+
+@pytest.mark.parametrize("orientation", [3, 6])
+def test_an_image_with_an_exif_turn_is_refused_by_name(data, capsys, orientation):
+    """Orientation 3 (upside down) passed silently once, and 6 gave only a size mismatch."""
+    image = Image.open(data / "img/2.png").convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    image.save(data / "img/2.jpg", format="JPEG", exif=exif.tobytes())
+    (data / "labeled.txt").write_text((data / "labeled.txt").read_text().replace("img/2.png", "img/2.jpg"))
+    assert_refused(data, capsys, "img/2.jpg (", f"has EXIF orientation {orientation}", "exif_transpose")

@@ -50,9 +50,28 @@ def _decode(img: Image.Image, path, what: str, origin: str, mode: str | None) ->
         ) from None
 
 
+EXIF_ORIENTATION = 0x0112
+LOSSY_FORMATS = ("JPEG", "MPO")
+
+
 def decode_image(path: str | os.PathLike, origin: str = "", data: bytes | None = None) -> np.ndarray:
-    """RGB uint8 array (H, W, 3). ``data``: the file's bytes when the caller has read them."""
-    return _decode(_open(path, "image", origin, data), path, "image", origin, "RGB")
+    """RGB uint8 array (H, W, 3). ``data``: the file's bytes when the caller has read them.
+
+    An EXIF orientation other than 1 is refused: a viewer shows such a photo turned, every
+    reader here takes its pixels as stored, and a mask drawn on the turned view would not fit."""
+    img = _open(path, "image", origin, data)
+    try:
+        orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # an unreadable EXIF block: the pixels are what counts
+        orientation = 1
+    if orientation not in (1, None):
+        img.close()
+        raise DataError(
+            f"image {where(path, origin)} has EXIF orientation {orientation}: viewers show it turned while "
+            "training reads its pixels as stored, so its mask would not line up; save it with the turn applied "
+            "(PIL.ImageOps.exif_transpose) and its mask to match"
+        )
+    return _decode(img, path, "image", origin, "RGB")
 
 
 def decode_mask(
@@ -64,6 +83,12 @@ def decode_mask(
 ) -> np.ndarray:
     """uint8 array (H, W) of class indices, every ignore label mapped to 255."""
     img = _open(path, "mask", origin, data)
+    if img.format in LOSSY_FORMATS:
+        img.close()
+        raise DataError(
+            f"mask {where(path, origin)} is a {img.format} file: lossy compression changes class indices at every "
+            "edge; save masks as PNG"
+        )
     if img.mode not in MASK_MODES:
         img.close()
         raise DataError(
