@@ -70,9 +70,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from stages.evaluate import read_per_image_confusion  # noqa: E402
 from stages.seg.data import read_split_list, write_split_list  # noqa: E402
 from stages.seg.files import atomic_path, write_json  # noqa: E402
 from stages.seg.metrics import paired_bootstrap_interval, t_interval_90  # noqa: E402
+from stages.workflow import flat  # noqa: E402
 
 RECORDS = REPO / "benchmarks" / "records"
 METHODS = (
@@ -274,7 +276,7 @@ def stage_minutes(name: str, e: dict, workdir: Path) -> dict:
     out = {}
     for column, pattern in STAGES:
         seconds = 0.0
-        owner = e.get("teacher_from") or name if column == "teacher" else name
+        owner = (e.get("teacher_from") or name) if column == "teacher" else name
         for path in glob.glob(str(workdir / "benchmarks" / owner / pattern)):
             with open(path, newline="") as f:
                 seconds += sum(float(row["s"]) for row in csv.DictReader(f, delimiter="\t"))
@@ -312,12 +314,10 @@ def record_settings(e: dict) -> dict:
     for key in ("labeled", "unlabeled", "val", "test"):
         if data.get(key) is not None:
             data[key] = list_digest(Path(root) / data[key])
+    given = flat(settings)
     for dotted, default in schema_defaults(RECORDED_DEFAULTS).items():
-        node = settings
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node.setdefault(leaf, default)  # in the record even where the config left it to the schema
+        if dotted not in given:  # in the record even where the config left it to the schema
+            set_key(settings, dotted, default)
     return settings
 
 
@@ -395,8 +395,7 @@ def make_record(name: str, e: dict, workdir: Path, methods: list[str], rounds: i
             record["miou"][list_name][method] = finite(100 * metrics["miou"]) if metrics else None
             record["iou"][list_name][method] = metrics.get("iou")
             if (folder / "per_image_confusion.npz").exists():
-                with np.load(folder / "per_image_confusion.npz") as f:
-                    ids, cms = [str(i) for i in f["ids"]], f["confusion"]
+                ids, cms = read_per_image_confusion(folder / "per_image_confusion.npz")
                 known = confusion.setdefault(f"{list_name}/ids", ids)
                 if list(known) != ids:
                     raise SystemExit(f"{folder / 'per_image_confusion.npz'}: its images differ from the other models'")
@@ -439,7 +438,7 @@ def load_records(folder: Path, experiments: dict) -> dict:
             problems.append(f"{path}: no record; run this command without --from-records to make it")
             continue
         record = json.loads(path.read_text())
-        expected, found = flatten(record_settings(e)), flatten(record["settings"])
+        expected, found = flat(record_settings(e)), flat(record["settings"])
         found = {**LEGACY, **found}  # a record from before these settings: the behaviour of then
         if "data.test" not in found:  # test figures measured outside the workflow, before data.test
             expected.pop("data.test", None)
@@ -453,16 +452,6 @@ def load_records(folder: Path, experiments: dict) -> dict:
     if problems:
         raise SystemExit("\n".join(problems))
     return records
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
 
 
 def nan(value: float | None) -> float:

@@ -39,10 +39,11 @@ def _flat(x: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def iou_per_class(cm: torch.Tensor | np.ndarray) -> np.ndarray:
-    """IoU_c = TP / (TP + FP + FN); NaN for a class absent from both target and prediction."""
+    """IoU_c = TP / (TP + FP + FN); NaN for a class absent from both target and prediction. A
+    stack of matrices (..., C, C) gives (..., C)."""
     cm = np.asarray(cm, dtype=np.float64)
-    tp = np.diag(cm)
-    union = cm.sum(0) + cm.sum(1) - tp
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    union = cm.sum(-2) + cm.sum(-1) - tp
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(union > 0, tp / union, np.nan)
 
@@ -100,12 +101,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
 def miou_of_counts(cms: np.ndarray) -> np.ndarray:
     """mIoU of each of a stack of (C, C) confusion matrices, (..., C, C) -> (...): as
     :func:`mean_iou`, a class absent from target and prediction left out."""
-    cms = np.asarray(cms, dtype=np.float64)
-    tp = np.diagonal(cms, axis1=-2, axis2=-1)
-    union = cms.sum(-1) + cms.sum(-2) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, tp / union, np.nan)
-        return np.nanmean(iou, axis=-1)
+    return np.nanmean(iou_per_class(cms), axis=-1)
 
 
 def bootstrap_mean_differences(pairs, resamples: int = 2000, seed: int = 0) -> tuple[float, np.ndarray]:

@@ -107,8 +107,9 @@ def score_threshold(scores: dict[str, float], reliable_ids) -> float | None:
     """The score that separates the split's reliable images from the rest, midway between the
     lowest reliable and the highest unreliable score; None where no score does (a random
     selection, or one half empty), so that a figure marks the split that was made."""
-    reliable = [scores[i] for i in reliable_ids]
-    unreliable = [v for i, v in scores.items() if i not in set(reliable_ids)]
+    chosen = set(reliable_ids)
+    reliable = [scores[i] for i in chosen]
+    unreliable = [v for i, v in scores.items() if i not in chosen]
     if not reliable or not unreliable or min(reliable) < max(unreliable):
         return None
     return (min(reliable) + max(unreliable)) / 2
