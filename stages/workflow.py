@@ -169,14 +169,13 @@ class Plan:
             rows.append(("ST++ final", f"stpp_student{n}"))
         return rows
 
-    def summary_args(self, experiment: str, folder: str = "") -> str:
-        return shlex.join(
-            f"{name}=results/{experiment}/{model}/{folder}metrics.json"
-            for name, model in self.method_models(experiment)
-        )
-
     def summary_inputs(self, experiment: str) -> list[str]:
         return [f"results/{experiment}/{model}/metrics.json" for _, model in self.method_models(experiment)]
+
+    def summary_args(self, experiment: str) -> str:
+        """NAME=metrics.json per method, as stages.summarize takes them."""
+        names = [name for name, _ in self.method_models(experiment)]
+        return shlex.join(f"{n}={p}" for n, p in zip(names, self.summary_inputs(experiment), strict=True))
 
     def test_targets(self) -> list[str]:
         """Every trained model's evaluation on data.test, for the experiments that have one."""
