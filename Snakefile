@@ -53,6 +53,8 @@ onsuccess:
             print(f"\n{summary}:\n{text}", end="")
             for line in against_supervised(text):
                 print(f"  {line}")
+            for line in data_check_lines(experiment, "WARNING"):
+                print(f"  data check: {line}")
             if os.path.exists(f"results/{experiment}/audit"):
                 print(f"  audit: results/{experiment}/audit/ (audit.json and the figures)")
     print("report: snakemake --report report.html (the summaries, the audit, every figure, job timings)")
@@ -62,9 +64,11 @@ onerror:
     # A failed data check's findings (each with its file, list line and fix) on the console, not
     # only in its log: the console's own message says no more than that a command failed.
     for experiment in EXPERIMENTS:
-        check_log = f"logs/{experiment}/check_data.log"
-        if os.path.exists(check_log) and not os.path.exists(f"results/{experiment}/data_check/manifest.tsv"):
-            with open(check_log) as f:
-                errors = [line.rstrip() for line in f if " ERROR " in line]
+        if not os.path.exists(f"results/{experiment}/data_check/manifest.tsv"):
+            errors = data_check_lines(experiment, "ERROR")
             if errors:
-                print(f"\nThe data check of {experiment} failed ({check_log}):", *errors, sep="\n  ")
+                print(
+                    f"\nThe data check of {experiment} failed (logs/{experiment}/check_data.log):",
+                    *errors,
+                    sep="\n  ",
+                )

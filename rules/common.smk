@@ -14,7 +14,7 @@ if not workflow.deployment_settings.deployment_method:
 # The stages' own modules (free of torch): the plan, and the list reader that names the check's inputs.
 sys.path.insert(0, workflow.basedir)
 from stages.seg.splits import parse_split_list
-from stages.workflow import STUDENTS, Plan, cli_args as _args, one_of
+from stages.workflow import STUDENTS, Plan, cli_args as _args, log_lines, one_of
 
 PLAN = Plan(config)
 PLAN.check()
@@ -215,3 +215,7 @@ def summary_args(wildcards):
 
 def summary_inputs(wildcards):
     return PLAN.summary_inputs(wildcards.experiment)
+
+
+def data_check_lines(experiment, level):
+    return log_lines(f"logs/{experiment}/check_data.log", level)

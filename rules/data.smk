@@ -61,6 +61,9 @@ checkpoint check_data:
         train=lambda wildcards: _args(
             batch_size=exp(wildcards)["train"]["batch_size"],
             min_labeled=exp(wildcards)["train"]["min_labeled"],
+            crop_size=exp(wildcards)["train"]["crop_size"],
+            base_size=exp(wildcards)["train"]["base_size"],
+            scale_range=exp(wildcards)["train"]["scale_range"],
             allow_labeled_in_unlabeled=exp(wildcards)["data"]["allow_labeled_in_unlabeled"] or None,
         ),
         out_dir=lambda wildcards, output: os.path.dirname(output.manifest),

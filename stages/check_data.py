@@ -56,7 +56,7 @@ def build_parser():
     p.add_argument("--val", required=True, help="evaluation split list (image and mask per line)")
     p.add_argument("--test", default=None, help="optional held-out test list (image and mask per line), checked as val")
     cli.add_data_args(p)
-    p.add_argument("--min-labeled", type=int, default=1, help="train.min_labeled: the teacher's epoch size")
+    p.add_argument("--min-labeled", type=int, default=200, help="train.min_labeled: the teacher's epoch size")
     p.add_argument(
         "--allow-labeled-in-unlabeled",
         action="store_true",
@@ -64,7 +64,10 @@ def build_parser():
     )
     p.add_argument("--out-dir", required=True, help="where manifest.tsv and <list>.digest go")
     p.add_argument("--workers", type=int, default=1, help="decoding processes")
-    p.add_argument("--batch-size", type=int, default=1, help="train.batch_size, checked against the teacher's epoch")
+    p.add_argument("--batch-size", type=int, default=16, help="train.batch_size, checked against the teacher's epoch")
+    p.add_argument("--crop-size", type=int, default=321, help="train.crop_size, checked against the labeled images")
+    p.add_argument("--base-size", type=int, default=None, help="train.base_size (null: each image's own long side)")
+    p.add_argument("--scale-range", type=float, nargs=2, default=[0.5, 2.0], help="train.scale_range")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
@@ -201,7 +204,33 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
             f"{args.min_labeled}), fewer than one batch (train.batch_size {args.batch_size}): "
             "lower train.batch_size or raise train.min_labeled"
         )
+    sizes = [(f.width, f.height) for f in (found[("image", s.image)] for s in lists["labeled"]) if not f.error]
+    if sizes and (w := crop_warning(sizes, args.crop_size, args.base_size, args.scale_range)):
+        warnings.append(w)
     return errors, warnings, rows, digests
+
+
+def crop_warning(sizes, crop: int, base_size: int | None, scale_range) -> str | None:
+    """A warning where a training crop would be mostly padding: at the middle of the rescale
+    range, the median labeled image covers under half of a crop. The model then computes on
+    padding (a crop of 4x an image's area trains about 4x slower for the same pixels); it is
+    correct, so a warning, not an error."""
+    scale = sum(scale_range) / 2
+    covered, short_sides = [], []
+    for w, h in sizes:
+        factor = scale * (base_size or max(w, h)) / max(w, h)
+        rw, rh = w * factor, h * factor
+        covered.append(min(rw, crop) * min(rh, crop) / crop**2)
+        short_sides.append(min(rw, rh))
+    median = sorted(covered)[len(covered) // 2]
+    if median >= 0.5:
+        return None
+    suggest = int(sorted(short_sides)[len(short_sides) // 2])
+    return (
+        f"train.crop_size {crop} is large for the labeled images: at the middle of train.scale_range the median "
+        f"image covers {median:.0%} of a crop and the rest is padding, which costs {1 / median:.1f}x the "
+        f"computation of the image alone; lower train.crop_size to about {suggest}"
+    )
 
 
 def _overlap(args, errors: list, warnings: list, a: str, b: str, what: str) -> None:

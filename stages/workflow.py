@@ -12,6 +12,8 @@ import os
 import re
 import shlex
 
+from .seg.splits import parse_split_list, reliable_count
+
 STUDENTS = ("st_student", "stpp_student1", "stpp_student2", "stpp_student3")
 SPLIT_LISTS = ("labeled", "unlabeled", "val", "test")  # test: optional (data.test)
 
@@ -31,6 +33,15 @@ def cli_args(**options) -> str:
         else:
             out += [flag, str(value)]
     return shlex.join(out)
+
+
+def log_lines(path: str, level: str) -> list[str]:
+    """The messages of a stage log's lines of one level (ERROR, WARNING): what the Snakefile
+    prints on the console at the end of a run. [] for a log not written yet."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [line.rstrip().split(f" {level} ", 1)[1] for line in f if f" {level} " in line]
 
 
 def one_of(names) -> str:
@@ -88,6 +99,24 @@ class Plan:
                 raise ValueError(f"config: experiments.{name}.stpp.checkpoints exceeds train.epochs")
             if e["teacher_from"] is not None:
                 self._check_teacher_from(name, e)
+            self._check_reliable_ratio(name, e)
+
+    def _check_reliable_ratio(self, name: str, e: dict) -> None:
+        """ST++ needs a reliable and an unreliable image: a ratio that leaves one half empty would
+        fail only at student 1's training, after the teacher. Checked where the unlabeled list
+        can be read now; the data check names a list that is missing."""
+        unlabeled = os.path.join(e["data"]["root"], e["data"]["unlabeled"])
+        if "ST++" not in self.config["methods"] or not os.path.isfile(unlabeled):
+            return
+        n, ratio = len(parse_split_list(unlabeled)[0]), e["stpp"]["reliable_ratio"]
+        if n == 1:
+            raise ValueError(f"config: experiments.{name}: {unlabeled} has 1 image; ST++ splits at least 2")
+        if n and reliable_count(n, ratio) == 0:  # the schema keeps ratio < 1, so never all n
+            raise ValueError(
+                f"config: experiments.{name}.stpp.reliable_ratio {ratio} makes none of the {n} images of "
+                f"{unlabeled} reliable, and ST++ student 1 would have none to learn from; set it to at "
+                f"least {1 / n:.3g}"
+            )
 
     def _check_teacher_from(self, name: str, e: dict) -> None:
         source, experiments = e["teacher_from"], self.config["experiments"]

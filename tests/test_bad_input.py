@@ -555,3 +555,12 @@ def test_an_image_with_an_exif_turn_is_refused_by_name(data, capsys, orientation
     image.save(data / "img/2.jpg", format="JPEG", exif=exif.tobytes())
     (data / "labeled.txt").write_text((data / "labeled.txt").read_text().replace("img/2.png", "img/2.jpg"))
     assert_refused(data, capsys, "img/2.jpg (", f"has EXIF orientation {orientation}", "exif_transpose")
+
+
+def test_a_crop_much_larger_than_the_labeled_images_is_a_warning_naming_the_key(data, capsys):
+    code, log = run_check(data, capsys, "--crop-size", "8")
+    assert code == 0 and "crop_size" not in log
+    code, log = run_check(data, capsys, "--crop-size", "64", "--scale-range", "0.5", "2.0")
+    assert code == 0, log  # correct, only slow: a warning
+    assert "WARNING" in log and "train.crop_size 64 is large" in log and "lower train.crop_size to about 10" in log
+    assert "covers 2% of a crop" in log and "41.0x the computation" in log  # 10x10 of 64x64 pixels

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from test_workflow import REPO
 
-from stages import evaluate, label, score, split, train
+from stages import check_data, evaluate, label, score, split, train
 
 SCHEMA = yaml.safe_load((REPO / "config" / "config.schema.yaml").read_text())
 
@@ -53,6 +53,16 @@ STAGES = {
     "label": (label.build_parser, {**INFERENCE, **TTA, "batch_size": "label.batch_size"}),
     "score": (score.build_parser, {**INFERENCE, **TTA, "tta": "stpp.score_tta", "batch_size": "label.batch_size"}),
     "evaluate": (evaluate.build_parser, {**INFERENCE, "window": "evaluate.window", "stride": "evaluate.stride"}),
+    "check_data": (
+        check_data.build_parser,
+        {
+            "min_labeled": "train.min_labeled",
+            "batch_size": "train.batch_size",
+            "crop_size": "train.crop_size",
+            "base_size": "train.base_size",
+            "scale_range": "train.scale_range",
+        },
+    ),
     "split": (split.build_parser, {"ratio": "stpp.reliable_ratio", "selection": "stpp.selection"}),
 }
 

@@ -59,7 +59,7 @@ def test_dry_run_paper_configs(tmp_path, name):
         for key in ("labeled", "unlabeled", "val"):
             path = tmp_path / "data" / data[key]
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("img/a.png mask/a.png\n")
+            path.write_text("img/a.png mask/a.png\nimg/b.png mask/b.png\n")  # ST++ splits two into one and one
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     rules = planned_rules(snakemake("-n", "--configfile", str(tmp_path / "config.yaml"), "--directory", str(tmp_path)))
     assert {"train_teacher", "label_shard", "merge_label_shards", "train_student", "evaluate"} <= rules

@@ -122,3 +122,36 @@ def test_settings_that_cannot_work_are_named():
     config["experiments"]["copy"]["model"]["head_channels"] = 64
     with pytest.raises(ValueError, match="model.head_channels differ from 'tiny'"):
         Plan(config).check()
+
+
+def test_a_reliable_ratio_that_leaves_st_plus_plus_no_reliable_image_is_named_before_any_job(tmp_path):
+    (tmp_path / "unlabeled.txt").write_text("".join(f"u{i}.png\n" for i in range(6)))
+    too_small = {"experiments__tiny__data__root": str(tmp_path), "experiments__tiny__stpp__reliable_ratio": 0.1}
+    with pytest.raises(ValueError, match=r"stpp.reliable_ratio 0.1 makes none of the 6 images .* at least 0.167"):
+        plan(**too_small).check()
+    plan(**{**too_small, "experiments__tiny__stpp__reliable_ratio": 0.17}).check()  # one reliable image
+    plan(**too_small, methods=["SupOnly", "ST"]).check()  # no ST++, no split
+    (tmp_path / "unlabeled.txt").write_text("u0.png\n")
+    with pytest.raises(ValueError, match="has 1 image; ST[+][+] splits at least 2"):
+        plan(**{**too_small, "experiments__tiny__stpp__reliable_ratio": 0.9}).check()
+
+
+def test_a_split_list_with_a_byte_order_mark_reads_as_without(tmp_path):
+    from stages.seg.splits import read_split_list
+
+    (tmp_path / "list.txt").write_bytes("\ufeffimages/a.png masks/a.png\nimages/b.png masks/b.png\n".encode())
+    assert [s.id for s in read_split_list(tmp_path / "list.txt")] == ["images/a.png", "images/b.png"]
+
+
+def test_log_lines_of_one_level(tmp_path):
+    from stages.workflow import log_lines
+
+    log = tmp_path / "check_data.log"
+    assert log_lines(str(log), "WARNING") == []  # no log yet
+    log.write_text(
+        "2026-12-03 10:00:00 INFO data check passed\n"
+        "2026-12-03 10:00:00 WARNING train.crop_size 64 is large\n"
+        "2026-12-03 10:00:00 ERROR a problem\n"
+    )
+    assert log_lines(str(log), "WARNING") == ["train.crop_size 64 is large"]
+    assert log_lines(str(log), "ERROR") == ["a problem"]

@@ -42,7 +42,9 @@ def parse_split_list(path: str | os.PathLike, need_masks: bool = False) -> tuple
     if not path.is_file():
         return [], [f"split list not found: {path}; check data.root and the list's path in the config"]
     try:
-        text = path.read_text()
+        # utf-8-sig: a list saved by an editor that writes a byte-order mark would otherwise give
+        # its first image an invisible character and a not-found for a path that looks right
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
         return [], [f"split list {path} cannot be read: {err}"]
     samples, problems, seen = [], [], {}
