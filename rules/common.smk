@@ -65,15 +65,20 @@ def data_stamp(wildcards):
     Snakemake resolving each file as an input: at Pascal VOC's size (24,062 files) that took 5
     of the 8 seconds of `snakemake -n`. The check's digests then decide what else re-runs."""
     root = exp(wildcards)["data"]["root"]
+    files = [
+        os.path.join(root, p)
+        for path in data_lists(wildcards)
+        for s in parse_split_list(path)[0]
+        for p in (s.image, s.mask)
+        if p
+    ]
     stamp = hashlib.sha256()
-    for path in data_lists(wildcards):
-        samples, _ = parse_split_list(path)
-        for f in (os.path.join(root, p) for s in samples for p in (s.image, s.mask) if p):
-            try:
-                st = os.stat(f)
-                stamp.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-            except OSError:
-                stamp.update(f"{f}\0missing\n".encode())
+    for f in files + PLAN.review_files(wildcards.experiment):  # and the exclusion list, each corrected mask
+        try:
+            st = os.stat(f)
+            stamp.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            stamp.update(f"{f}\0missing\n".encode())
     return stamp.hexdigest()
 
 
@@ -183,8 +188,12 @@ def pseudo_args(wildcards):
 
 
 def audit_inputs(wildcards):
-    """What the audit measures: the pseudo-masks, and the scores, split and relabels of ST++."""
-    return PLAN.pseudo_label_artifacts(wildcards.experiment, "scores", "reliable", "unreliable", "relabeled")
+    """What the audit measures: the pseudo-masks, the scores, split and relabels of ST++, and
+    what a review excluded and corrected."""
+    return {
+        **PLAN.pseudo_label_artifacts(wildcards.experiment, "scores", "reliable", "unreliable", "relabeled"),
+        **PLAN.review_artifacts(wildcards.experiment),
+    }
 
 
 def contact_inputs(wildcards):

@@ -44,6 +44,8 @@ checkpoint check_data:
         val="results/{experiment}/data_check/val.digest",
         # "no test list" without data.test, so that adding one re-runs only its evaluations
         test="results/{experiment}/data_check/test.digest",
+        # "no review" without review.exclude and review.masks; read only by apply_review
+        review="results/{experiment}/data_check/review.digest",
     log:
         "logs/{experiment}/check_data.log",
     benchmark:
@@ -57,6 +59,7 @@ checkpoint check_data:
         # every image and mask, by size and time: a changed one re-runs the check (see data_stamp)
         files=data_stamp,
         lists=lambda wildcards: PLAN.list_args(wildcards.experiment),
+        review=lambda wildcards: PLAN.review_check_args(wildcards.experiment),
         data=data_args,
         train=lambda wildcards: _args(
             batch_size=exp(wildcards)["train"]["batch_size"],
@@ -68,5 +71,5 @@ checkpoint check_data:
         ),
         out_dir=lambda wildcards, output: os.path.dirname(output.manifest),
     shell:
-        "python -m stages.check_data {params.lists} {params.data} {params.train} --workers {threads}"
+        "python -m stages.check_data {params.lists} {params.review} {params.data} {params.train} --workers {threads}"
         " --out-dir {params.out_dir} > {log} 2>&1"

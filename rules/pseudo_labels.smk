@@ -111,7 +111,8 @@ rule merge_score_shards:
 rule split_reliable:
     input:
         scores="results/{experiment}/teacher/stability_scores.tsv",
-        images=lambda wildcards: split_list(wildcards.experiment, "unlabeled"),
+        # the unlabeled list, or with a review the images it keeps (apply_review)
+        images=lambda wildcards: PLAN.pseudo_list(wildcards.experiment),
         data=checked_digests("unlabeled"),
     output:
         reliable="results/{experiment}/stpp_split/reliable_ids.txt",

@@ -35,7 +35,7 @@ from .seg.splits import read_scores, read_split_list
 
 log = logging.getLogger("stpp")
 
-PER_IMAGE_COLUMNS = ("id", "score", "reliable", "teacher_miou", "student1_miou")
+PER_IMAGE_COLUMNS = ("id", "score", "reliable", "teacher_miou", "student1_miou", "review")
 # A class whose pseudo-mask pixel share is below this fraction of its true share is named in the log.
 UNDER_PREDICTED = 0.5
 
@@ -48,6 +48,9 @@ def build_parser():
     p.add_argument("--reliable", default=None, help="reliable_ids.txt (ST++)")
     p.add_argument("--unreliable", default=None, help="unreliable_ids.txt (ST++)")
     p.add_argument("--relabeled", default=None, help="student 1's pseudo_masks_unreliable.h5 (ST++)")
+    p.add_argument("--kept", default=None, help="the review's kept_ids.txt (with a review)")
+    p.add_argument("--corrected", default=None, help="the review's corrected_ids.txt (with a review)")
+    p.add_argument("--corrected-masks", default=None, help="the review's corrected_masks.h5 (with a review)")
     p.add_argument("--class-names", nargs="*", default=None, help="one name per class (default: 0..C-1)")
     p.add_argument("--out-json", required=True, help="audit.json to write")
     p.add_argument("--out-tsv", required=True, help="per_image.tsv to write")
@@ -85,8 +88,18 @@ def audit(args) -> None:
     scores = read_scores(args.scores) if args.scores else {}
     reliable = {s.id for s in read_split_list(args.reliable)} if args.reliable else set()
     unreliable = {s.id for s in read_split_list(args.unreliable)} if args.unreliable else set()
-    rows, cms = per_image(args, samples, scores, reliable, unreliable)
+    review = review_of(args, samples)
+    rows, cms = per_image(args, samples, scores, reliable, unreliable, review)
     result = summarise(args, samples, names, scores, reliable, unreliable, rows, cms)
+    if review:
+        result["review"] = {
+            "excluded": len(review["excluded"]),
+            "corrected": len(review["corrected"]),
+            "excluded_ids": sorted(review["excluded"]),
+            "corrected_ids": sorted(review["corrected"]),
+        }
+        if result["ground_truth"]:
+            result["review"]["corrected_masks"] = quality(cms["corrected"], names)
     with atomic_path(args.out_tsv) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=PER_IMAGE_COLUMNS, delimiter="\t", lineterminator="\n")
         writer.writeheader()
@@ -96,9 +109,18 @@ def audit(args) -> None:
     log.info("wrote %s and %s", args.out_json, args.out_tsv)
 
 
-def per_image(args, samples, scores: dict, reliable: set, unreliable: set) -> tuple[list[dict], dict]:
-    """The per-image rows (id, score, reliable, the teacher's and student 1's mask mIoU) and the
-    confusion matrices of each set, where the list has true masks."""
+def review_of(args, samples) -> dict[str, set]:
+    """{"excluded": ids, "corrected": ids} of the review, or {} without one."""
+    if not args.kept:
+        return {}
+    kept = {s.id for s in read_split_list(args.kept)} if Path(args.kept).stat().st_size else set()
+    corrected = {s.id for s in read_split_list(args.corrected)} if Path(args.corrected).stat().st_size else set()
+    return {"excluded": {s.id for s in samples} - kept - corrected, "corrected": corrected}
+
+
+def per_image(args, samples, scores: dict, reliable: set, unreliable: set, review: dict) -> tuple[list[dict], dict]:
+    """The per-image rows (id, score, reliable, the teacher's and student 1's mask mIoU, what
+    the review did) and the confusion matrices of each set, where the list has true masks."""
     c = args.num_classes
     teacher = MaskStore(args.teacher_masks)
     relabeled = MaskStore(args.relabeled) if args.relabeled else None
@@ -106,8 +128,10 @@ def per_image(args, samples, scores: dict, reliable: set, unreliable: set) -> tu
     stpp = bool(args.reliable and args.unreliable)
     cms = {
         key: np.zeros((c, c), np.int64)
-        for key in ("teacher_all", "teacher_reliable", "teacher_unreliable", "student1_unreliable")
+        for key in ("teacher_all", "teacher_reliable", "teacher_unreliable", "student1_unreliable", "corrected")
     }
+    corrected_masks = MaskStore(args.corrected_masks) if review.get("corrected") else None
+    status = {i: what for what in ("excluded", "corrected") for i in review.get(what, ())}
     rows = []
     for n, s in enumerate(samples, start=1):
         row = {
@@ -116,12 +140,15 @@ def per_image(args, samples, scores: dict, reliable: set, unreliable: set) -> tu
             "reliable": ("1" if s.id in reliable else "0") if stpp else "",
             "teacher_miou": "",
             "student1_miou": "",
+            "review": status.get(s.id, ""),
         }
         if has_truth:
             truth = decode_mask(Path(args.data_root) / s.mask, c, args.ignore_labels, s.origin)
             cm = confusion_matrix(teacher[s.id], truth, c).numpy()
             row["teacher_miou"] = f"{mean_iou(cm):.6f}"
             cms["teacher_all"] += cm
+            if corrected_masks is not None and s.id in review["corrected"]:
+                cms["corrected"] += confusion_matrix(corrected_masks[s.id], truth, c).numpy()
             if s.id in reliable:
                 cms["teacher_reliable"] += cm
             elif s.id in unreliable:
@@ -157,6 +184,7 @@ def summarise(args, samples, names, scores, reliable, unreliable, rows, cms) -> 
         )
     else:
         result["teacher"] = {"all": quality(cms["teacher_all"], names)}
+        result["under_predicted_classes"] = under_predicted(result["teacher"]["all"])
         if stpp:
             result["teacher"]["reliable"] = quality(cms["teacher_reliable"], names)
             result["teacher"]["unreliable"] = quality(cms["teacher_unreliable"], names)
@@ -182,20 +210,23 @@ def summarise(args, samples, names, scores, reliable, unreliable, rows, cms) -> 
     return result
 
 
+def under_predicted(q: dict) -> list[str]:
+    """The classes (the audit's flags) whose pixel share in the pseudo-masks is under
+    UNDER_PREDICTED of their share in the true masks: a class mistaken for another (MSRC-21's cats
+    called dogs) or too thin to survive. The review sheet shows the reliable images that have them."""
+    share = q["pixel_share"]
+    return [n for n, t in share["truth"].items() if t and share["pseudo_masks"][n] < UNDER_PREDICTED * t]
+
+
 def log_findings(result: dict) -> None:
     for subset, q in result.get("teacher", {}).items():
         log.info("teacher pseudo-masks, %s images: mIoU %s", subset, q["miou"])
-    if "teacher" in result:
+    if result.get("under_predicted_classes"):
         share = result["teacher"]["all"]["pixel_share"]
-        rare = [
-            f"{n} {share['pseudo_masks'][n] / t:.2f}x"
-            for n, t in share["truth"].items()
-            if t and share["pseudo_masks"][n] < UNDER_PREDICTED * t
-        ]
-        if rare:
-            log.info(
-                "classes the teacher's pseudo-masks under-predict (pixel share against the truth): %s", ", ".join(rare)
-            )
+        rare = [f"{n} {share['pseudo_masks'][n] / share['truth'][n]:.2f}x" for n in result["under_predicted_classes"]]
+        log.info("classes the teacher's pseudo-masks under-predict (pixel share against the truth): %s", ", ".join(rare))
+    if "review" in result:
+        log.info("review: %d excluded, %d corrected", result["review"]["excluded"], result["review"]["corrected"])
     for what in result["not_measured"]:
         log.info("not measured: %s", what)
 

@@ -17,12 +17,19 @@ how to fix it), and exits non-zero if there is any error:
   unlabeled images in val or test is test leakage, and so is an image in both val and test (a
   figure tuned on val is then no test figure); labeled images in the unlabeled list are an error
   unless ``--allow-labeled-in-unlabeled`` (then a warning);
-- a teacher epoch (the labeled list, repeated to ``--min-labeled``) smaller than one batch.
+- a teacher epoch (the labeled list, repeated to ``--min-labeled``) smaller than one batch;
+- the review (``--review-exclude``, ``--review-masks``): an excluded image that is not in the
+  unlabeled list, a corrected mask that names no unlabeled image, is checked as any mask is (mode,
+  values, its image's size), or belongs to an excluded image.
+
+A warning, not an error: a training crop (``--crop-size``) that would be mostly padding.
 
 When all is well it writes into ``--out-dir``: ``manifest.tsv`` (per file: list, line, kind,
 path, bytes, SHA-256, width, height) and one ``<list>.digest`` per list, the SHA-256 of that
 list and of its files' contents (without ``--test``, ``test.digest`` says that there is no test
-list, so that adding one later re-runs only what reads it). The workflow's rules take the digests of the lists they read
+list, so that adding one later re-runs only what reads it), and ``review.digest`` of the
+review (or "no review"), which only the review's rule reads: editing an exclusion or a corrected
+mask re-runs the students, never the teacher. The workflow's rules take the digests of the lists they read
 as inputs, so a changed image or mask re-runs exactly the jobs that read it, and a file that was
 only touched (same bytes) re-runs nothing.
 """
@@ -40,12 +47,13 @@ from pathlib import Path
 from .seg import cli
 from .seg.files import write_text
 from .seg.images import decode_image, decode_mask
-from .seg.splits import DataError, Sample, parse_split_list, repeats
+from .seg.splits import DataError, Sample, corrected_masks, parse_split_list, repeats
 
 log = logging.getLogger("stpp")
 
 LISTS = ("labeled", "unlabeled", "val", "test")
 NO_TEST_LIST = "no test list"
+NO_REVIEW = "no review"  # review.digest without review.exclude or review.masks
 MANIFEST_COLUMNS = ("list", "line", "kind", "path", "bytes", "sha256", "width", "height")
 
 
@@ -65,6 +73,8 @@ def build_parser():
     p.add_argument("--out-dir", required=True, help="where manifest.tsv and <list>.digest go")
     p.add_argument("--workers", type=int, default=1, help="decoding processes")
     p.add_argument("--batch-size", type=int, default=16, help="train.batch_size, checked against the teacher's epoch")
+    p.add_argument("--review-exclude", default=None, help="review.exclude: unlabeled images no student trains on")
+    p.add_argument("--review-masks", default=None, help="review.masks: a folder of corrected pseudo-masks")
     p.add_argument("--crop-size", type=int, default=321, help="train.crop_size, checked against the labeled images")
     p.add_argument("--base-size", type=int, default=None, help="train.base_size (null: each image's own long side)")
     p.add_argument("--scale-range", type=float, nargs=2, default=[0.5, 2.0], help="train.scale_range")
@@ -163,6 +173,9 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
             files.setdefault(("image", s.image), s.origin)
             if s.mask:
                 files.setdefault(("mask", s.mask), s.origin)
+    excluded, corrected = review_files(args, ids.get("unlabeled", {}), errors)
+    for path in corrected.values():
+        files.setdefault(("mask", str(path.resolve())), f"review.masks {args.review_masks}")
     found = check_files(args.data_root, files, args.num_classes, args.ignore_labels, args.workers)
     errors += sorted({f.error for f in found.values() if f.error})
 
@@ -196,6 +209,9 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
                     digest.update(("\t".join(row) + "\n").encode())
         digests[name] = digest.hexdigest()
 
+    digests["review"], review_rows = review_digest(args, excluded, corrected, ids.get("unlabeled", {}), found, errors)
+    rows += review_rows
+
     n = len(lists["labeled"])
     epoch = n * repeats(n, args.min_labeled) if n else 0  # the teacher's epoch (data.oversample)
     if n and epoch < args.batch_size:
@@ -208,6 +224,61 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
     if sizes and (w := crop_warning(sizes, args.crop_size, args.base_size, args.scale_range)):
         warnings.append(w)
     return errors, warnings, rows, digests
+
+
+def review_files(args, unlabeled: dict[str, Sample], errors: list) -> tuple[list[Sample], dict]:
+    """The review's excluded images and {id: corrected mask file}, each checked against the
+    unlabeled list; problems go to ``errors``, naming the file and the fix."""
+    excluded, corrected = [], {}
+    if args.review_exclude:
+        samples, problems = parse_split_list(args.review_exclude)
+        errors += [f"review.exclude: {p}" for p in problems]
+        for s in samples:
+            if s.id not in unlabeled:
+                errors.append(
+                    f"review.exclude {s.origin}: {s.id} is not in the unlabeled list {args.unlabeled}; "
+                    "write each image as the unlabeled list writes it (its path, as in review.tsv's id column)"
+                )
+            else:
+                excluded.append(s)
+    if args.review_masks:
+        if not Path(args.review_masks).is_dir():
+            errors.append(f"review.masks folder not found: {args.review_masks}; create it or set review.masks to null")
+        corrected, unknown = corrected_masks(args.review_masks, unlabeled)
+        errors += [
+            f"review.masks: {path} names no image of the unlabeled list {args.unlabeled}; name a corrected mask "
+            "as its image path with .png, as the review sheet's masks/ are named"
+            for path in unknown
+        ]
+        for s in excluded:
+            if s.id in corrected:
+                errors.append(
+                    f"review: {s.id} is both excluded ({s.origin}) and corrected ({corrected[s.id]}); "
+                    "keep one of the two"
+                )
+    return excluded, corrected
+
+
+def review_digest(args, excluded, corrected: dict, unlabeled: dict, found: dict, errors: list) -> tuple[str, list]:
+    """review.digest (the excluded ids and the corrected masks' contents, or that there is no
+    review) and the corrected masks' manifest rows; a corrected mask of another size than its
+    image is an error."""
+    if not (args.review_exclude or args.review_masks):
+        return NO_REVIEW, []
+    digest, rows = hashlib.sha256(), []
+    for s in excluded:
+        digest.update(f"exclude\t{s.id}\n".encode())
+    for image_id, path in sorted(corrected.items()):
+        mask, image = found[("mask", str(path.resolve()))], found[("image", unlabeled[image_id].image)]
+        if not mask.error and not image.error and (mask.width, mask.height) != (image.width, image.height):
+            errors.append(
+                f"corrected mask {path} (review.masks) is {mask.width}x{mask.height} but its image {image_id} is "
+                f"{image.width}x{image.height}; a corrected mask must have its image's size"
+            )
+        row = ["review", "", "mask", str(path), str(mask.bytes), mask.sha256, str(mask.width), str(mask.height)]
+        rows.append(row)
+        digest.update((image_id + "\t" + "\t".join(row) + "\n").encode())
+    return digest.hexdigest(), rows
 
 
 def crop_warning(sizes, crop: int, base_size: int | None, scale_range) -> str | None:

@@ -21,6 +21,7 @@ from .seg import cli
 from .seg.files import atomic_path
 from .seg.maskstore import MaskStore
 from .seg.palettes import BUILT_IN, flat, palette
+from .seg.splits import png_name
 
 log = logging.getLogger("stpp")
 
@@ -62,7 +63,7 @@ def export(args) -> None:
                 save_palette_png(stem.with_name(f"{stem.name}_checkpoint_{j}.png"), m, colours)
                 written += 1
         else:
-            save_palette_png(stem.with_suffix(".png"), mask, colours)
+            save_palette_png(out / png_name(image_id), mask, colours)
             written += 1
     log.info("wrote %d PNGs of %d ids from %s to %s (palette %s)", written, len(ids), args.store, out, args.palette)
 

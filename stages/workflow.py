@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from pathlib import Path
 
 from .seg.splits import parse_split_list, reliable_count
 
@@ -176,6 +177,56 @@ class Plan:
     def class_names(self, experiment: str) -> list[str]:
         data = self.exp(experiment)["data"]
         return data.get("class_names") or [str(c) for c in range(data["num_classes"])]
+
+    # -- review (exclusions and corrected masks) --------------------------------------------
+
+    def reviewed(self, experiment: str) -> bool:
+        """Whether the experiment has a review: review.exclude or review.masks. Without, the
+        plan is the plain workflow's: no apply_review job, every student reads the lists as is."""
+        review = self.exp(experiment)["review"]
+        return bool(review["exclude"] or review["masks"])
+
+    def review_check_args(self, experiment: str) -> str:
+        review = self.exp(experiment)["review"]
+        return cli_args(review_exclude=review["exclude"], review_masks=review["masks"])
+
+    def review_files(self, experiment: str) -> list[str]:
+        """The exclusion list and each PNG of the corrected-masks folder, as they are now: the
+        data check's fingerprint, so that editing one re-runs the check."""
+        review = self.exp(experiment)["review"]
+        files = [review["exclude"]] if review["exclude"] else []
+        if review["masks"] and os.path.isdir(review["masks"]):
+            files += sorted(str(p) for p in Path(review["masks"]).rglob("*.png"))
+        return files
+
+    def has_corrections(self, experiment: str) -> bool:
+        """Whether the corrected-masks folder holds a mask (a source of every student)."""
+        return any(f.endswith(".png") for f in self.review_files(experiment))
+
+    def review_outputs(self, experiment: str) -> dict[str, str]:
+        r = f"results/{experiment}/review"
+        return {"kept": f"{r}/kept_ids.txt", "corrected": f"{r}/corrected_ids.txt", "masks": f"{r}/corrected_masks.h5"}
+
+    def review_artifacts(self, experiment: str) -> dict[str, str]:
+        """The review's outputs as the audit's options (kept, corrected, corrected_masks), or {}."""
+        if not self.reviewed(experiment):
+            return {}
+        out = self.review_outputs(experiment)
+        return {"kept": out["kept"], "corrected": out["corrected"], "corrected_masks": out["masks"]}
+
+    def pseudo_list(self, experiment: str) -> str:
+        """The unlabeled images that are pseudo-labeled for training and that ST++ splits: the
+        unlabeled list, less the excluded and the corrected images where there is a review."""
+        if self.reviewed(experiment):
+            return self.review_outputs(experiment)["kept"]
+        return self.split_list(experiment, "unlabeled")
+
+    def corrections_source(self, experiment: str) -> list[tuple[str, str]]:
+        """[(corrected_ids.txt, corrected_masks.h5)] where there are corrected masks, else []."""
+        if not self.has_corrections(experiment):
+            return []
+        out = self.review_outputs(experiment)
+        return [(out["corrected"], out["masks"])]
 
     # -- methods ----------------------------------------------------------------------------
 
@@ -351,9 +402,9 @@ class Plan:
     def pseudo_sources(self, experiment: str, student: str) -> list[tuple[str, str]]:
         """(split list, mask store) pairs a student trains on, by the ST / ST++ recipe."""
         r = f"results/{experiment}"
-        unlabeled = self.split_list(experiment, "unlabeled")
+        unlabeled = self.pseudo_list(experiment)
         reliable = (f"{r}/stpp_split/reliable_ids.txt", f"{r}/teacher/pseudo_masks_unlabeled.h5")
-        return {
+        sources = {
             "st_student": [(unlabeled, f"{r}/teacher/pseudo_masks_unlabeled.h5")],
             "stpp_student1": [reliable],
             "stpp_student2": [
@@ -362,6 +413,7 @@ class Plan:
             ],
             "stpp_student3": [(unlabeled, f"{r}/stpp_student2/pseudo_masks_unlabeled.h5")],
         }[student]
+        return sources + self.corrections_source(experiment)  # a corrected image: reliable, never relabeled
 
     def pseudo_args(self, experiment: str, student: str) -> str:
         return " ".join(f"--pseudo {shlex.join(pair)}" for pair in self.pseudo_sources(experiment, student))

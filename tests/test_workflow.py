@@ -419,3 +419,127 @@ def test_data_changes_rerun_exactly_the_jobs_that_read_them(tiny_run):
     snakemake(*args, "results/tiny/data_check/manifest.tsv")
     assert planned_rules(snakemake("-n", *args)) == set()
     assert {m: (results / m / "model.pt").stat().st_mtime_ns for m in trained} == trained
+
+
+def planned_outputs(proc: subprocess.CompletedProcess) -> list[str]:
+    """Every output file of a dry run's jobs."""
+    text = proc.stdout + proc.stderr
+    return [
+        path
+        for line in text.splitlines()
+        if line.strip().startswith("output:")
+        for path in line.split(":", 1)[1].replace(",", " ").split()
+    ]
+
+
+def test_a_review_excludes_and_corrects_and_re_trains_only_the_students(tiny_run, monkeypatch):
+    """review.exclude and review.masks (issue 30), on an experiment that copies tiny's teacher:
+    an excluded image leaves every student's training set and the split; a corrected mask is what
+    the trainer loads for its image; editing either re-runs the students and never the teacher,
+    its labeling or its scoring; a bad corrected mask is named by the data check before any
+    training; without the review keys the plan is the plain workflow's."""
+    from snakemake.utils import validate
+
+    from stages import export_masks
+    from stages.seg.data import training_set
+    from stages.seg.transforms import WeakAugment
+    from stages.workflow import Plan
+
+    workdir, _ = tiny_run
+    snakemake("--cores", "2", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir))
+    results, review = workdir / "results" / "reviewed", workdir / "review"
+    unlabeled = read_split_list(workdir / "resources" / "demo" / "unlabeled.txt")
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    reviewed = yaml.safe_load(yaml.safe_dump(config["experiments"]["tiny"]))
+    reviewed["teacher_from"] = "tiny"
+    config["experiments"]["reviewed"] = reviewed
+    path = workdir / "tiny_reviewed.yaml"
+
+    def run(*targets, check=True, dry=False):
+        path.write_text(yaml.safe_dump(config))
+        args = ("-n",) if dry else ("--cores", "2")
+        return snakemake(*args, "--configfile", str(path), "--directory", str(workdir), *targets, check=check)
+
+    plain = planned_rules(run(dry=True))
+    assert "apply_review" not in plain  # no review keys: the plain workflow
+    reviewed["review"] = {"exclude": "review/exclude.txt"}
+    review.mkdir()
+    (review / "exclude.txt").write_text(f"# cat called dog\n{unlabeled[0].id}\n")
+    assert planned_rules(run(dry=True)) == plain | {"apply_review"}
+    targets = ("results/reviewed/st_student/model.pt", "results/reviewed/stpp_student1/model.pt")
+    run(*targets, "results/reviewed/audit/audit.json")
+    kept = (results / "review" / "kept_ids.txt").read_text()
+    split = (results / "stpp_split" / "reliable_ids.txt").read_text() + (
+        results / "stpp_split" / "unreliable_ids.txt"
+    ).read_text()
+    assert unlabeled[0].id not in kept + split and len(kept.splitlines()) == len(unlabeled) - 1
+    audit = json.loads((results / "audit" / "audit.json").read_text())
+    assert audit["review"]["excluded_ids"] == [unlabeled[0].id] and audit["review"]["corrected"] == 0
+    with open(results / "audit" / "per_image.tsv", newline="") as f:
+        assert [r["review"] for r in csv.DictReader(f, delimiter="\t")][0] == "excluded"
+
+    validate(config, str(REPO / "config" / "config.schema.yaml"))
+    fresh = {p: p.stat().st_mtime_ns for p in (results / "teacher").rglob("*") if p.is_file()}
+    assert (results / "teacher" / "stability_scores.tsv") in fresh
+
+    # another exclusion: the split and the students again, not the teacher or its masks and scores
+    (review / "exclude.txt").write_text(f"{unlabeled[1].id}\n")
+    run("results/reviewed/data_check/manifest.tsv")  # the check alone; then the plan is decided
+    outputs = planned_outputs(run(*targets, dry=True))
+    assert any("stpp_split" in o for o in outputs) and any("st_student/model.pt" in o for o in outputs)
+    assert not [o for o in outputs if o.startswith("results/reviewed/teacher/")]
+
+    # a corrected mask, exported as the review sheet exports it and edited: the trainer loads it
+    export_masks.main(
+        [
+            "--store",
+            str(results / "teacher" / "pseudo_masks_unlabeled.h5"),
+            "--out",
+            str(review / "masks"),
+            "--ids",
+            unlabeled[2].id,
+        ]
+    )
+    png = review / "masks" / Path(unlabeled[2].id).with_suffix(".png")
+    edited = np.array(Image.open(png))
+    edited[:8, :8] = 3
+    Image.fromarray(edited).save(png)
+    reviewed["review"]["masks"] = "review/masks"
+    run(*targets)
+    assert {p: p.stat().st_mtime_ns for p in fresh} == fresh  # the teacher's outputs untouched
+    monkeypatch.chdir(workdir)  # the plan's paths are the working directory's, as in Snakemake
+    plan = Plan(yaml.safe_load(path.read_text()))
+    validate(plan.config, str(REPO / "config" / "config.schema.yaml"))
+    sources = plan.pseudo_sources("reviewed", "stpp_student1")
+    identity = WeakAugment(32, None, (1.0, 1.0), flip_p=0.0)
+    pseudo = [
+        (read_split_list(workdir / lst) if (workdir / lst).stat().st_size else [], str(workdir / store))
+        for lst, store in sources
+    ]
+    assert [s.id for s in pseudo[-1][0]] == [unlabeled[2].id]  # the corrected image: its own source
+    labeled = read_split_list(workdir / "resources" / "demo" / "labeled.txt")
+    dataset = training_set(workdir / "resources" / "demo", labeled, pseudo, identity, None, 4)
+    assert np.array_equal(dataset.datasets[-1][0][1].numpy(), edited)
+    assert unlabeled[2].id not in (results / "stpp_split" / "reliable_ids.txt").read_text()
+
+    # bad corrected masks: named by the data check, nothing trains
+    good = png.read_bytes()
+    for bad, finding in [
+        (np.zeros((16, 16), np.uint8), "is 16x16 but its image"),
+        (np.full((32, 32), 9, np.uint8), "has labels [9] outside [0, 4)"),
+        (np.zeros((32, 32, 3), np.uint8), "has mode RGB"),
+    ]:
+        Image.fromarray(bad).save(png)
+        proc = run(*targets, check=False)
+        assert proc.returncode != 0 and ran_rules(proc) == {"check_data"}
+        assert finding in proc.stdout + proc.stderr
+    png.write_bytes(good)
+
+    del reviewed["review"]  # the review keys removed: the plain workflow's plan and commands
+    plain_plan = Plan(yaml.safe_load(yaml.safe_dump(config)))
+    validate(plain_plan.config, str(REPO / "config" / "config.schema.yaml"))
+    for student in ("st_student", "stpp_student1", "stpp_student2"):
+        assert plain_plan.pseudo_args("reviewed", student) == plain_plan.pseudo_args("tiny", student).replace(
+            "results/tiny/", "results/reviewed/"
+        )
+    assert "apply_review" not in planned_rules(run(dry=True))

@@ -115,3 +115,28 @@ def score_threshold(scores: dict[str, float], reliable_ids) -> float | None:
     if not reliable or not unreliable or min(reliable) < max(unreliable):
         return None
     return (min(reliable) + max(unreliable)) / 2
+
+
+# -- review: exclusions and corrected masks (config key review) ------------------------------
+
+
+def png_name(image_id: str) -> str:
+    """The file an image's mask has in an export folder: its id with the extension .png (the
+    id's folders become folders). export_masks, the review sheet and review.masks share it, so
+    that an exported mask, edited, goes back under the same name."""
+    return Path(image_id).with_suffix(".png").as_posix()
+
+
+def corrected_masks(folder: str | os.PathLike, ids) -> tuple[dict[str, Path], list[Path]]:
+    """({image id: its corrected mask file} of a review.masks folder, [PNG files that name no
+    image of ``ids``]). A missing folder has no corrections."""
+    folder = Path(folder)
+    by_name = {png_name(i): i for i in ids}
+    found, unknown = {}, []
+    for path in sorted(folder.rglob("*.png")) if folder.is_dir() else []:
+        image_id = by_name.get(path.relative_to(folder).as_posix())
+        if image_id is None:
+            unknown.append(path)
+        else:
+            found[image_id] = path
+    return found, unknown
