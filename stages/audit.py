@@ -224,7 +224,8 @@ def log_findings(result: dict) -> None:
     if result.get("under_predicted_classes"):
         share = result["teacher"]["all"]["pixel_share"]
         rare = [f"{n} {share['pseudo_masks'][n] / share['truth'][n]:.2f}x" for n in result["under_predicted_classes"]]
-        log.info("classes the teacher's pseudo-masks under-predict (pixel share against the truth): %s", ", ".join(rare))
+        what = "classes the teacher's pseudo-masks under-predict (pixel share against the truth)"
+        log.info("%s: %s", what, ", ".join(rare))
     if "review" in result:
         log.info("review: %d excluded, %d corrected", result["review"]["excluded"], result["review"]["corrected"])
     for what in result["not_measured"]:
