@@ -268,7 +268,7 @@ class Plan:
 
     def audit_targets(self) -> list[str]:
         """The audit, its figures and the charts of every experiment (the audit where
-        pseudo-masks exist)."""
+        pseudo-masks exist), and with ST++ the review sheet."""
         methods = set(self.config["methods"])
         names = ["training_curves.png", "summary.png"]
         if methods & {"ST", "ST++"}:
@@ -276,7 +276,8 @@ class Plan:
             names += ["audit.json", *(f"contact_{s}.png" for s in selections)]
         if "ST++" in methods:
             names.append("stability_scores.png")
-        return [f"results/{e}/audit/{n}" for e in self.experiments for n in names]
+        sheets = [f"results/{e}/review_sheet" for e in self.experiments] if "ST++" in methods else []
+        return [f"results/{e}/audit/{n}" for e in self.experiments for n in names] + sheets
 
     # -- training ---------------------------------------------------------------------------
 
