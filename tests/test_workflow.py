@@ -145,6 +145,9 @@ def test_end_to_end_artifacts(tiny_run):
         "summary",
     ):
         assert (results / "audit" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    sheet = (results / "review_sheet" / "review.tsv").read_text().splitlines()  # 6 unlabeled, sheet_size 16
+    assert sheet[0].startswith("id\tscore\treliable\twhy") and len(sheet) == 1 + len(unlabeled)
+    assert len(list((results / "review_sheet" / "masks").rglob("*.png"))) == len(unlabeled)
 
     # logs/ and benchmarks/ mirror each other, one file per job
     logs = {p.relative_to(workdir / "logs").with_suffix("") for p in (workdir / "logs").rglob("*.log")}
@@ -210,6 +213,7 @@ def test_changing_r_reruns_split_and_downstream_only(tiny_run):
         "figure_contact_sheet",
         "figure_training_curves",
         "figure_summary",
+        "review_sheet",
         "all",
     }
     split = workdir / "results" / "tiny" / "stpp_split" / "reliable_ids.txt"
