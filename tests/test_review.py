@@ -40,14 +40,37 @@ def case(tmp_path) -> Path:
 
 
 def common(root: Path) -> list[str]:
-    return ["--list", str(root / "unlabeled.txt"), "--data-root", str(root), "--num-classes", "3",
-            "--class-names", *NAMES, "--teacher-masks", str(root / "teacher.h5"), "--scores", str(root / "scores.tsv"),
-            "--reliable", str(root / "reliable.txt")]  # fmt: skip
+    return [
+        "--list",
+        str(root / "unlabeled.txt"),
+        "--data-root",
+        str(root),
+        "--num-classes",
+        "3",
+        "--class-names",
+        *NAMES,
+        "--teacher-masks",
+        str(root / "teacher.h5"),
+        "--scores",
+        str(root / "scores.tsv"),
+        "--reliable",
+        str(root / "reliable.txt"),
+    ]
 
 
 def run_audit(root: Path, *extra: str) -> dict:
-    audit.main([*common(root), "--unreliable", str(root / "unreliable.txt"), *extra,
-                "--out-json", str(root / "audit.json"), "--out-tsv", str(root / "per_image.tsv")])  # fmt: skip
+    audit.main(
+        [
+            *common(root),
+            "--unreliable",
+            str(root / "unreliable.txt"),
+            *extra,
+            "--out-json",
+            str(root / "audit.json"),
+            "--out-tsv",
+            str(root / "per_image.tsv"),
+        ]
+    )
     return json.loads((root / "audit.json").read_text())
 
 
@@ -79,17 +102,37 @@ def test_review_applies_an_exclusion_and_a_corrected_mask(case):
     Image.fromarray(CAT).save(masks / "b.png")  # the reviewer's fix of b
     (case / "exclude.txt").write_text("# the cat of a, called dog\nimg/a.jpg\n")
     out = case / "review"
-    review.main(["--unlabeled", str(case / "unlabeled.txt"), "--exclude", str(case / "exclude.txt"),
-                 "--masks", str(case / "masks"), "--num-classes", "3", "--kept", str(out / "kept_ids.txt"),
-                 "--corrected", str(out / "corrected_ids.txt"), "--corrected-masks", str(out / "corrected.h5")])  # fmt: skip
+    review.main(
+        [
+            "--unlabeled",
+            str(case / "unlabeled.txt"),
+            "--exclude",
+            str(case / "exclude.txt"),
+            "--masks",
+            str(case / "masks"),
+            "--num-classes",
+            "3",
+            "--kept",
+            str(out / "kept_ids.txt"),
+            "--corrected",
+            str(out / "corrected_ids.txt"),
+            "--corrected-masks",
+            str(out / "corrected.h5"),
+        ]
+    )
     assert [s.id for s in read_split_list(out / "kept_ids.txt")] == ["img/c.jpg", "img/d.jpg"]
     assert (out / "corrected_ids.txt").read_text() == "img/b.jpg b_gt.png\n"  # the unlabeled list's line
     assert np.array_equal(MaskStore(out / "corrected.h5")["img/b.jpg"], CAT)
     assert np.array_equal(decode_mask(masks / "b.png", 3), CAT)
     result = run_audit(
-        case, "--kept", str(out / "kept_ids.txt"), "--corrected", str(out / "corrected_ids.txt"),
-        "--corrected-masks", str(out / "corrected.h5"),
-    )  # fmt: skip
+        case,
+        "--kept",
+        str(out / "kept_ids.txt"),
+        "--corrected",
+        str(out / "corrected_ids.txt"),
+        "--corrected-masks",
+        str(out / "corrected.h5"),
+    )
     assert result["review"]["excluded_ids"] == ["img/a.jpg"] and result["review"]["corrected_ids"] == ["img/b.jpg"]
     assert result["review"]["corrected_masks"]["miou"] == pytest.approx(1.0)  # the fix is the truth
     with open(case / "per_image.tsv", newline="") as f:
