@@ -64,9 +64,9 @@ def test_the_workflow_runs_on_slurm_and_a_cancelled_training_job_resumes(cluster
     config["experiments"]["tiny"]["train"]["epochs"] = EPOCHS
     # SupOnly and ST: every kind of job but ST++'s (scoring, split, relabeling), which the local
     # workflow tests run; each job on this SLURM costs 6-16 s of scheduling, and the suite's time
-    # is bounded. One labeling shard for the same reason.
+    # is bounded. Two labeling shards: the profile submits them as one job array.
     config["methods"] = ["SupOnly", "ST"]
-    config["experiments"]["tiny"]["label"]["shards"] = 1
+    config["experiments"]["tiny"]["label"]["shards"] = 2
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     env = {
         **cluster.env,
@@ -105,6 +105,10 @@ def test_the_workflow_runs_on_slurm_and_a_cancelled_training_job_resumes(cluster
     assert proc.returncode == 0, text[-5000:]
     assert cancelled, f"the teacher's SLURM job was never seen running:\n{text[-3000:]}"
 
+    arrays = re.findall(r"Submitted array job with Snakemake IDs (\S+) and SLURM job ID (\d+)", text)
+    assert len(arrays) == 1 and len(arrays[0][0].split(",")) == 2, text[-3000:]  # the two label shards
+    shard_logs = tmp_path / "logs" / "tiny" / "teacher" / "label_unlabeled"
+    assert all((shard_logs / f"shard_{i}_of_2.log").stat().st_size for i in range(2))  # both tasks ran
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", text)
     summary = tmp_path / "results" / "tiny" / "summary.tsv"
     assert summary.exists() and summary.read_text() in text
