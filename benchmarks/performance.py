@@ -1,7 +1,7 @@
 """Performance: every stage against a plain PyTorch baseline, the speed switches, the backbones,
 labeling memory, and Snakemake at Pascal VOC's scale. Prints the figures; writes them as JSON.
 
-    python benchmarks/performance.py [--parts ratios switches backbones memory dag] \\
+    python benchmarks/performance.py [--parts ratios bf16 switches backbones memory dag] \\
         [--data-root ../shared/data/camvid] [--out benchmarks/performance.json]
 
 Every measurement runs a stage as the workflow runs it (``python -m stages.<name>``, a process of
@@ -18,6 +18,9 @@ resident set.
   a naive loop labeling one image at a time and writing PNGs; the stability score's own cost
   against the K predictions it needs (``stages.score``'s log); evaluation against the same
   naive loop without TTA.
+- ``bf16``: bf16 autocast on this CPU against float32 for TTA labeling (and against the naive
+  loop) and training; with ``--bf16-model`` and ``--bf16-list``, the pixel agreement of a trained
+  model's bf16 and float32 pseudo-masks and the mIoU of both.
 - ``switches``: each speed switch of ``config speed:`` (and the label batch size, workers,
   TTA's ``resize_logits``) on and off, on this CPU.
 - ``backbones``: EfficientNet-Lite0 and ResNet-18 side by side (train and TTA images/s, peak memory).
@@ -651,8 +654,107 @@ def part_dag(a, work: Path) -> dict:
     return out
 
 
+def part_bf16(a, work: Path) -> dict:
+    """bf16 autocast on this CPU: TTA labeling and training against float32 (and labeling against
+    the naive loop) on the CamVid settings, and, with ``--bf16-model`` (a trained model.pt) and
+    ``--bf16-list`` (a list with masks), how often the bf16 pseudo-masks agree with float32 ones
+    and the mIoU of both against the list's masks."""
+    from stages.seg import speed
+
+    model = model_file(work, "efficientnet_lite0")
+    unl = first_lines(Path(a.data_root) / a.unlabeled, a.label_images, work / "label_images.txt")
+    out = {"native_bf16": speed.native_bf16()}
+    fp32 = label_pipeline(a, work, "bf16_label_fp32", model, unl)
+    bf16 = label_pipeline(a, work, "bf16_label_bf16", model, unl, "--amp", "bf16")
+    naive = label_naive(a, work, "bf16_label_naive", model, unl)
+    out["label"] = {"fp32": fp32, "bf16": bf16, "naive": naive, "bf16_over_fp32": fp32["seconds"] / bf16["seconds"]}
+    out["label"]["bf16_over_naive"] = naive["seconds"] / bf16["seconds"]
+    print(
+        f"TTA labeling ({fp32['images']} images, native bf16: {out['native_bf16']}): float32 "
+        f"{fp32['images_per_s']:.2f} images/s, bf16 {bf16['images_per_s']:.2f} images/s "
+        f"({out['label']['bf16_over_fp32']:.2f}x), naive loop {naive['images_per_s']:.2f} images/s: stages.label "
+        f"in bf16 {out['label']['bf16_over_naive']:.2f}x, in float32 {naive['seconds'] / fp32['seconds']:.2f}x",
+        flush=True,
+    )
+    t32 = train_pipeline(a, work, "bf16_train_fp32")
+    t16 = train_pipeline(a, work, "bf16_train_bf16", "efficientnet_lite0", 1, "--amp", "bf16")
+    out["train"] = {"fp32": t32, "bf16": t16, "bf16_over_fp32": t16["images_per_s"] / t32["images_per_s"]}
+    print(
+        f"training: float32 {t32['images_per_s']:.2f} images/s (peak {t32['peak_mb']:.0f} MB), bf16 "
+        f"{t16['images_per_s']:.2f} images/s (peak {t16['peak_mb']:.0f} MB): {out['train']['bf16_over_fp32']:.2f}x",
+        flush=True,
+    )
+    if a.bf16_model and a.bf16_list:
+        out["agreement"] = bf16_agreement(a, work)
+    return out
+
+
+def bf16_agreement(a, work: Path) -> dict:
+    """Pseudo-masks of a trained model in float32 and in bf16 (stages.label, the paper's TTA):
+    the share of pixels on which they agree, and each one's mIoU against the list's masks."""
+    from stages.seg.images import decode_mask
+    from stages.seg.maskstore import MaskStore
+    from stages.seg.metrics import confusion_matrix, mean_iou
+    from stages.seg.splits import read_split_list
+
+    root, c = a.bf16_data_root or a.data_root, a.bf16_num_classes
+    samples = read_split_list(a.bf16_list)[: a.bf16_images]
+    images = work / "bf16_agreement.txt"
+    images.write_text("".join(s.line() + "\n" for s in samples))
+    stores, seconds = {}, {}
+    for amp in ("none", "bf16"):
+        stores[amp] = work / f"bf16_agreement_{amp}.h5"
+        cmd = stage(
+            "label",
+            "--model",
+            a.bf16_model,
+            "--list",
+            images,
+            "--data-root",
+            root,
+            "--out",
+            stores[amp],
+            "--device",
+            "cpu",
+            "--threads",
+            a.threads,
+            "--batch-size",
+            a.label_batch,
+            "--amp",
+            amp,
+        )
+        seconds[amp], _ = measured(cmd, work / f"bf16_agreement_{amp}.log")
+    fp32, bf16 = MaskStore(stores["none"]), MaskStore(stores["bf16"])
+    same = total = 0
+    cms = {amp: np.zeros((c, c), np.int64) for amp in ("none", "bf16")}
+    for s in samples:
+        same += int((fp32[s.id] == bf16[s.id]).sum())
+        total += fp32[s.id].size
+        truth = decode_mask(Path(root) / s.mask, c, a.bf16_ignore, s.origin)
+        for amp, store in (("none", fp32), ("bf16", bf16)):
+            cms[amp] += confusion_matrix(store[s.id], truth, c).numpy()
+    out = {
+        "images": len(samples),
+        "pixels": total,
+        "agreement": same / total,
+        "miou_fp32": mean_iou(cms["none"]),
+        "miou_bf16": mean_iou(cms["bf16"]),
+        "seconds_fp32": seconds["none"],
+        "seconds_bf16": seconds["bf16"],
+    }
+    print(
+        f"bf16 against float32 pseudo-masks of {a.bf16_model} on {len(samples)} images of {a.bf16_list}: "
+        f"{100 * out['agreement']:.3f}% of {total} pixels agree; mIoU against the masks float32 "
+        f"{100 * out['miou_fp32']:.2f}, bf16 {100 * out['miou_bf16']:.2f}; labeling {seconds['none']:.0f} s "
+        f"against {seconds['bf16']:.0f} s",
+        flush=True,
+    )
+    return out
+
+
 PARTS = {
     "ratios": part_ratios,
+    "bf16": part_bf16,
     "switches": part_switches,
     "backbones": part_backbones,
     "memory": part_memory,
@@ -681,6 +783,12 @@ def main(argv=None) -> None:
     p.add_argument("--dag-total", type=int, default=10582)
     p.add_argument("--dag-labeled", type=int, default=1464)
     p.add_argument("--dag-val", type=int, default=1449)
+    p.add_argument("--bf16-model", default=None, help="bf16 part: a trained model.pt whose pseudo-masks are compared")
+    p.add_argument("--bf16-list", default=None, help="bf16 part: a split list with masks to label")
+    p.add_argument("--bf16-data-root", default=None, help="bf16 part: that list's data root (default --data-root)")
+    p.add_argument("--bf16-num-classes", type=int, default=CAMVID["num_classes"])
+    p.add_argument("--bf16-ignore", type=int, nargs="*", default=[CAMVID["ignore"]])
+    p.add_argument("--bf16-images", type=int, default=None, help="bf16 part: the list's first N images (default all)")
     p.add_argument("--workdir", default=None, help="scratch (default: a temporary folder, removed)")
     p.add_argument("--out", default=None, help="JSON file for the figures")
     a = p.parse_args(argv)

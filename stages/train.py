@@ -171,7 +171,7 @@ def _optimisation_args(p: argparse.ArgumentParser) -> None:
         "--min-labeled) did, and at least that teacher's iterations (none: --epochs, the paper's "
         "equal-epochs rule)",
     )
-    o.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (CUDA only)")
+    o.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed precision (fp16: CUDA only)")
 
 
 def _augmentation_and_validation_args(p: argparse.ArgumentParser) -> None:
@@ -242,7 +242,7 @@ def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
 
 
 def mixed_precision(amp: str, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
-    """Autocast dtype (None: float32) and grad scaler for ``--amp``; mixed precision is CUDA only."""
+    """Autocast dtype (None: float32) and grad scaler for ``--amp`` (fp16 CUDA only; bf16 on a CPU too)."""
     dtype = speed.amp_dtype(amp, device)
     return dtype, torch.amp.GradScaler("cuda", enabled=dtype is torch.float16)
 

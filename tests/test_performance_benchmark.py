@@ -74,3 +74,26 @@ def test_the_score_overhead_is_read_from_the_score_stage_log(tmp_path):
     assert result["predict_seconds"] > 0 and result["score_seconds"] >= 0  # logged to 0.01 s
     assert np.isclose(result["overhead"], result["score_seconds"] / result["predict_seconds"])
     assert len((tmp_path / "scores.tsv").read_text().splitlines()) == 1 + 3
+
+
+def test_the_bf16_agreement_compares_two_labelings_of_one_model_against_the_masks(tmp_path):
+    demo = tmp_path / "demo"
+    make_demo(demo, num_labeled=2, num_unlabeled=3, num_val=1, size=(32, 32), seed=0)
+    spec = dict(arch="deeplabv3plus", backbone="resnet18", num_classes=4, output_stride=16, head_channels=16)
+    torch.manual_seed(0)
+    save_model(tmp_path / "model.pt", build_model(**spec).eval(), spec)
+    a = Namespace(
+        bf16_model=str(tmp_path / "model.pt"),
+        bf16_list=str(demo / "unlabeled.txt"),
+        bf16_data_root=str(demo),
+        data_root=str(demo),
+        bf16_num_classes=4,
+        bf16_ignore=[],
+        bf16_images=2,
+        threads=1,
+        label_batch=2,
+    )
+    result = performance.bf16_agreement(a, tmp_path)
+    assert result["images"] == 2 and result["pixels"] == 2 * 32 * 32
+    assert 0.5 < result["agreement"] <= 1.0  # an untrained model's argmax: close calls flip in bf16
+    assert 0 <= result["miou_fp32"] <= 1 and 0 <= result["miou_bf16"] <= 1

@@ -96,11 +96,29 @@ def test_channels_last_auto_is_on_where_it_was_measured_faster():
         speed.channels_last_wanted("yes", CPU, "resnet18", training=True)
 
 
-def test_mixed_precision_and_cudnn_switches_are_no_ops_on_the_cpu(caplog):
+def test_mixed_precision_on_the_cpu_is_bf16_where_asked_and_auto_only_with_native_bf16(caplog, tmp_path):
+    native, avx2 = tmp_path / "native", tmp_path / "avx2"
+    native.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse avx2\n")
+    assert speed.native_bf16(str(native)) and not speed.native_bf16(str(avx2))
+    assert not speed.native_bf16(str(tmp_path / "missing"))  # no /proc/cpuinfo: not native
+    assert speed.amp_dtype("auto", CPU, str(native)) is torch.bfloat16
+    assert speed.amp_dtype("auto", CPU, str(avx2)) is None
+    assert speed.amp_dtype("auto", torch.device("cuda"), str(native)) is None  # float32: no GPU measured
+    assert speed.amp_dtype("bf16", torch.device("cuda")) is torch.bfloat16
     with caplog.at_level(logging.WARNING, logger="stpp"):
-        assert speed.amp_dtype("bf16", CPU) is None
-    assert "needs CUDA" in caplog.text
-    assert speed.amp_dtype("none", CPU) is None
+        assert speed.amp_dtype("bf16", CPU, str(native)) is torch.bfloat16
+        assert not caplog.text
+        assert speed.amp_dtype("bf16", CPU, str(avx2)) is torch.bfloat16
+        assert "emulated" in caplog.text
+        assert speed.amp_dtype("fp16", CPU, str(native)) is None
+        assert "needs CUDA" in caplog.text
+    assert speed.amp_dtype("none", CPU, str(native)) is None
+    with pytest.raises(ValueError, match="amp must be one of"):
+        speed.amp_dtype("bf32", CPU)
+
+
+def test_cudnn_switch_is_a_no_op_on_the_cpu():
     before = torch.backends.cudnn.benchmark
     speed.configure_backends(CPU, True)
     assert torch.backends.cudnn.benchmark == before

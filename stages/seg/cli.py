@@ -77,7 +77,10 @@ def add_speed_args(p: argparse.ArgumentParser, training: bool) -> None:
             help="fold batch norms into the convolutions before them",
         )
         s.add_argument(
-            "--amp", choices=("none", "bf16", "fp16"), default="none", help="mixed-precision inference (CUDA only)"
+            "--amp",
+            choices=("none", "bf16", "fp16", "auto"),
+            default="none",
+            help="mixed-precision inference: bf16 (CUDA, a CPU), fp16 (CUDA), auto (bf16 on a CPU with native bf16)",
         )
 
 

@@ -10,8 +10,9 @@ None changes the method. Each was measured with ``benchmarks/performance.py`` (R
   multiply-add less per activation; the same function up to float rounding).
 - **cudnn_benchmark**: cuDNN times its convolution algorithms for each new input shape and
   keeps the fastest (CUDA only; input shapes repeat: fixed crops, one size per TTA scale).
-- **amp**: autocast to bf16 / fp16 (CUDA only): ``train.amp`` for training, ``speed.inference_amp``
-  for labeling, scoring and evaluation.
+- **amp**: autocast to bf16 / fp16: ``train.amp`` for training, ``speed.inference_amp`` for
+  labeling, scoring and evaluation. fp16 is CUDA only; bf16 also runs on a CPU, and ``auto``
+  (inference) is bf16 on a CPU with native bf16 (AVX512-BF16 or AMX) and float32 elsewhere.
 - **compile**: ``torch.compile`` of the training model (optional, off by default: it compiles
   for minutes before the first step; inference is not compiled, as every image size and TTA
   scale is a new shape to compile for).
@@ -43,13 +44,42 @@ def channels_last_wanted(setting: str, device: torch.device, backbone: str, trai
     return not (training and backbone.startswith("resnet"))
 
 
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``amp`` (none, bf16, fp16) on ``device``; None: float32. Mixed
-    precision is CUDA only: elsewhere a warning, and float32."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if device.type == "cuda" else None
-    if amp != "none" and dtype is None:
+AMP = ("none", "bf16", "fp16", "auto")
+
+
+def native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX-BF16, Linux's flags).
+    Elsewhere bf16 is emulated, slower than float32."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def amp_dtype(amp: str, device: torch.device, cpuinfo: str = "/proc/cpuinfo") -> torch.dtype | None:
+    """The autocast dtype of ``amp`` (none, bf16, fp16, auto) on ``device``; None: float32.
+
+    CUDA: bf16 or fp16 as asked; ``auto`` is float32 there (no GPU was measured). A CPU: bf16
+    where asked, and for ``auto`` where the CPU has native bf16 (measured: docs/performance.md);
+    fp16 is CUDA only (a warning, and float32), and bf16 on a CPU without native bf16 runs
+    emulated (a warning: slower than float32)."""
+    if amp not in AMP:
+        raise ValueError(f"amp must be one of {', '.join(AMP)}, got {amp!r}")
+    if amp == "none":
+        return None
+    if device.type == "cuda":
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    native = device.type == "cpu" and native_bf16(cpuinfo)
+    if amp == "auto":
+        return torch.bfloat16 if native else None
+    if amp == "fp16" or device.type != "cpu":
         log.warning("amp %s needs CUDA; running in float32 on %s", amp, device)
-    return dtype
+        return None
+    if not native:
+        log.warning("this CPU has no native bf16 (AVX512-BF16, AMX): bf16 runs emulated, slower than float32")
+    return torch.bfloat16
 
 
 def configure_backends(device: torch.device, cudnn_benchmark: bool) -> None:
