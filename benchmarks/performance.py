@@ -268,7 +268,7 @@ def plain_train(argv) -> None:
 # ---------------------------------------------------------------------------------------------
 # labeling, scoring, evaluation
 # ---------------------------------------------------------------------------------------------
-def label_command(a, model: Path, images: Path, out: Path, threads: int, *options) -> list[str]:
+def label_command(a, model: Path, images: Path, out: Path, threads: int, *options, root=None) -> list[str]:
     return stage(
         "label",
         "--model",
@@ -276,7 +276,7 @@ def label_command(a, model: Path, images: Path, out: Path, threads: int, *option
         "--list",
         images,
         "--data-root",
-        a.data_root,
+        root or a.data_root,
         "--out",
         out,
         "--device",
@@ -704,25 +704,7 @@ def bf16_agreement(a, work: Path) -> dict:
     stores, seconds = {}, {}
     for amp in ("none", "bf16"):
         stores[amp] = work / f"bf16_agreement_{amp}.h5"
-        cmd = stage(
-            "label",
-            "--model",
-            a.bf16_model,
-            "--list",
-            images,
-            "--data-root",
-            root,
-            "--out",
-            stores[amp],
-            "--device",
-            "cpu",
-            "--threads",
-            a.threads,
-            "--batch-size",
-            a.label_batch,
-            "--amp",
-            amp,
-        )
+        cmd = label_command(a, a.bf16_model, images, stores[amp], a.threads, "--amp", amp, root=root)
         seconds[amp], _ = measured(cmd, work / f"bf16_agreement_{amp}.log")
     fp32, bf16 = MaskStore(stores["none"]), MaskStore(stores["bf16"])
     same = total = 0

@@ -102,37 +102,15 @@ def test_review_applies_an_exclusion_and_a_corrected_mask(case):
     Image.fromarray(CAT).save(masks / "b.png")  # the reviewer's fix of b
     (case / "exclude.txt").write_text("# the cat of a, called dog\nimg/a.jpg\n")
     out = case / "review"
-    review.main(
-        [
-            "--unlabeled",
-            str(case / "unlabeled.txt"),
-            "--exclude",
-            str(case / "exclude.txt"),
-            "--masks",
-            str(case / "masks"),
-            "--num-classes",
-            "3",
-            "--kept",
-            str(out / "kept_ids.txt"),
-            "--corrected",
-            str(out / "corrected_ids.txt"),
-            "--corrected-masks",
-            str(out / "corrected.h5"),
-        ]
-    )
+    outputs = ["--kept", str(out / "kept_ids.txt"), "--corrected", str(out / "corrected_ids.txt")]
+    outputs += ["--corrected-masks", str(out / "corrected.h5")]
+    inputs = ["--unlabeled", str(case / "unlabeled.txt"), "--exclude", str(case / "exclude.txt")]
+    review.main([*inputs, "--masks", str(case / "masks"), "--num-classes", "3", *outputs])
     assert [s.id for s in read_split_list(out / "kept_ids.txt")] == ["img/c.jpg", "img/d.jpg"]
     assert (out / "corrected_ids.txt").read_text() == "img/b.jpg b_gt.png\n"  # the unlabeled list's line
     assert np.array_equal(MaskStore(out / "corrected.h5")["img/b.jpg"], CAT)
     assert np.array_equal(decode_mask(masks / "b.png", 3), CAT)
-    result = run_audit(
-        case,
-        "--kept",
-        str(out / "kept_ids.txt"),
-        "--corrected",
-        str(out / "corrected_ids.txt"),
-        "--corrected-masks",
-        str(out / "corrected.h5"),
-    )
+    result = run_audit(case, *outputs)
     assert result["review"]["excluded_ids"] == ["img/a.jpg"] and result["review"]["corrected_ids"] == ["img/b.jpg"]
     assert result["review"]["corrected_masks"]["miou"] == pytest.approx(1.0)  # the fix is the truth
     with open(case / "per_image.tsv", newline="") as f:
