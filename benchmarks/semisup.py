@@ -584,7 +584,13 @@ def tables(args, records: dict, confusion: dict | None = None) -> str:
                 lines.append(f"| **{group}, mean ± std of {len(members)}** | " + " | ".join(cells) + " |")
         lines.append("")
     lines += difference_tables(records, confusion or {})
-    lines += [
+    lines += audit_and_time_tables(rows, sources)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def audit_and_time_tables(rows: list[dict], sources: list[str]) -> list[str]:
+    """The tables' pseudo-mask section and wall times per stage, and where records came from."""
+    lines = [
         "## Teacher pseudo-masks against the true masks of the unlabeled images",
         "",
         "| experiment | mIoU all | reliable half | unreliable half | unreliable, relabeled by student 1 "
@@ -613,7 +619,7 @@ def tables(args, records: dict, confusion: dict | None = None) -> str:
     if sources:
         lines += ["", "(t) transcribed into a record by hand from the run's log; its work directory is lost:", ""]
         lines += [f"- {source}" for source in sources]
-    return "\n".join(lines).rstrip() + "\n"
+    return lines
 
 
 def main(argv=None) -> None:

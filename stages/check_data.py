@@ -212,7 +212,14 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
     digests["review"], review_rows = review_digest(args, excluded, corrected, ids.get("unlabeled", {}), found, errors)
     rows += review_rows
 
-    n = len(lists["labeled"])
+    training_problems(args, lists["labeled"], found, errors, warnings)
+    return errors, warnings, rows, digests
+
+
+def training_problems(args, labeled: list[Sample], found: dict, errors: list, warnings: list) -> None:
+    """What the labeled images mean for training: a teacher epoch under one batch (an error), a
+    crop that is mostly padding (a warning)."""
+    n = len(labeled)
     epoch = n * repeats(n, args.min_labeled) if n else 0  # the teacher's epoch (data.oversample)
     if n and epoch < args.batch_size:
         errors.append(
@@ -220,10 +227,9 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
             f"{args.min_labeled}), fewer than one batch (train.batch_size {args.batch_size}): "
             "lower train.batch_size or raise train.min_labeled"
         )
-    sizes = [(f.width, f.height) for f in (found[("image", s.image)] for s in lists["labeled"]) if not f.error]
+    sizes = [(f.width, f.height) for f in (found[("image", s.image)] for s in labeled) if not f.error]
     if sizes and (w := crop_warning(sizes, args.crop_size, args.base_size, args.scale_range)):
         warnings.append(w)
-    return errors, warnings, rows, digests
 
 
 def review_files(args, unlabeled: dict[str, Sample], errors: list) -> tuple[list[Sample], dict]:

@@ -44,3 +44,17 @@ def test_snakemake_lint_finds_nothing():
     )
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "Congratulations" in text, text[-3000:]
+
+
+def test_no_function_of_the_product_is_over_80_lines():
+    """Stages, library and benchmarks read as small steps (issue 29); tests may be longer."""
+    import ast
+
+    files = [*REPO.glob("stages/**/*.py"), *REPO.glob("benchmarks/*.py"), *REPO.glob("docs/*.py")]
+    long = [
+        f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in files
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80
+    ]
+    assert not long, "split these: " + "; ".join(long)
