@@ -155,3 +155,25 @@ def test_log_lines_of_one_level(tmp_path):
     )
     assert log_lines(str(log), "WARNING") == ["train.crop_size 64 is large"]
     assert log_lines(str(log), "ERROR") == ["a problem"]
+
+
+def test_a_review_changes_what_every_student_and_the_split_read_and_nothing_else(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # review paths are the working directory's
+    plain = plan()
+    (tmp_path / "masks" / "images").mkdir(parents=True)
+    reviewed = plan(experiments__tiny__review={"exclude": "exclude.txt", "masks": "masks"})
+    kept, corrected = "results/tiny/review/kept_ids.txt", "results/tiny/review/corrected_ids.txt"
+    assert not plain.reviewed("tiny") and plain.pseudo_list("tiny") == "resources/demo/unlabeled.txt"
+    assert reviewed.reviewed("tiny") and reviewed.pseudo_list("tiny") == kept
+    assert reviewed.pseudo_sources("tiny", "st_student")[0][0] == kept  # no corrected mask yet: no source
+    assert reviewed.pseudo_sources("tiny", "stpp_student1") == plain.pseudo_sources("tiny", "stpp_student1")
+    (tmp_path / "masks" / "images" / "unlabeled_0000.png").write_bytes(b"")
+    assert reviewed.review_files("tiny") == ["exclude.txt", "masks/images/unlabeled_0000.png"]
+    for student in ("st_student", "stpp_student1", "stpp_student2", "stpp_student3"):
+        assert reviewed.pseudo_sources("tiny", student)[-1] == (corrected, "results/tiny/review/corrected_masks.h5")
+    assert reviewed.review_artifacts("tiny")["kept"] == kept and plain.review_artifacts("tiny") == {}
+    assert options(reviewed.review_check_args("tiny")) == {"review-exclude": ["exclude.txt"], "review-masks": ["masks"]}
+    assert plain.review_check_args("tiny") == ""
+    for key in ("labeling_list", "teacher_checkpoints"):  # the teacher's side: as without a review
+        args = ("tiny", "unlabeled") if key == "labeling_list" else ("tiny",)
+        assert getattr(reviewed, key)(*args) == getattr(plain, key)(*args)
