@@ -15,6 +15,12 @@ mIoU of the teacher's and of student 1's mask. One confusion matrix per set, as 
 does; a per-image mIoU is the nan-mean over the classes present in that image's mask or
 prediction. Without masks in the list the audit still writes both files and says, under
 ``not_measured``, what it could not measure.
+
+``under_predicted_classes`` names the classes whose pixel share in the pseudo-masks is under half
+their share in the true masks (the flags the review sheet acts on). With a review (``--kept``,
+``--corrected``, ``--corrected-masks``: the outputs of ``stages.review``), ``review`` says which
+images were excluded and corrected and, with true masks, the corrected masks' own quality, and
+``per_image.tsv``'s ``review`` column marks them.
 """
 
 from __future__ import annotations
