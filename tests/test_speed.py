@@ -97,14 +97,17 @@ def test_channels_last_auto_is_on_where_it_was_measured_faster():
 
 
 def test_mixed_precision_on_the_cpu_is_bf16_where_asked_and_auto_only_with_native_bf16(caplog, tmp_path):
-    native, avx2 = tmp_path / "native", tmp_path / "avx2"
+    amx, native, avx2 = tmp_path / "amx", tmp_path / "native", tmp_path / "avx2"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
     native.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
     avx2.write_text("processor\t: 0\nflags\t\t: fpu sse avx2\n")
     assert speed.native_bf16(str(native)) and not speed.native_bf16(str(avx2))
+    assert speed.bf16_faster(str(amx)) and not speed.bf16_faster(str(native))
     assert not speed.native_bf16(str(tmp_path / "missing"))  # no /proc/cpuinfo: not native
-    assert speed.amp_dtype("auto", CPU, str(native)) is torch.bfloat16
+    assert speed.amp_dtype("auto", CPU, str(amx)) is torch.bfloat16
+    assert speed.amp_dtype("auto", CPU, str(native)) is None  # AVX512-BF16 alone: measured slower
     assert speed.amp_dtype("auto", CPU, str(avx2)) is None
-    assert speed.amp_dtype("auto", torch.device("cuda"), str(native)) is None  # float32: no GPU measured
+    assert speed.amp_dtype("auto", torch.device("cuda"), str(amx)) is None  # float32: no GPU measured
     assert speed.amp_dtype("bf16", torch.device("cuda")) is torch.bfloat16
     with caplog.at_level(logging.WARNING, logger="stpp"):
         assert speed.amp_dtype("bf16", CPU, str(native)) is torch.bfloat16

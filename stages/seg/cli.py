@@ -80,7 +80,7 @@ def add_speed_args(p: argparse.ArgumentParser, training: bool) -> None:
             "--amp",
             choices=("none", "bf16", "fp16", "auto"),
             default="none",
-            help="mixed-precision inference: bf16 (CUDA, a CPU), fp16 (CUDA), auto (bf16 on a CPU with native bf16)",
+            help="mixed-precision inference: bf16 (CUDA, a CPU), fp16 (CUDA), auto (bf16 on a CPU with AMX-BF16)",
         )
 
 

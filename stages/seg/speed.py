@@ -12,7 +12,8 @@ None changes the method. Each was measured with ``benchmarks/performance.py`` (R
   keeps the fastest (CUDA only; input shapes repeat: fixed crops, one size per TTA scale).
 - **amp**: autocast to bf16 / fp16: ``train.amp`` for training, ``speed.inference_amp`` for
   labeling, scoring and evaluation. fp16 is CUDA only; bf16 also runs on a CPU, and ``auto``
-  (inference) is bf16 on a CPU with native bf16 (AVX512-BF16 or AMX) and float32 elsewhere.
+  (inference) is bf16 on a CPU with AMX-BF16 and float32 elsewhere: with AVX512-BF16 alone bf16
+  was measured slower than float32 (0.80x labeling, 0.63x training), its masks 99.1 % the same.
 - **compile**: ``torch.compile`` of the training model (optional, off by default: it compiles
   for minutes before the first step; inference is not compiled, as every image size and TTA
   scale is a new shape to compile for).
@@ -47,33 +48,44 @@ def channels_last_wanted(setting: str, device: torch.device, backbone: str, trai
 AMP = ("none", "bf16", "fp16", "auto")
 
 
-def native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX-BF16, Linux's flags).
-    Elsewhere bf16 is emulated, slower than float32."""
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """This CPU's feature flags (Linux's /proc/cpuinfo); empty where there is none."""
     try:
         with open(cpuinfo) as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
+            return set(next((line for line in f if line.startswith("flags")), "").split()[2:])
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return set()
+
+
+def native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX-BF16). Elsewhere bf16 is
+    emulated, slower than float32."""
+    return bool(cpu_flags(cpuinfo) & {"avx512_bf16", "amx_bf16"})
+
+
+def bf16_faster(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether bf16 is expected to beat float32 here: AMX-BF16 tiles. AVX512-BF16 alone was
+    measured slower (docs/performance.md: TTA labeling 0.80x, training 0.63x of float32 on a Xeon
+    whose flags show avx512_bf16 but not AMX); AMX itself was not measured in this project."""
+    return "amx_bf16" in cpu_flags(cpuinfo)
 
 
 def amp_dtype(amp: str, device: torch.device, cpuinfo: str = "/proc/cpuinfo") -> torch.dtype | None:
     """The autocast dtype of ``amp`` (none, bf16, fp16, auto) on ``device``; None: float32.
 
     CUDA: bf16 or fp16 as asked; ``auto`` is float32 there (no GPU was measured). A CPU: bf16
-    where asked, and for ``auto`` where the CPU has native bf16 (measured: docs/performance.md);
-    fp16 is CUDA only (a warning, and float32), and bf16 on a CPU without native bf16 runs
-    emulated (a warning: slower than float32)."""
+    where asked, and for ``auto`` where the CPU has AMX-BF16 (``bf16_faster``); fp16 is CUDA only
+    (a warning, and float32), and bf16 on a CPU without bf16 instructions runs emulated (a
+    warning: slower than float32)."""
     if amp not in AMP:
         raise ValueError(f"amp must be one of {', '.join(AMP)}, got {amp!r}")
     if amp == "none":
         return None
     if device.type == "cuda":
         return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-    native = device.type == "cpu" and native_bf16(cpuinfo)
     if amp == "auto":
-        return torch.bfloat16 if native else None
+        return torch.bfloat16 if device.type == "cpu" and bf16_faster(cpuinfo) else None
+    native = device.type == "cpu" and native_bf16(cpuinfo)
     if amp == "fp16" or device.type != "cpu":
         log.warning("amp %s needs CUDA; running in float32 on %s", amp, device)
         return None
