@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from stage_args import train_args
 
 from stages import check_data, evaluate, label, score, train
 from stages.seg.files import write_error, write_text
@@ -273,31 +274,7 @@ def test_every_problem_at_once(data, capsys):
 
 
 def train_argv(root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--labeled",
-        str(root / "labeled.txt"),
-        "--data-root",
-        str(root),
-        "--num-classes",
-        str(C),
-        "--out-dir",
-        str(out),
-        "--backbone",
-        "resnet18",
-        "--crop-size",
-        str(SIZE),
-        "--batch-size",
-        "2",
-        "--workers",
-        "0",
-        "--min-labeled",
-        "4",
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-        *extra,
-    ]
+    return [*train_args(root, out, num_classes=C, crop=SIZE, min_labeled=4, epochs=1), *extra]
 
 
 def exit_log(main, argv, capsys) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from stage_args import train_args
 from test_train import assert_same_weights
 
 from stages.make_demo import CLASS_NAMES, make_demo
@@ -42,38 +43,8 @@ def torchrun(demo: Path, out: Path, script: list[str], *extra: str) -> subproces
         "--nproc-per-node",
         "2",
         *script,
-        "--labeled",
-        str(demo / "labeled.txt"),
-        "--data-root",
-        str(demo),
-        "--num-classes",
-        str(C),
-        "--out-dir",
-        str(out),
-        "--backbone",
-        "resnet18",
-        "--output-stride",
-        "16",
-        "--head-channels",
-        "16",
-        "--crop-size",
-        "32",
-        "--batch-size",
-        "4",
-        "--workers",
-        "0",
-        "--min-labeled",
-        "8",
-        "--epochs",
-        "3",
-        "--checkpoints",
-        "3",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--resume-state",
-        str(out / "resume" / "state.pt"),
+        *train_args(demo, out, num_classes=C, crop=32, batch=4, output_stride=16, head_channels=16, epochs=3),
+        *("--checkpoints", "3", "--threads", "1", "--resume-state", str(out / "resume" / "state.pt")),
         *extra,
     ]
     return subprocess.run(
@@ -161,30 +132,7 @@ def test_a_batch_that_does_not_split_over_the_processes_names_the_keys(demo, tmp
     from stages.seg.data import DataError
     from stages.seg.distributed import World
 
-    args = train.build_parser().parse_args(
-        [
-            "--labeled",
-            str(demo / "labeled.txt"),
-            "--data-root",
-            str(demo),
-            "--num-classes",
-            str(C),
-            "--out-dir",
-            str(tmp_path),
-            "--backbone",
-            "resnet18",
-            "--crop-size",
-            "32",
-            "--batch-size",
-            "4",
-            "--workers",
-            "0",
-            "--min-labeled",
-            "8",
-            "--device",
-            "cpu",
-        ]
-    )
+    args = train.build_parser().parse_args(train_args(demo, tmp_path, num_classes=C, crop=32, batch=4))
     with pytest.raises(
         DataError,
         match=r"the batch of 4 \(train.batch_size\) does not split over 3 processes "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from stage_args import train_args
 from test_train import assert_same_weights
 
 from stages.make_demo import CLASS_NAMES, make_demo
@@ -41,38 +42,8 @@ def demo(tmp_path_factory) -> Path:
 def train_cmd(demo: Path, out: Path, epochs: int = 3, checkpoints: int = 3) -> list[str]:
     return [
         "stages.train",
-        "--labeled",
-        str(demo / "labeled.txt"),
-        "--data-root",
-        str(demo),
-        "--num-classes",
-        str(C),
-        "--out-dir",
-        str(out),
-        "--backbone",
-        "resnet18",
-        "--output-stride",
-        "16",
-        "--head-channels",
-        "16",
-        "--crop-size",
-        str(SIZE),
-        "--batch-size",
-        "2",
-        "--workers",
-        "0",
-        "--min-labeled",
-        "8",
-        "--epochs",
-        str(epochs),
-        "--checkpoints",
-        str(checkpoints),
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--resume-state",
-        str(out / "resume" / "state.pt"),
+        *train_args(demo, out, num_classes=C, crop=SIZE, output_stride=16, head_channels=16, epochs=epochs),
+        *("--checkpoints", str(checkpoints), "--threads", "1", "--resume-state", str(out / "resume" / "state.pt")),
     ]
 
 

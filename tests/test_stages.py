@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from stage_args import train_args
 
 from stages import evaluate, label, merge_masks, merge_scores, score, split, summarize, train
 from stages.make_demo import CLASS_NAMES, make_demo
@@ -58,31 +59,7 @@ def image_ids(demo: Path, split_name: str) -> list[str]:
 
 
 def run_train(demo: Path, out: Path, *extra: str) -> Path:
-    train.main(
-        [
-            "--labeled",
-            str(demo / "labeled.txt"),
-            "--data-root",
-            str(demo),
-            "--num-classes",
-            str(C),
-            "--out-dir",
-            str(out),
-            "--backbone",
-            "resnet18",
-            "--crop-size",
-            str(H),
-            "--batch-size",
-            "2",
-            "--workers",
-            "0",
-            "--min-labeled",
-            "8",
-            "--device",
-            "cpu",
-            *extra,
-        ]
-    )
+    train.main([*train_args(demo, out, num_classes=C, crop=H), *extra])
     return out
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from stage_args import train_args
 
 from stages import train
 from stages.make_demo import make_demo
@@ -39,35 +40,7 @@ def stpp_log():
 
 
 def run_train(demo: Path, out: Path, *extra: str) -> Path:
-    train.main(
-        [
-            "--labeled",
-            str(demo / "labeled.txt"),
-            "--data-root",
-            str(demo),
-            "--num-classes",
-            "4",
-            "--out-dir",
-            str(out),
-            "--backbone",
-            "resnet18",
-            "--crop-size",
-            "32",
-            "--batch-size",
-            "2",
-            "--workers",
-            "0",
-            "--min-labeled",
-            "4",
-            "--epochs",
-            str(EPOCHS),
-            "--device",
-            "cpu",
-            "--seed",
-            "3",
-            *extra,
-        ]
-    )
+    train.main([*train_args(demo, out, num_classes=4, crop=32, min_labeled=4, epochs=EPOCHS, seed=3), *extra])
     return out
 
 
