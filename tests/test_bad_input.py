@@ -541,3 +541,57 @@ def test_a_crop_much_larger_than_the_labeled_images_is_a_warning_naming_the_key(
     assert code == 0, log  # correct, only slow: a warning
     assert "WARNING" in log and "train.crop_size 64 is large" in log and "lower train.crop_size to about 10" in log
     assert "covers 2% of a crop" in log and "41.0x the computation" in log  # 10x10 of 64x64 pixels
+
+
+# -- the review (review.exclude, review.masks) ---------------------------------------------
+
+
+def test_the_review_is_checked_with_the_lists_and_has_a_digest_of_its_own(data, capsys):
+    masks = data / "review_masks" / "img"
+    masks.mkdir(parents=True)
+    png(masks / "4.png", np.zeros((SIZE, SIZE)))
+    (data / "exclude.txt").write_text("# the teacher's dogs\nimg/5.png\n")
+    review = ("--review-exclude", str(data / "exclude.txt"), "--review-masks", str(data / "review_masks"))
+    code, log = run_check(data, capsys, *review)
+    assert code == 0, log
+    digest = (data.parent / "check" / "review.digest").read_text()
+    others = {n: (data.parent / "check" / f"{n}.digest").read_text() for n in ("labeled", "unlabeled")}
+    png(masks / "4.png", np.ones((SIZE, SIZE)))  # one corrected mask edited: only review.digest changes
+    run_check(data, capsys, *review)
+    assert (data.parent / "check" / "review.digest").read_text() != digest
+    assert {n: (data.parent / "check" / f"{n}.digest").read_text() for n in others} == others
+    run_check(data, capsys)
+    assert (data.parent / "check" / "review.digest").read_text() == "no review\n"
+
+
+@pytest.mark.parametrize(
+    "case, needles",
+    [
+        ("excluded unknown", ["review.exclude", "exclude.txt:1: img/9.png is not in the unlabeled list"]),
+        ("mask of no image", ["review.masks:", "img/9.png names no image of the unlabeled list"]),
+        ("jpeg mask", ["review.masks:", "4.jpg is not a PNG and would be ignored"]),
+        ("excluded and corrected", ["review: img/4.png is both excluded", "keep one of the two"]),
+        ("wrong size", ["corrected mask", "is 4x4 but its image img/4.png is 8x8"]),
+        ("colour", ["has mode RGB"]),
+    ],
+)
+def test_a_bad_review_is_refused_by_name(data, capsys, case, needles):
+    masks = data / "review_masks" / "img"
+    masks.mkdir(parents=True)
+    (data / "exclude.txt").write_text("img/5.png\n")
+    if case == "excluded unknown":
+        (data / "exclude.txt").write_text("img/9.png\n")
+    elif case == "mask of no image":
+        png(masks / "9.png", np.zeros((SIZE, SIZE)))
+    elif case == "jpeg mask":
+        Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(masks / "4.jpg", format="JPEG")
+    elif case == "excluded and corrected":
+        png(masks / "5.png", np.zeros((SIZE, SIZE)))
+        (data / "exclude.txt").write_text("img/4.png\n")
+        png(masks / "4.png", np.zeros((SIZE, SIZE)))
+    elif case == "wrong size":
+        png(masks / "4.png", np.zeros((4, 4)))
+    else:
+        png(masks / "4.png", np.zeros((SIZE, SIZE, 3)))
+    review = ("--review-exclude", str(data / "exclude.txt"), "--review-masks", str(data / "review_masks"))
+    assert_refused(data, capsys, *needles, extra=review)
