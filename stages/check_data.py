@@ -252,14 +252,10 @@ def review_files(args, unlabeled: dict[str, Sample], errors: list) -> tuple[list
             errors.append(f"review.masks folder not found: {args.review_masks}; create it or set review.masks to null")
         corrected, unknown = corrected_masks(args.review_masks, unlabeled)
         folder = Path(args.review_masks)
-        others = (
-            sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() != ".png")
-            if folder.is_dir()
-            else []
-        )
+        others = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".png") if folder.is_dir() else []
         errors += [
-            f"review.masks: {path} is not a PNG and would be ignored; save corrected masks as PNG "
-            "(a lossy format such as JPEG changes class indices at every edge)"
+            f"review.masks: {path} is not a .png file and would be ignored; save each corrected mask as a PNG "
+            "named as its image path with .png (a lossy format such as JPEG changes class indices at every edge)"
             for path in others
             if not path.name.startswith(".")  # an editor's or a file manager's hidden files
         ]

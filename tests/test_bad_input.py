@@ -569,7 +569,7 @@ def test_the_review_is_checked_with_the_lists_and_has_a_digest_of_its_own(data, 
     [
         ("excluded unknown", ["review.exclude", "exclude.txt:1: img/9.png is not in the unlabeled list"]),
         ("mask of no image", ["review.masks:", "img/9.png names no image of the unlabeled list"]),
-        ("jpeg mask", ["review.masks:", "4.jpg is not a PNG and would be ignored"]),
+        ("jpeg mask", ["review.masks:", "4.jpg is not a .png file and would be ignored"]),
         ("excluded and corrected", ["review: img/4.png is both excluded", "keep one of the two"]),
         ("wrong size", ["corrected mask", "is 4x4 but its image img/4.png is 8x8"]),
         ("colour", ["has mode RGB"]),
