@@ -152,7 +152,11 @@ def parse_args(argv=None):
         help="run nothing: tabulate the records of the experiments these arguments name",
     )
     p.add_argument(
-        "--snakemake-args", nargs=argparse.REMAINDER, default=[], help="passed on to snakemake (must come last)"
+        "--snakemake-args",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="passed on to snakemake (must come last), targets included; without it, the targets of this "
+        "run's experiments alone",
     )
     return p.parse_args(argv)
 
@@ -622,6 +626,30 @@ def audit_and_time_tables(rows: list[dict], sources: list[str]) -> list[str]:
     return lines
 
 
+def own_targets(config: Path, experiments: dict) -> list[str]:
+    """What `snakemake` would make for these experiments alone (rule all, restricted): the
+    generated config holds every experiment of the work directory (the registry), and its rule
+    all would also train the methods of this run for the other tags' experiments (the ST of an
+    equal-epochs run, identical to the labeled-passes run's, 30 minutes each)."""
+    from snakemake.utils import validate
+
+    from stages.workflow import Plan
+
+    generated = yaml.safe_load(config.read_text())
+    validate(generated, str(REPO / "config" / "config.schema.yaml"))  # the defaults, as the Snakefile has them
+    plan = Plan(generated)
+    every = plan.audit_targets() + plan.test_targets()
+    return [
+        target
+        for name in experiments
+        for target in (
+            f"results/{name}/summary.tsv",
+            f"results/{name}/data_check/manifest.tsv",
+            *(t for t in every if t.startswith(f"results/{name}/")),
+        )
+    ]
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     workdir = Path(args.workdir).resolve()
@@ -647,7 +675,7 @@ def main(argv=None) -> None:
                 "--configfile",
                 str(config),
                 "--rerun-incomplete",
-                *args.snakemake_args,
+                *(args.snakemake_args or own_targets(config, experiments)),
             ],
             REPO,
         )

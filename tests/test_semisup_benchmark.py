@@ -262,9 +262,8 @@ def test_teacher_from_names_a_run_of_the_work_directory(root, tmp_path):
             seeds=[0, 1],
             set=[],
             tag=tag,
-            methods=None,
             teacher_from=teacher_from,
-            **more,
+            **{"methods": None, **more},
         )
 
     with pytest.raises(
@@ -278,6 +277,14 @@ def test_teacher_from_names_a_run_of_the_work_directory(root, tmp_path):
     assert list(config["experiments"]) == ["toy_1_8_seed0", "toy_1_8_seed1", "toy_1_8_seed0_tta", "toy_1_8_seed1_tta"]
     _, experiments = semisup.make_config(args("r25", "tta"), tmp_path)  # a tagged source
     assert experiments["toy_1_8_seed1_r25"]["teacher_from"] == "toy_1_8_seed1_tta"
+    # the run makes its own experiments only, though its config holds them all (it once trained
+    # ST for every registered experiment under this run's methods)
+    path, experiments = semisup.make_config(args("tta", semisup.UNTAGGED, methods=["SupOnly", "ST++"]), tmp_path)
+    targets = semisup.own_targets(path, experiments)
+    assert {t.split("/")[1] for t in targets} == {"toy_1_8_seed0_tta", "toy_1_8_seed1_tta"}
+    assert "results/toy_1_8_seed0_tta/summary.tsv" in targets and not [t for t in targets if "st_student" in t]
+    assert "results/toy_1_8_seed0_tta/stpp_student2/test/metrics.json" in targets
+    assert "results/toy_1_8_seed0_tta/review_sheet" in targets
     # tabulating from records registers nothing
     semisup.make_config(args("other"), tmp_path, registry=False)
     assert "toy_1_8_seed0_other" not in yaml.safe_load((tmp_path / "experiments.yaml").read_text())
