@@ -179,7 +179,8 @@ def set_key(experiment: dict, dotted: str, value) -> None:
 
 def split_lists(root: Path, split: str, seed: int, out: Path) -> tuple[str, str]:
     """Labeled and unlabeled lists for ``seed`` under ``out`` (one folder per data set, as two data
-    sets share a work directory): seed 0 copies the shipped ones, S > 0 draws."""
+    sets share a work directory): seed 0 copies the shipped ones, S > 0 draws the shipped labeled
+    count from train.txt, and the rest, less copies of a labeled image, is unlabeled."""
     shipped = root / "splits" / split
     folder = out / f"{split}_seed{seed}"
     labeled, unlabeled = folder / "labeled.txt", folder / "unlabeled.txt"
@@ -191,8 +192,21 @@ def split_lists(root: Path, split: str, seed: int, out: Path) -> tuple[str, str]
     size = len(read_split_list(shipped / "labeled.txt"))
     chosen = set(random.Random(seed).sample(range(len(train)), size))
     write_list_if_changed(labeled, [s for i, s in enumerate(train) if i in chosen])  # train.txt order
-    write_list_if_changed(unlabeled, [s for i, s in enumerate(train) if i not in chosen])
+    # An image whose bytes a labeled image has is not unlabeled (MSRC-21's train/9_10_s.jpg is
+    # train/1_26_s.jpg; the data check refuses such a pair)
+    taken = {content(root / s.image) for i, s in enumerate(train) if i in chosen} - {None}
+    write_list_if_changed(
+        unlabeled, [s for i, s in enumerate(train) if i not in chosen and content(root / s.image) not in taken]
+    )
     return str(labeled), str(unlabeled)
+
+
+def content(path: Path) -> str | None:
+    """SHA-256 of a file's bytes; None for a file that is not there (the data check names it)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def write_list_if_changed(path: Path, samples: list) -> None:

@@ -51,6 +51,20 @@ def test_seed_0_is_the_shipped_split_and_other_seeds_draw_the_same_size(root, tm
     assert draws[0] == draws[2] and draws[0] != draws[1]
 
 
+def test_a_drawn_split_leaves_a_copy_of_a_labeled_image_out_of_the_unlabeled_list(root, tmp_path):
+    """MSRC-21's train.txt has one image twice under two names; a draw that labeled one of them
+    made the other unlabeled, and the data check refused the split."""
+    for i in range(10):
+        (root / "img").mkdir(exist_ok=True)
+        (root / f"img/{i}.png").write_bytes(bytes([i]) * 8)
+    labeled, unlabeled = (read_split_list(p) for p in semisup.split_lists(root, "1_8", 1, tmp_path / "a"))
+    copy = unlabeled[0]
+    (root / copy.image).write_bytes((root / labeled[0].image).read_bytes())
+    again = [read_split_list(p) for p in semisup.split_lists(root, "1_8", 1, tmp_path / "b")]
+    assert [s.id for s in again[0]] == [s.id for s in labeled]  # the same draw
+    assert [s.id for s in again[1]] == [s.id for s in unlabeled[1:]]  # less the copy
+
+
 def test_drawing_a_split_again_leaves_its_lists_untouched(root, tmp_path):
     """A rewritten list gets a new mtime, and Snakemake would retrain every model of that seed."""
     paths = [Path(p) for p in semisup.split_lists(root, "1_8", 4, tmp_path)]
