@@ -710,11 +710,12 @@ def bf16_agreement(a, work: Path) -> dict:
     same = total = 0
     cms = {amp: np.zeros((c, c), np.int64) for amp in ("none", "bf16")}
     for s in samples:
-        same += int((fp32[s.id] == bf16[s.id]).sum())
-        total += fp32[s.id].size
+        masks = {"none": fp32[s.id], "bf16": bf16[s.id]}
+        same += int((masks["none"] == masks["bf16"]).sum())
+        total += masks["none"].size
         truth = decode_mask(Path(root) / s.mask, c, a.bf16_ignore, s.origin)
-        for amp, store in (("none", fp32), ("bf16", bf16)):
-            cms[amp] += confusion_matrix(store[s.id], truth, c).numpy()
+        for amp, mask in masks.items():
+            cms[amp] += confusion_matrix(mask, truth, c).numpy()
     out = {
         "images": len(samples),
         "pixels": total,

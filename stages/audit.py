@@ -119,8 +119,8 @@ def review_of(args, samples) -> dict[str, set]:
     """{"excluded": ids, "corrected": ids} of the review, or {} without one."""
     if not args.kept:
         return {}
-    kept = {s.id for s in read_split_list(args.kept)} if Path(args.kept).stat().st_size else set()
-    corrected = {s.id for s in read_split_list(args.corrected)} if Path(args.corrected).stat().st_size else set()
+    kept = {s.id for s in read_split_list(args.kept, allow_empty=True)}
+    corrected = {s.id for s in read_split_list(args.corrected, allow_empty=True)}
     return {"excluded": {s.id for s in samples} - kept - corrected, "corrected": corrected}
 
 

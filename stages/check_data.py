@@ -248,10 +248,10 @@ def review_files(args, unlabeled: dict[str, Sample], errors: list) -> tuple[list
             else:
                 excluded.append(s)
     if args.review_masks:
-        if not Path(args.review_masks).is_dir():
-            errors.append(f"review.masks folder not found: {args.review_masks}; create it or set review.masks to null")
-        corrected, unknown = corrected_masks(args.review_masks, unlabeled)
         folder = Path(args.review_masks)
+        if not folder.is_dir():
+            errors.append(f"review.masks folder not found: {folder}; create it or set review.masks to null")
+        corrected, unknown = corrected_masks(folder, unlabeled)
         others = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".png") if folder.is_dir() else []
         errors += [
             f"review.masks: {path} is not a .png file and would be ignored; save each corrected mask as a PNG "

@@ -106,7 +106,7 @@ class Plan:
         """ST++ needs a reliable and an unreliable image: a ratio that leaves one half empty would
         fail only at student 1's training, after the teacher. Checked where the unlabeled list
         can be read now; the data check names a list that is missing."""
-        unlabeled = os.path.join(e["data"]["root"], e["data"]["unlabeled"])
+        unlabeled = self.split_list(name, "unlabeled")
         if "ST++" not in self.config["methods"] or not os.path.isfile(unlabeled):
             return
         n, ratio = len(parse_split_list(unlabeled)[0]), e["stpp"]["reliable_ratio"]
@@ -193,26 +193,26 @@ class Plan:
     def review_files(self, experiment: str) -> list[str]:
         """The exclusion list and each PNG of the corrected-masks folder, as they are now: the
         data check's fingerprint, so that editing one re-runs the check."""
-        review = self.exp(experiment)["review"]
-        files = [review["exclude"]] if review["exclude"] else []
-        if review["masks"] and os.path.isdir(review["masks"]):
-            files += sorted(str(p) for p in Path(review["masks"]).rglob("*.png"))
-        return files
+        exclude = self.exp(experiment)["review"]["exclude"]
+        return ([exclude] if exclude else []) + self.corrected_files(experiment)
 
-    def has_corrections(self, experiment: str) -> bool:
-        """Whether the corrected-masks folder holds a mask (a source of every student)."""
-        return any(f.endswith(".png") for f in self.review_files(experiment))
+    def corrected_files(self, experiment: str) -> list[str]:
+        """The PNGs of the corrected-masks folder as it is now (each a mask every student trains on)."""
+        masks = self.exp(experiment)["review"]["masks"]
+        return sorted(str(p) for p in Path(masks).rglob("*.png")) if masks and os.path.isdir(masks) else []
 
     def review_outputs(self, experiment: str) -> dict[str, str]:
+        """apply_review's outputs, by the audit's option names (kept, corrected, corrected_masks)."""
         r = f"results/{experiment}/review"
-        return {"kept": f"{r}/kept_ids.txt", "corrected": f"{r}/corrected_ids.txt", "masks": f"{r}/corrected_masks.h5"}
+        return {
+            "kept": f"{r}/kept_ids.txt",
+            "corrected": f"{r}/corrected_ids.txt",
+            "corrected_masks": f"{r}/corrected_masks.h5",
+        }
 
     def review_artifacts(self, experiment: str) -> dict[str, str]:
-        """The review's outputs as the audit's options (kept, corrected, corrected_masks), or {}."""
-        if not self.reviewed(experiment):
-            return {}
-        out = self.review_outputs(experiment)
-        return {"kept": out["kept"], "corrected": out["corrected"], "corrected_masks": out["masks"]}
+        """What the audit reads of the review: apply_review's outputs, or {} without a review."""
+        return self.review_outputs(experiment) if self.reviewed(experiment) else {}
 
     def pseudo_list(self, experiment: str) -> str:
         """The unlabeled images that are pseudo-labeled for training and that ST++ splits: the
@@ -223,10 +223,10 @@ class Plan:
 
     def corrections_source(self, experiment: str) -> list[tuple[str, str]]:
         """[(corrected_ids.txt, corrected_masks.h5)] where there are corrected masks, else []."""
-        if not self.has_corrections(experiment):
+        if not self.corrected_files(experiment):
             return []
         out = self.review_outputs(experiment)
-        return [(out["corrected"], out["masks"])]
+        return [(out["corrected"], out["corrected_masks"])]
 
     # -- methods ----------------------------------------------------------------------------
 

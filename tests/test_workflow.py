@@ -517,10 +517,7 @@ def test_a_review_excludes_and_corrects_and_re_trains_only_the_students(tiny_run
     validate(plan.config, str(REPO / "config" / "config.schema.yaml"))
     sources = plan.pseudo_sources("reviewed", "stpp_student1")
     identity = WeakAugment(32, None, (1.0, 1.0), flip_p=0.0)
-    pseudo = [
-        (read_split_list(workdir / lst) if (workdir / lst).stat().st_size else [], str(workdir / store))
-        for lst, store in sources
-    ]
+    pseudo = [(read_split_list(workdir / lst, allow_empty=True), str(workdir / store)) for lst, store in sources]
     assert [s.id for s in pseudo[-1][0]] == [unlabeled[2].id]  # the corrected image: its own source
     labeled = read_split_list(workdir / "resources" / "demo" / "labeled.txt")
     dataset = training_set(workdir / "resources" / "demo", labeled, pseudo, identity, None, 4)

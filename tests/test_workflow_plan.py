@@ -177,3 +177,12 @@ def test_a_review_changes_what_every_student_and_the_split_read_and_nothing_else
     for key in ("labeling_list", "teacher_checkpoints"):  # the teacher's side: as without a review
         args = ("tiny", "unlabeled") if key == "labeling_list" else ("tiny",)
         assert getattr(reviewed, key)(*args) == getattr(plain, key)(*args)
+
+
+def test_an_empty_list_is_a_problem_unless_a_stage_wrote_it_so(tmp_path):
+    from stages.seg.splits import DataError, read_split_list
+
+    (tmp_path / "corrected_ids.txt").write_text("")
+    with pytest.raises(DataError, match="is empty"):
+        read_split_list(tmp_path / "corrected_ids.txt")
+    assert read_split_list(tmp_path / "corrected_ids.txt", allow_empty=True) == []

@@ -85,11 +85,10 @@ def amp_dtype(amp: str, device: torch.device, cpuinfo: str = "/proc/cpuinfo") ->
         return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     if amp == "auto":
         return torch.bfloat16 if device.type == "cpu" and bf16_faster(cpuinfo) else None
-    native = device.type == "cpu" and native_bf16(cpuinfo)
     if amp == "fp16" or device.type != "cpu":
         log.warning("amp %s needs CUDA; running in float32 on %s", amp, device)
         return None
-    if not native:
+    if not native_bf16(cpuinfo):
         log.warning("this CPU has no native bf16 (AVX512-BF16, AMX): bf16 runs emulated, slower than float32")
     return torch.bfloat16
 

@@ -36,8 +36,12 @@ class Sample:
         return f"{self.image} {self.mask}" if self.mask else self.image
 
 
-def parse_split_list(path: str | os.PathLike, need_masks: bool = False) -> tuple[list[Sample], list[str]]:
-    """Every sample of a split list and every problem with it, each naming the file and line."""
+def parse_split_list(
+    path: str | os.PathLike, need_masks: bool = False, allow_empty: bool = False
+) -> tuple[list[Sample], list[str]]:
+    """Every sample of a split list and every problem with it, each naming the file and line.
+    An empty list is a problem unless ``allow_empty`` (a list a stage wrote, such as a review's
+    corrected_ids.txt without corrections)."""
     path = Path(path)
     if not path.is_file():
         return [], [f"split list not found: {path}; check data.root and the list's path in the config"]
@@ -67,13 +71,13 @@ def parse_split_list(path: str | os.PathLike, need_masks: bool = False) -> tuple
             continue
         seen[fields[0]] = n
         samples.append(Sample(fields[0], fields[0], fields[1] if len(fields) > 1 else None, f"{path}:{n}"))
-    if not samples and not problems:
+    if not samples and not problems and not allow_empty:
         problems.append(f"split list {path} is empty; it needs one '<image> [<mask>]' line per image")
     return samples, problems
 
 
-def read_split_list(path: str | os.PathLike, need_masks: bool = False) -> list[Sample]:
-    samples, problems = parse_split_list(path, need_masks)
+def read_split_list(path: str | os.PathLike, need_masks: bool = False, allow_empty: bool = False) -> list[Sample]:
+    samples, problems = parse_split_list(path, need_masks, allow_empty)
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise DataError(problems[0] + more)
