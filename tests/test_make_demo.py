@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.make_demo import CLASS_NAMES, CLASS_TEXTURES, _pattern, _texture, main, make_demo, render_sample, sample_rng
+from stages.make_demo import (
+    CLASS_NAMES,
+    CLASS_TEXTURES,
+    CLUTTER_TEXTURES,
+    _pattern,
+    _texture,
+    main,
+    make_demo,
+    render_sample,
+    sample_rng,
+)
 
 COUNTS = {"labeled": 3, "unlabeled": 5, "val": 4}
 SIZE = (32, 32)
@@ -92,7 +102,7 @@ def test_class_cues_survive_grayscale():
     yy, xx = np.mgrid[0:48, 0:48].astype(float) + 0.5
     for i in range(40):
         rng = np.random.default_rng(i)
-        for kind in ("stripes", "checker", "dots", "gradient"):
+        for kind in CLUTTER_TEXTURES:  # every object texture, the classes' among them
             luma = _luma(_texture(rng, kind, yy, xx, contrast=(40.0, 140.0), saturation=(0.0, 0.9)))
             assert luma.max() - luma.min() >= 20.0, (kind, i)
     hues = {c: [] for c in range(1, len(CLASS_NAMES))}
@@ -109,11 +119,14 @@ def test_class_cues_survive_grayscale():
 def test_class_textures_are_distinct():
     yy, xx = np.mgrid[0:64, 0:64].astype(float) + 0.5
     assert len(set(CLASS_TEXTURES.values())) == len(CLASS_TEXTURES) == len(CLASS_NAMES) - 1
+    assert set(CLASS_TEXTURES.values()) <= set(CLUTTER_TEXTURES)  # texture alone never tells the class
+    # no class wears the backgrounds' smooth gradient (the old triangles did, and were erased)
+    assert "gradient" not in CLASS_TEXTURES.values()
     p = {k: _pattern(np.random.default_rng(0), k, yy, xx, scale=12.0) for k in CLASS_TEXTURES.values()}
-    # stripes and checker: two levels in equal shares; the gradient: a smooth ramp over the image
+    # stripes and checker: two levels in equal shares; the grid: thin lines, about 1 - 0.8^2 of it
     for kind in ("stripes", "checker"):
         assert set(np.unique(p[kind])) == {0.0, 1.0} and 0.4 < p[kind].mean() < 0.6, kind
-    assert len(np.unique(p["gradient"])) > 50 and np.abs(np.diff(p["gradient"], axis=1)).max() < 0.05
+    assert set(np.unique(p["grid"])) == {0.0, 1.0} and 0.28 < p["grid"].mean() < 0.44
 
 
 def test_split_ids_disjoint(demo: Path):
