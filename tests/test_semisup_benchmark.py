@@ -374,6 +374,38 @@ def test_demo_benchmark_reads_a_finished_seed_and_its_audit(tmp_path):
     assert math.isnan(row["pseudo"]["relabeled"])  # not measured: no student-1 relabels
 
 
+def test_demo_benchmark_gives_each_difference_with_its_intervals():
+    """The demo's table of differences: per seed a paired bootstrap over the val images, over
+    seeds a t-interval and the pooled bootstrap. A case with a known answer: ST labels every pixel
+    right and SupOnly half of each image's foreground wrong, the same on every image, so that
+    ST - SupOnly is exact (no spread, the interval one point) and ST++ final (= ST) - ST is 0."""
+    demo = benchmark_scripts.load("demo")
+    right = np.tile(np.diag([50, 50]), (4, 1, 1))  # 4 images, 2 classes, 50 pixels each
+    half = np.tile(np.array([[50, 0], [25, 25]]), (4, 1, 1))  # foreground: 25 of 50 taken for background
+    rows = [
+        {
+            "seed": s,
+            "miou": {"SupOnly": 58.33, "ST": 100.0, "ST++ final": 100.0, "ST++ student 1": 100.0},
+            "confusion": {"SupOnly": half, "ST": right, "ST++ final": right, "ST++ student 1": right},
+        }
+        for s in (0, 1)
+    ]
+    lines = demo.interval_table(rows)
+    table = {line.split(" | ")[0].strip("| *"): line.split(" | ")[1:] for line in lines if line.startswith("| ")}
+    # SupOnly's IoU: background 50 / 75, foreground 25 / 50; mean 58.3
+    assert table["0"][0] == "+41.7 [+41.7, +41.7]" and table["0"][1] == "+0.0 [+0.0, +0.0]"
+    assert table["mean of 2, t-interval"][0].startswith("+41.7 [+41.7, +41.7]")
+    assert table["pooled paired bootstrap"][0] == "+41.7 [+41.7, +41.7]"
+    # a seed without the matrices (an old run): its own cells and the pooled one are left out
+    rows[1]["confusion"] = {}
+    table = {
+        line.split(" | ")[0].strip("| *"): line.split(" | ")[1:]
+        for line in demo.interval_table(rows)
+        if line.startswith("| ")
+    }
+    assert table["1"][0] == "-" and table["pooled paired bootstrap"][0].startswith("-")
+
+
 def test_a_record_from_before_train_init_is_one_of_shared_heads(root, tmp_path):
     """Records made before train.init lack it and had every model start from one head: they match
     train.init: shared, not the new default; new records name the setting even when defaulted."""
