@@ -28,10 +28,20 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from semisup import DIFFERENCES, METHODS, REPO, fmt, interval, machine, parse_setting, pseudo_mask_audit, set_key
+from semisup import (
+    DIFFERENCES,
+    METHODS,
+    REPO,
+    difference_cells,
+    fmt,
+    machine,
+    parse_setting,
+    pseudo_mask_audit,
+    seeds_cells,
+    set_key,
+)
 
 from stages.evaluate import read_per_image_confusion
-from stages.seg.metrics import paired_bootstrap_interval, t_interval_90
 
 COLUMNS = ("SupOnly", "ST", "ST++ student 1", "ST++ final")
 
@@ -129,24 +139,10 @@ def interval_table(rows: list[dict]) -> list[str]:
         "|---|" + "---|" * len(DIFFERENCES),
     ]
 
-    def pairs(a: str, b: str) -> list | None:
-        found = [(r["confusion"][a], r["confusion"][b]) for r in rows if {a, b} <= r["confusion"].keys()]
-        return found if len(found) == len(rows) else None
-
     for row in rows:
-        cells = []
-        for _, a, b in DIFFERENCES:
-            pair = {a, b} <= row["confusion"].keys()
-            cm = row["confusion"]
-            cells.append(interval(*(100 * v for v in paired_bootstrap_interval([(cm[a], cm[b])]))) if pair else "-")
-        lines.append(f"| {row['seed']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row['seed']} | " + " | ".join(difference_cells(row["miou"], row["confusion"])) + " |")
     if len(rows) > 1:
-        t_cells, pooled = [], []
-        for _, a, b in DIFFERENCES:
-            diffs = [r["miou"].get(b, float("nan")) - r["miou"].get(a, float("nan")) for r in rows]
-            t_cells.append(interval(*t_interval_90(diffs)))
-            both = pairs(a, b)
-            pooled.append(interval(*(100 * v for v in paired_bootstrap_interval(both))) if both else "-")
+        t_cells, pooled = seeds_cells([r["miou"] for r in rows], [r["confusion"] for r in rows])
         lines.append(f"| **mean of {len(rows)}, t-interval** | " + " | ".join(t_cells) + " |")
         lines.append("| **pooled paired bootstrap** | " + " | ".join(pooled) + " |")
     return lines

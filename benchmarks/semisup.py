@@ -490,6 +490,39 @@ def interval(diff: float, low: float, high: float) -> str:
     return f"{diff:+.1f} [{low:+.1f}, {high:+.1f}]"
 
 
+def difference_cells(miou: dict, confusion: dict) -> list[str]:
+    """One run's DIFFERENCES (b - a), each with its paired-bootstrap 90 % interval over the images
+    where ``confusion`` (method -> per-image matrices) holds both methods, else bare."""
+    cells = []
+    for _, a, b in DIFFERENCES:
+        if a in confusion and b in confusion:
+            cells.append(interval(*(100 * v for v in paired_bootstrap_interval([(confusion[a], confusion[b])]))))
+        else:
+            cells.append(interval(nan(miou.get(b)) - nan(miou.get(a)), float("nan"), float("nan")))
+    return cells
+
+
+def seeds_cells(mious: list[dict], confusions: list[dict]) -> tuple[list[str], list[str]]:
+    """Over the runs of several seeds: each difference's mean with its t-interval, and the pooled
+    paired bootstrap over all their images ("-" where a run lacks a figure or its matrices)."""
+    t_cells, pooled = [], []
+    for _, a, b in DIFFERENCES:
+        diffs = [nan(m.get(b)) - nan(m.get(a)) for m in mious]
+        t_cells.append("-" if any(math.isnan(d) for d in diffs) else interval(*t_interval_90(diffs)))
+        if all(a in c and b in c for c in confusions):
+            both = [(c[a], c[b]) for c in confusions]
+            pooled.append(interval(*(100 * v for v in paired_bootstrap_interval(both))))
+        else:
+            pooled.append("-")
+    return t_cells, pooled
+
+
+def list_confusion(confusion: dict, list_name: str) -> dict:
+    """A record's per-image matrices on one list, by method ({"<list>/<method>": ...} -> {method: ...})."""
+    prefix = f"{list_name}/"
+    return {k.removeprefix(prefix): v for k, v in confusion.items() if k.startswith(prefix) and k != f"{prefix}ids"}
+
+
 def difference_tables(records: dict, confusion: dict) -> list[str]:
     """Per list: each difference per seed with its paired-bootstrap 90 % interval over images, and
     for a group of seeds the mean with its t-interval and the pooled paired bootstrap."""
@@ -507,41 +540,20 @@ def difference_tables(records: dict, confusion: dict) -> list[str]:
         ]
         groups: dict[str, list[str]] = {}
         for name, record in records.items():
-            cells = []
-            for _, a, b in DIFFERENCES:
-                ma, mb = nan(record["miou"][list_name].get(a)), nan(record["miou"][list_name].get(b))
-                pair = _pair(confusion.get(name, {}), list_name, a, b)
-                cells.append(
-                    interval(*(100 * v for v in paired_bootstrap_interval([pair])))
-                    if pair
-                    else interval(mb - ma, float("nan"), float("nan"))
-                )
+            cells = difference_cells(record["miou"][list_name], list_confusion(confusion.get(name, {}), list_name))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
             groups.setdefault(group_of(name), []).append(name)
         for group, members in groups.items():
             if len(members) < 2:
                 continue
-            t_cells, pooled_cells = [], []
-            for _, a, b in DIFFERENCES:
-                diffs = [
-                    nan(records[m]["miou"][list_name].get(b)) - nan(records[m]["miou"][list_name].get(a))
-                    for m in members
-                ]
-                t_cells.append("-" if any(math.isnan(d) for d in diffs) else interval(*t_interval_90(diffs)))
-                pairs = [_pair(confusion.get(m, {}), list_name, a, b) for m in members]
-                pooled_cells.append(
-                    interval(*(100 * v for v in paired_bootstrap_interval(pairs))) if all(pairs) else "-"
-                )
+            t_cells, pooled_cells = seeds_cells(
+                [records[m]["miou"][list_name] for m in members],
+                [list_confusion(confusion.get(m, {}), list_name) for m in members],
+            )
             lines.append(f"| **{group}, mean of {len(members)} seeds, t-interval** | " + " | ".join(t_cells) + " |")
             lines.append(f"| **{group}, pooled paired bootstrap** | " + " | ".join(pooled_cells) + " |")
         lines.append("")
     return lines
-
-
-def _pair(confusion: dict, list_name: str, a: str, b: str):
-    """The per-image matrices of methods a and b on a list, or None where a record lacks them."""
-    ka, kb = f"{list_name}/{a}", f"{list_name}/{b}"
-    return (confusion[ka], confusion[kb]) if ka in confusion and kb in confusion else None
 
 
 def tables(args, records: dict, confusion: dict | None = None) -> str:
