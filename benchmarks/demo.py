@@ -113,17 +113,24 @@ def run_seed(seed: int, args) -> dict:
     return {
         "seed": seed,
         "miou": miou,
-        "confusion": val_confusion(folder / "results" / name),
+        "confusion": val_confusion(folder / "results" / name, final_model(config)),
         "pseudo": pseudo,
         "wall": float(timing.read_text()) if timing.exists() else float("nan"),
     }
 
 
-def val_confusion(results: Path) -> dict:
-    """Each model's per-image confusion matrices on the demo's val list, by method."""
+def final_model(config: dict) -> str:
+    """ST++ final's model: the last student of the experiment's rounds (its own, else the config's)."""
+    (experiment,) = config["experiments"].values()
+    return f"stpp_student{experiment.get('stpp', {}).get('rounds') or config.get('rounds', 2)}"
+
+
+def val_confusion(results: Path, final: str = "stpp_student2") -> dict:
+    """Each model's per-image confusion matrices on the demo's val list, by method (``final``:
+    ST++ final's model)."""
     found = {}
     for method, model in METHODS:
-        path = results / model / "per_image_confusion.npz"
+        path = results / (final if method == "ST++ final" else model) / "per_image_confusion.npz"
         if path.exists():
             found[method] = read_per_image_confusion(path)[1].astype(np.int64)
     return found

@@ -372,6 +372,10 @@ def test_demo_benchmark_reads_a_finished_seed_and_its_audit(tmp_path):
     assert row["miou"] == {"SupOnly": 40.0, "ST": 45.0} and row["wall"] == 12.5
     assert row["pseudo"]["all"] == 50.0 and row["pseudo"]["spearman"] == 0.3
     assert math.isnan(row["pseudo"]["relabeled"])  # not measured: no student-1 relabels
+    assert row["confusion"] == {}  # no per-image matrices: the differences are given bare
+    config = demo.seed_config(0, ["stpp.rounds=3"])
+    assert demo.final_model(config) == "stpp_student3"  # ST++ final's matrices are student 3's
+    assert demo.final_model(demo.seed_config(0, [])) == "stpp_student2"
 
 
 def test_demo_benchmark_gives_each_difference_with_its_intervals():
