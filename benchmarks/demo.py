@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 from semisup import (
-    DIFFERENCES,
     METHODS,
     REPO,
     difference_cells,
+    difference_header,
     fmt,
     machine,
     parse_setting,
@@ -145,8 +145,7 @@ def interval_table(rows: list[dict]) -> list[str]:
         "resamples); over seeds the mean's t-interval and the pooled paired bootstrap. An interval that contains 0: "
         "not measurable at this size.",
         "",
-        "| seed | " + " | ".join(label for label, _, _ in DIFFERENCES) + " |",
-        "|---|" + "---|" * len(DIFFERENCES),
+        *difference_header("seed"),
     ]
 
     for row in rows:

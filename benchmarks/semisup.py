@@ -490,6 +490,14 @@ def interval(diff: float, low: float, high: float) -> str:
     return f"{diff:+.1f} [{low:+.1f}, {high:+.1f}]"
 
 
+def difference_header(first: str) -> list[str]:
+    """The two header lines of a table of DIFFERENCES whose first column is ``first``."""
+    return [
+        "| " + " | ".join([first, *(label for label, _, _ in DIFFERENCES)]) + " |",
+        "|---|" + "---|" * len(DIFFERENCES),
+    ]
+
+
 def difference_cells(miou: dict, confusion: dict) -> list[str]:
     """One run's DIFFERENCES (b - a), each with its paired-bootstrap 90 % interval over the images
     where ``confusion`` (method -> per-image matrices) holds both methods, else bare."""
@@ -535,8 +543,7 @@ def difference_tables(records: dict, confusion: dict) -> list[str]:
             "t-interval, then the pooled paired bootstrap. An interval that contains 0: not measurable at this "
             "size.",
             "",
-            "| experiment | " + " | ".join(label for label, _, _ in DIFFERENCES) + " |",
-            "|---|" + "---|" * len(DIFFERENCES),
+            *difference_header("experiment"),
         ]
         groups: dict[str, list[str]] = {}
         for name, record in records.items():
