@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import yaml
 from semisup import (
-    METHODS,
     REPO,
     difference_cells,
     difference_header,
@@ -42,6 +41,7 @@ from semisup import (
     pseudo_mask_audit,
     seeds_cells,
     set_key,
+    workflow_plan,
 )
 
 from stages.evaluate import read_per_image_confusion
@@ -113,24 +113,18 @@ def run_seed(seed: int, args) -> dict:
     return {
         "seed": seed,
         "miou": miou,
-        "confusion": val_confusion(folder / "results" / name, final_model(config)),
+        "confusion": val_confusion(folder / "results" / name, workflow_plan(config).method_models(name)),
         "pseudo": pseudo,
         "wall": float(timing.read_text()) if timing.exists() else float("nan"),
     }
 
 
-def final_model(config: dict) -> str:
-    """ST++ final's model: the last student of the experiment's rounds (its own, else the config's)."""
-    (experiment,) = config["experiments"].values()
-    return f"stpp_student{experiment.get('stpp', {}).get('rounds') or config.get('rounds', 2)}"
-
-
-def val_confusion(results: Path, final: str = "stpp_student2") -> dict:
-    """Each model's per-image confusion matrices on the demo's val list, by method (``final``:
-    ST++ final's model)."""
+def val_confusion(results: Path, models: list[tuple[str, str]]) -> dict:
+    """Each model's per-image confusion matrices on the demo's val list, by method; ``models``:
+    the workflow's (method, trained model) rows (ST++ final is the last round's student)."""
     found = {}
-    for method, model in METHODS:
-        path = results / (final if method == "ST++ final" else model) / "per_image_confusion.npz"
+    for method, model in models:
+        path = results / model / "per_image_confusion.npz"
         if path.exists():
             found[method] = read_per_image_confusion(path)[1].astype(np.int64)
     return found

@@ -48,6 +48,7 @@ not measurable at this size. Nothing here tunes anything: settings come from
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import glob
 import hashlib
@@ -659,18 +660,24 @@ def audit_and_time_tables(rows: list[dict], sources: list[str]) -> list[str]:
     return lines
 
 
+def workflow_plan(config: dict):
+    """The workflow's own plan (stages.workflow.Plan) of a config, with the schema's defaults
+    filled in as the Snakefile fills them; ``config`` itself is left as it is."""
+    from snakemake.utils import validate
+
+    from stages.workflow import Plan
+
+    config = copy.deepcopy(config)
+    validate(config, str(REPO / "config" / "config.schema.yaml"))
+    return Plan(config)
+
+
 def own_targets(config: Path, experiments: dict) -> list[str]:
     """What `snakemake` would make for these experiments alone (rule all, restricted): the
     generated config holds every experiment of the work directory (the registry), and its rule
     all would also train the methods of this run for the other tags' experiments (the ST of an
     equal-epochs run, identical to the labeled-passes run's, 30 minutes each)."""
-    from snakemake.utils import validate
-
-    from stages.workflow import Plan
-
-    generated = yaml.safe_load(config.read_text())
-    validate(generated, str(REPO / "config" / "config.schema.yaml"))  # the defaults, as the Snakefile has them
-    plan = Plan(generated)
+    plan = workflow_plan(yaml.safe_load(config.read_text()))
     every = plan.audit_targets() + plan.test_targets()
     return [
         target

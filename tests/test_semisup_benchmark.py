@@ -373,9 +373,10 @@ def test_demo_benchmark_reads_a_finished_seed_and_its_audit(tmp_path):
     assert row["pseudo"]["all"] == 50.0 and row["pseudo"]["spearman"] == 0.3
     assert math.isnan(row["pseudo"]["relabeled"])  # not measured: no student-1 relabels
     assert row["confusion"] == {}  # no per-image matrices: the differences are given bare
-    config = demo.seed_config(0, ["stpp.rounds=3"])
-    assert demo.final_model(config) == "stpp_student3"  # ST++ final's matrices are student 3's
-    assert demo.final_model(demo.seed_config(0, [])) == "stpp_student2"
+    # the matrices are read from the workflow's models: under stpp.rounds: 3 ST++ final is student 3
+    models = dict(semisup.workflow_plan(demo.seed_config(0, ["stpp.rounds=3"])).method_models("demo"))
+    assert models["ST++ final"] == "stpp_student3"
+    assert dict(semisup.workflow_plan(demo.seed_config(0, [])).method_models("demo"))["ST++ final"] == "stpp_student2"
 
 
 def test_demo_benchmark_gives_each_difference_with_its_intervals():
