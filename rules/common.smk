@@ -34,6 +34,9 @@ wildcard_constraints:
 # Which experiments train their teacher and which copy another's (rules train_teacher, copy_teacher).
 OWN_TEACHER = one_of(PLAN.own_teacher())
 BORROWED_TEACHER = one_of(PLAN.borrowed_teacher())
+# ... and which of the latter copy that teacher's pseudo-masks or scores too (the same settings).
+COPIED_LABELS = one_of(PLAN.copied("labels"))
+COPIED_SCORES = one_of(PLAN.copied("scores"))
 
 
 def _student(wildcards):

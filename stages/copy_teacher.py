@@ -8,6 +8,11 @@ labeling, scoring and evaluation run on the very weights of the other's teacher 
 its settings (students, R, TTA, schedule) may differ: the paper's ablations share their teacher.
 Copies rather than links: a copy is newer than its source, so Snakemake's file times order the
 DAG as for a teacher trained here, and re-training the source re-copies it.
+
+    python -m stages.copy_teacher --source ... --out-dir ... --files pseudo_masks_unlabeled.h5
+
+copies the named files of the teacher's folder instead: the teacher's pseudo-masks or stability
+scores, where this experiment would compute them with the same settings (``Plan.copied_from``).
 """
 
 from __future__ import annotations
@@ -26,19 +31,24 @@ def build_parser():
     p = cli.parser(__doc__.split("\n\n")[0])
     p.add_argument("--source", required=True, help="the other experiment's teacher folder")
     p.add_argument("--out-dir", required=True, help="this experiment's teacher folder")
+    p.add_argument("--files", nargs="+", help="copy these files of the folder instead of the training outputs")
     return p
 
 
 def copy_teacher(args) -> None:
     source, out = Path(args.source), Path(args.out_dir)
-    files = [source / "model.pt", source / "train_log.tsv", *sorted((source / "checkpoints").glob("checkpoint_*.pt"))]
-    files += [source / "best.pt"] if (source / "best.pt").exists() else []
+    if args.files:
+        files = [source / name for name in args.files]
+    else:
+        files = [source / "model.pt", source / "train_log.tsv", *sorted((source / "checkpoints").glob("checkpoint_*.pt"))]
+        files += [source / "best.pt"] if (source / "best.pt").exists() else []
     for src in files:
         dst = out / src.relative_to(source)
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)  # K = 1 keeps none, the folder is an output
-    log.info("copied the teacher of %s (%d files) to %s", source, len(files), out)
+    if not args.files:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)  # K = 1 keeps none, the folder is an output
+    log.info("copied %d files of the teacher of %s to %s", len(files), source, out)
 
 
 def main(argv=None) -> None:

@@ -147,6 +147,33 @@ class Plan:
     def borrowed_teacher(self) -> list[str]:
         return [n for n in self.experiments if self.exp(n)["teacher_from"] is not None]
 
+    def _teacher_work(self, experiment: str, work: str) -> tuple:
+        """What the teacher's labeling ("labels") or scoring ("scores") of the unlabeled list
+        computes from, beyond the teacher itself: the arguments of its command but the paths of
+        this experiment's own folder (label.shards is left out: any number gives the same files)."""
+        label = self.exp(experiment)["label"]
+        common = (self.data_args(experiment, labels=False), self.split_list(experiment, "unlabeled"), label["batch_size"])
+        if work == "labels":
+            return (*common, self.tta_args(experiment), label["weights"])
+        # without --tta the scoring stage reads no scale or flip setting
+        score_tta = self.exp(experiment)["stpp"]["score_tta"]
+        return (*common, self.tta_args(experiment) if score_tta else "--no-tta")
+
+    def copied_from(self, experiment: str, work: str) -> str | None:
+        """The experiment whose teacher's pseudo-masks ("labels") or stability scores ("scores")
+        this one copies instead of computing them again: its teacher_from, where that
+        computation's settings are the same (the teacher is, by check()); else None. Labeling
+        is deterministic, so the copy is the file this experiment would write (an ablation of R
+        or of the students saves the labeling's minutes; one of score_tta still scores anew)."""
+        source = self.exp(experiment)["teacher_from"]
+        if source is None or self._teacher_work(experiment, work) != self._teacher_work(source, work):
+            return None
+        return source
+
+    def copied(self, work: str) -> list[str]:
+        """The experiments that copy their teacher's pseudo-masks ("labels") or scores ("scores")."""
+        return [n for n in self.experiments if self.copied_from(n, work) is not None]
+
     # -- data -------------------------------------------------------------------------------
 
     def split_list(self, experiment: str, key: str) -> str | None:

@@ -279,9 +279,10 @@ def test_student1_epochs_lengthens_student1_only(tiny_run):
 
 def test_teacher_from_copies_the_teacher_and_data_test_scores_every_model(tiny_run):
     """An experiment with teacher_from: tiny (here with the paper's TTA scoring and the
-    labeled-passes schedule) copies tiny's teacher, labels and scores with it, trains its own
-    students, and evaluates every model on its data.test list too; tiny's outputs are untouched.
-    A teacher setting that differs, or a source that is no experiment, is refused by name."""
+    labeled-passes schedule) copies tiny's teacher and its pseudo-masks (the labeling settings
+    are tiny's), scores with it anew (score_tta is not tiny's), trains its own students, and
+    evaluates every model on its data.test list too; tiny's outputs are untouched. A teacher
+    setting that differs, or a source that is no experiment, is refused by name."""
     from stages.make_demo import make_demo
 
     workdir, _ = tiny_run
@@ -306,9 +307,11 @@ def test_teacher_from_copies_the_teacher_and_data_test_scores_every_model(tiny_r
     path.write_text(yaml.safe_dump(config))
     args = ("--configfile", str(path), "--directory", str(workdir))
 
-    rules = planned_rules(snakemake("-n", *args))
-    assert {"copy_teacher", "label_shard", "score_shard", "train_student", "evaluate_test"} <= rules
-    assert "train_teacher" not in rules
+    dry = snakemake("-n", *args)
+    rules = planned_rules(dry)
+    assert {"copy_teacher", "copy_teacher_pseudo_masks", "score_shard", "train_student", "evaluate_test"} <= rules
+    assert not {"train_teacher", "copy_teacher_scores"} & rules
+    assert "results/tiny_tta/teacher/pseudo_masks_unlabeled.shards" not in dry.stdout + dry.stderr
     # the copy, labeling and scoring with it, and student 1 (ST and student 2 add nothing here)
     proc = snakemake(
         "--cores",
@@ -319,8 +322,15 @@ def test_teacher_from_copies_the_teacher_and_data_test_scores_every_model(tiny_r
         *(f"results/tiny_tta/{m}/test/metrics.json" for m in ("teacher", "stpp_student1")),
     )
     copied, source = results / "tiny_tta" / "teacher", results / "tiny" / "teacher"
-    for name in ("model.pt", "train_log.tsv", "checkpoints/checkpoint_1.pt", "checkpoints/checkpoint_2.pt"):
+    for name in (
+        "model.pt",
+        "train_log.tsv",
+        "checkpoints/checkpoint_1.pt",
+        "checkpoints/checkpoint_2.pt",
+        "pseudo_masks_unlabeled.h5",
+    ):
         assert (copied / name).read_bytes() == (source / name).read_bytes()
+    assert (copied / "stability_scores.tsv").read_bytes() != (source / "stability_scores.tsv").read_bytes()
     assert "--tta" in (proc.stdout + proc.stderr).split("stages.score")[1].split("\n")[0]
     for model in ("teacher", "stpp_student1"):
         metrics = json.loads((results / "tiny_tta" / model / "test" / "metrics.json").read_text())

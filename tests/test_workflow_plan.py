@@ -124,6 +124,36 @@ def test_settings_that_cannot_work_are_named():
         Plan(config).check()
 
 
+def test_a_borrowed_teacher_s_pseudo_masks_and_scores_are_copied_where_their_settings_match():
+    """teacher_from copies the teacher's pseudo-masks and stability scores as well, each only
+    while the settings that compute it are the source's: a student setting or label.shards
+    changes neither, stpp.score_tta changes the scores alone, a TTA scale the pseudo-masks alone
+    (scoring without TTA reads no scale), the unlabeled list both."""
+    config = copy.deepcopy(TINY)
+    config["experiments"]["copy"] = yaml.safe_load(yaml.safe_dump(config["experiments"]["tiny"]))
+    copy_ = config["experiments"]["copy"]
+    copy_["teacher_from"] = "tiny"
+    copy_["stpp"]["reliable_ratio"] = 0.25
+    copy_["label"]["shards"] = 3
+    validate(config, str(REPO / "config" / "config.schema.yaml"))
+
+    def copied():
+        p = Plan(config)
+        p.check()
+        return p.copied_from("copy", "labels"), p.copied_from("copy", "scores"), p.copied("labels")
+
+    assert copied() == ("tiny", "tiny", ["copy"])
+    copy_["stpp"]["score_tta"] = True
+    assert copied() == ("tiny", None, ["copy"])
+    copy_["stpp"]["score_tta"] = False
+    copy_["label"]["scales"] = [1.0, 1.5]
+    assert copied() == (None, "tiny", [])
+    copy_["label"]["scales"] = config["experiments"]["tiny"]["label"]["scales"]
+    copy_["data"]["unlabeled"] = "other_unlabeled.txt"
+    assert copied()[:2] == (None, None)
+    assert Plan(config).copied_from("tiny", "labels") is None  # it trains its own teacher
+
+
 def test_a_reliable_ratio_that_leaves_st_plus_plus_no_reliable_image_is_named_before_any_job(tmp_path):
     (tmp_path / "unlabeled.txt").write_text("".join(f"u{i}.png\n" for i in range(6)))
     too_small = {"experiments__tiny__data__root": str(tmp_path), "experiments__tiny__stpp__reliable_ratio": 0.1}
