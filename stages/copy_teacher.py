@@ -40,7 +40,11 @@ def copy_teacher(args) -> None:
     if args.files:
         files = [source / name for name in args.files]
     else:
-        files = [source / "model.pt", source / "train_log.tsv", *sorted((source / "checkpoints").glob("checkpoint_*.pt"))]
+        files = [
+            source / "model.pt",
+            source / "train_log.tsv",
+            *sorted((source / "checkpoints").glob("checkpoint_*.pt")),
+        ]
         files += [source / "best.pt"] if (source / "best.pt").exists() else []
     for src in files:
         dst = out / src.relative_to(source)

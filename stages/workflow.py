@@ -152,7 +152,11 @@ class Plan:
         computes from, beyond the teacher itself: the arguments of its command but the paths of
         this experiment's own folder (label.shards is left out: any number gives the same files)."""
         label = self.exp(experiment)["label"]
-        common = (self.data_args(experiment, labels=False), self.split_list(experiment, "unlabeled"), label["batch_size"])
+        common = (
+            self.data_args(experiment, labels=False),
+            self.split_list(experiment, "unlabeled"),
+            label["batch_size"],
+        )
         if work == "labels":
             return (*common, self.tta_args(experiment), label["weights"])
         # without --tta the scoring stage reads no scale or flip setting

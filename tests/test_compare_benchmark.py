@@ -1,0 +1,59 @@
+"""benchmarks/compare.py: two experiments' models on the same images, paired."""
+
+from __future__ import annotations
+
+import json
+
+import benchmark_scripts
+import pytest
+import torch
+
+from stages.evaluate import write_per_image_confusion
+
+compare = benchmark_scripts.load("compare")
+
+
+def _experiment(root, name, wrong_images, ids=("a.jpg", "b.jpg", "c.jpg", "d.jpg"), test=False):
+    """Per-image matrices of 2 classes, 10 pixels of each an image: every pixel right but on
+    ``wrong_images``, where every pixel is taken for the other class."""
+    right, wrong = torch.tensor([[10, 0], [0, 10]]), torch.tensor([[0, 10], [10, 0]])
+    per_image = {i: (wrong if n in wrong_images else right) for n, i in enumerate(ids)}
+    folder = root / name / "stpp_student1"
+    write_per_image_confusion(folder / "per_image_confusion.npz", per_image)
+    (folder / "metrics.json").write_text(json.dumps({"class_names": ["cat", "dog"]}))
+    if test:
+        write_per_image_confusion(folder / "test" / "per_image_confusion.npz", per_image)
+        (folder / "test" / "metrics.json").write_text(json.dumps({"class_names": ["cat", "dog"]}))
+    return root / name
+
+
+def test_compare_gives_each_gap_with_its_paired_interval(tmp_path):
+    # a: 1 of 4 images wrong, IoU of each class 30 / (30 + 10 + 10) = 0.6; b: all right, 1.0
+    a = _experiment(tmp_path, "unreviewed", {3}, test=True)
+    b = _experiment(tmp_path, "reviewed", set(), test=True)
+    rows = compare.compare(a, b, classes=["cat"])
+    assert [(r["model"], r["list"], r["images"]) for r in rows] == [
+        ("stpp_student1", "val", 4),
+        ("stpp_student1", "test", 4),
+    ]
+    row = rows[0]
+    assert row["a"] == pytest.approx(60.0) and row["b"] == pytest.approx(100.0)
+    diff, low, high = row["b - a"]
+    assert diff == pytest.approx(40.0) and low <= diff <= high
+    assert low == pytest.approx(0.0)  # a resample without image 3 makes a and b equal
+    assert row["classes"] == {"cat": pytest.approx((60.0, 100.0))}
+    text = compare.table(rows, a, b)
+    assert "| stpp_student1 | val | 4 | 60.0 | 100.0 | +40.0 [+0.0, +" in text and "60.0 -> 100.0" in text
+    # the same model twice: no gap and no width
+    assert compare.compare(a, a)[0]["b - a"] == (0.0, 0.0, 0.0)
+
+
+def test_compare_refuses_other_images_and_unknown_classes(tmp_path):
+    a = _experiment(tmp_path, "a", {3})
+    b = _experiment(tmp_path, "b", set(), ids=("a.jpg", "b.jpg", "c.jpg", "e.jpg"))
+    with pytest.raises(ValueError, match="hold other images"):
+        compare.compare(a, b)
+    with pytest.raises(ValueError, match="--classes horse: not in"):
+        compare.compare(a, a, classes=["horse"])
+    with pytest.raises(SystemExit, match="no model of"):
+        compare.main([str(a), str(b), "--models", "teacher"])
