@@ -120,10 +120,11 @@ def parse_args(argv=None):
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="0 = the shipped split")
     p.add_argument(
         "--set",
-        nargs="*",
+        nargs="+",
+        action="extend",  # `--set a=1 --set b=2` sets both (a second --set once replaced the first)
         default=[],
         metavar="KEY=VALUE",
-        help="experiment setting overrides, e.g. stpp.reliable_ratio=0.25 (YAML values)",
+        help="experiment setting overrides, e.g. stpp.reliable_ratio=0.25 (YAML values); may repeat",
     )
     p.add_argument("--tag", default=None, help="name of this variant (experiment and table suffix)")
     p.add_argument(

@@ -423,3 +423,12 @@ def test_a_record_from_before_train_init_is_one_of_shared_heads(root, tmp_path):
         semisup.load_records(tmp_path / "records", {"toy_1_8_seed0": toy_experiment(root)})
     shared = toy_experiment(root, init="shared")
     assert semisup.load_records(tmp_path / "records", {"toy_1_8_seed0": shared})
+
+
+def test_every_set_option_counts():
+    """Two --set options set both keys: the second once replaced the first, and issue 30's
+    reviewed run trained under the default schedule instead of the one it was given."""
+    args = semisup.parse_args(
+        ["--dataset", "msrc21", "--set", "stpp.student_schedule=labeled_passes", "--set", "review.exclude=x.txt", "a=1"]
+    )
+    assert args.set == ["stpp.student_schedule=labeled_passes", "review.exclude=x.txt", "a=1"]
