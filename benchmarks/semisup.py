@@ -392,8 +392,9 @@ def code_version() -> str | None:
 def make_record(name: str, e: dict, workdir: Path, methods: list[str], rounds: int = 2) -> tuple[dict, dict]:
     """One experiment's figures, read from its work directory, and its per-image confusion
     matrices ({"<list>/ids": ids, "<list>/<method>": (N, C, C)}; empty where none were written).
-    ``rounds``: the config's; an experiment's own stpp.rounds wins (3: ST++ final is student 3)."""
-    final = f"stpp_student{e.get('stpp', {}).get('rounds') or rounds}"
+    ``rounds``: the config's; which model each method row is (ST++ final: student 2, or 3 with
+    three rounds) is the workflow's own plan's (``Plan.method_models``)."""
+    models = dict(workflow_plan({"experiments": {name: e}, "methods": methods, "rounds": rounds}).method_models(name))
     r = workdir / "results" / name
     record = {
         "experiment": name,
@@ -409,8 +410,7 @@ def make_record(name: str, e: dict, workdir: Path, methods: list[str], rounds: i
     for list_name in LISTS:
         record["miou"][list_name], record["iou"][list_name] = {}, {}
         for method, model in METHODS:
-            model = final if method == "ST++ final" else model
-            folder = r / model / EVALUATIONS[list_name]
+            folder = r / models.get(method, model) / EVALUATIONS[list_name]
             metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
             record["miou"][list_name][method] = finite(100 * metrics["miou"]) if metrics else None
             record["iou"][list_name][method] = metrics.get("iou")

@@ -343,6 +343,14 @@ def test_records_keep_per_image_matrices_and_the_tables_give_intervals(root, tmp
     assert low < diff < high and low > 0  # ST is 10 pixels in 100 better on every image
     assert "**toy_1_8, mean of 2 seeds, t-interval**" in section and "**toy_1_8, pooled paired bootstrap**" in section
     assert semisup.read_confusion(records, "toy_1_8_seed9") == {}  # an old record: values, no intervals
+    # with three rounds ST++ final is student 3, as the workflow's plan has it
+    three = toy_experiment(root)
+    three.setdefault("stpp", {})["rounds"] = 3
+    student3 = work / "results" / names[0] / "stpp_student3"
+    student3.mkdir()
+    (student3 / "metrics.json").write_text(json.dumps({"miou": 0.125}))
+    record, _ = semisup.make_record(names[0], three, work, ["SupOnly", "ST", "ST++"])
+    assert record["miou"]["val"]["ST++ final"] == 12.5
 
 
 def torch_matrix(rows):
