@@ -34,9 +34,8 @@ wildcard_constraints:
 # Which experiments train their teacher and which copy another's (rules train_teacher, copy_teacher).
 OWN_TEACHER = one_of(PLAN.own_teacher())
 BORROWED_TEACHER = one_of(PLAN.borrowed_teacher())
-# ... and which of the latter copy that teacher's pseudo-masks or scores too (the same settings).
-COPIED_LABELS = one_of(PLAN.copied("labels"))
-COPIED_SCORES = one_of(PLAN.copied("scores"))
+# ... and which files the latter copy from that experiment as well: {this file: the source's}.
+COPIED = PLAN.copied()
 
 
 def _student(wildcards):
@@ -103,6 +102,13 @@ def checked_digests(*keys, val_if_validating=False, wait_only=False):
         return [ancient(getattr(check, name)) if wait_only else getattr(check, name) for name in names]
 
     return digests
+
+
+def shared_digests(wildcards):
+    """copy_shared's data check digests: those of its experiment's lists, as the job it replaces."""
+    experiment = wildcards.shared.split("/")[0]
+    check = checkpoints.check_data.get(experiment=experiment).output
+    return [check.labeled, check.unlabeled]
 
 
 def resources_of(kind):

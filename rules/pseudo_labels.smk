@@ -108,65 +108,6 @@ rule merge_score_shards:
         " --scores {output.scores} --masks {output.masks} > {log} 2>&1"
 
 
-# An experiment whose teacher is another's copy (teacher_from) copies that teacher's pseudo-masks
-# and stability scores too where it would compute them with the same settings (Plan.copied_from):
-# labeling is deterministic, so the copy is the file it would write, minutes earlier.
-ruleorder: copy_teacher_pseudo_masks > merge_label_shards
-ruleorder: copy_teacher_scores > merge_score_shards
-
-
-rule copy_teacher_pseudo_masks:
-    input:
-        masks=lambda wildcards: f"results/{PLAN.copied_from(wildcards.experiment, 'labels')}/teacher/pseudo_masks_unlabeled.h5",
-        data=checked_digests("unlabeled"),
-    output:
-        "results/{experiment}/teacher/pseudo_masks_unlabeled.h5",
-    log:
-        "logs/{experiment}/teacher/label_unlabeled/copy.log",
-    benchmark:
-        "benchmarks/{experiment}/teacher/label_unlabeled/copy.tsv"
-    wildcard_constraints:
-        experiment=COPIED_LABELS,
-    conda:
-        "../envs/stpp.yaml"
-    threads: resources_of("small")["threads"]
-    resources:
-        **job_resources("small"),
-    params:
-        source=lambda wildcards, input: os.path.dirname(input.masks),
-        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
-    shell:
-        "python -m stages.copy_teacher --source {params.source} --out-dir {params.out_dir}"
-        " --files pseudo_masks_unlabeled.h5 > {log} 2>&1"
-
-
-rule copy_teacher_scores:
-    input:
-        scores=lambda wildcards: f"results/{PLAN.copied_from(wildcards.experiment, 'scores')}/teacher/stability_scores.tsv",
-        masks=lambda wildcards: f"results/{PLAN.copied_from(wildcards.experiment, 'scores')}/teacher/checkpoint_masks.h5",
-        data=checked_digests("unlabeled"),
-    output:
-        scores="results/{experiment}/teacher/stability_scores.tsv",
-        masks="results/{experiment}/teacher/checkpoint_masks.h5",
-    log:
-        "logs/{experiment}/teacher/score_stability/copy.log",
-    benchmark:
-        "benchmarks/{experiment}/teacher/score_stability/copy.tsv"
-    wildcard_constraints:
-        experiment=COPIED_SCORES,
-    conda:
-        "../envs/stpp.yaml"
-    threads: resources_of("small")["threads"]
-    resources:
-        **job_resources("small"),
-    params:
-        source=lambda wildcards, input: os.path.dirname(input.scores),
-        out_dir=lambda wildcards, output: os.path.dirname(output.scores),
-    shell:
-        "python -m stages.copy_teacher --source {params.source} --out-dir {params.out_dir}"
-        " --files stability_scores.tsv checkpoint_masks.h5 > {log} 2>&1"
-
-
 rule split_reliable:
     input:
         scores="results/{experiment}/teacher/stability_scores.tsv",

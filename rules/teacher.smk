@@ -60,3 +60,39 @@ rule copy_teacher:
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
     shell:
         "python -m stages.copy_teacher --source {params.source} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+# ... and with it every file both experiments compute from the same settings all the way up to
+# that teacher (Plan.copied_files): the teacher's pseudo-masks and scores, the split, students and
+# their relabels. Training and labeling are deterministic, so the copy is the file this job would
+# write; an ablation re-computes only what its settings change.
+ruleorder: copy_shared > merge_label_shards
+ruleorder: copy_shared > merge_score_shards
+ruleorder: copy_shared > split_reliable
+ruleorder: copy_shared > train_student
+
+
+rule copy_shared:
+    input:
+        source=lambda wildcards: COPIED[f"results/{wildcards.shared}"],
+        data=shared_digests,
+    output:
+        "results/{shared}",
+    log:
+        "logs/{shared}.copy.log",
+    benchmark:
+        "benchmarks/{shared}.copy.tsv"
+    wildcard_constraints:
+        shared=one_of(path.removeprefix("results/") for path in COPIED),
+    conda:
+        "../envs/stpp.yaml"
+    threads: resources_of("small")["threads"]
+    resources:
+        **job_resources("small"),
+    params:
+        source=lambda wildcards, input: os.path.dirname(input.source),
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
+        name=lambda wildcards, output: os.path.basename(output[0]),
+    shell:
+        "python -m stages.copy_teacher --source {params.source} --out-dir {params.out_dir}"
+        " --files {params.name} > {log} 2>&1"

@@ -11,8 +11,9 @@ DAG as for a teacher trained here, and re-training the source re-copies it.
 
     python -m stages.copy_teacher --source ... --out-dir ... --files pseudo_masks_unlabeled.h5
 
-copies the named files of the teacher's folder instead: the teacher's pseudo-masks or stability
-scores, where this experiment would compute them with the same settings (``Plan.copied_from``).
+copies the named files of a folder of the other experiment instead (rule copy_shared): its
+teacher's pseudo-masks and scores, its split, students or relabels, where this experiment
+would compute the same file from the same settings (``Plan.copied_files``).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ log = logging.getLogger("stpp")
 
 def build_parser():
     p = cli.parser(__doc__.split("\n\n")[0])
-    p.add_argument("--source", required=True, help="the other experiment's teacher folder")
-    p.add_argument("--out-dir", required=True, help="this experiment's teacher folder")
+    p.add_argument(
+        "--source", required=True, help="the other experiment's teacher folder (or, with --files, any of its folders)"
+    )
+    p.add_argument("--out-dir", required=True, help="this experiment's folder of the same name")
     p.add_argument("--files", nargs="+", help="copy these files of the folder instead of the training outputs")
     return p
 

@@ -16,6 +16,12 @@ from pathlib import Path
 from .seg.splits import parse_split_list, reliable_count
 
 STUDENTS = ("st_student", "stpp_student1", "stpp_student2", "stpp_student3")
+# The files one job writes together, by path relative to the experiment's folder (copied together).
+SAME_JOB = {
+    **dict.fromkeys(pair := ("teacher/stability_scores.tsv", "teacher/checkpoint_masks.h5"), pair),
+    **dict.fromkeys(pair := ("stpp_split/reliable_ids.txt", "stpp_split/unreliable_ids.txt"), pair),
+    **{f"{s}/{f}": (f"{s}/model.pt", f"{s}/train_log.tsv") for s in STUDENTS for f in ("model.pt", "train_log.tsv")},
+}
 SPLIT_LISTS = ("labeled", "unlabeled", "val", "test")  # test: optional (data.test)
 
 
@@ -147,36 +153,86 @@ class Plan:
     def borrowed_teacher(self) -> list[str]:
         return [n for n in self.experiments if self.exp(n)["teacher_from"] is not None]
 
-    def _teacher_work(self, experiment: str, work: str) -> tuple:
-        """What the teacher's labeling ("labels") or scoring ("scores") of the unlabeled list
-        computes from, beyond the teacher itself: the arguments of its command but the paths of
-        this experiment's own folder (label.shards is left out: any number gives the same files)."""
-        label = self.exp(experiment)["label"]
-        common = (
-            self.data_args(experiment, labels=False),
-            self.split_list(experiment, "unlabeled"),
-            label["batch_size"],
-        )
-        if work == "labels":
-            return (*common, self.tta_args(experiment), label["weights"])
-        # without --tta the scoring stage reads no scale or flip setting
-        score_tta = self.exp(experiment)["stpp"]["score_tta"]
-        return (*common, self.tta_args(experiment) if score_tta else "--no-tta")
+    # -- what an experiment with teacher_from copies instead of computing ------------------
 
-    def copied_from(self, experiment: str, work: str) -> str | None:
-        """The experiment whose teacher's pseudo-masks ("labels") or stability scores ("scores")
-        this one copies instead of computing them again: its teacher_from, where that
-        computation's settings are the same (the teacher is, by check()); else None. Labeling
-        is deterministic, so the copy is the file this experiment would write (an ablation of R
-        or of the students saves the labeling's minutes; one of score_tta still scores anew)."""
-        source = self.exp(experiment)["teacher_from"]
-        if source is None or self._teacher_work(experiment, work) != self._teacher_work(source, work):
+    def _upstream(self, experiment: str, rel: str) -> tuple[tuple, list[str], list[str]] | None:
+        """What results/<experiment>/<rel> is computed from: the settings of the job that writes
+        it (no path of the experiment's own folder in them), the files of that folder it reads
+        (relative paths) and the other files it reads (data lists); None for a file that is
+        never copied (the review's; the teacher's own are copy_teacher's)."""
+        e, r = self.exp(experiment), f"results/{experiment}/"
+        label, unlabeled = e["label"], self.split_list(experiment, "unlabeled")
+        inference = (self.data_args(experiment, labels=False), label["batch_size"])
+        model, _, name = rel.partition("/")
+        if rel == "teacher/pseudo_masks_unlabeled.h5" or (model in STUDENTS and name.startswith("pseudo_masks_")):
+            subset = name.removeprefix("pseudo_masks_").removesuffix(".h5")
+            # label.shards is left out: any number of shards gives the same file
+            settings = (*inference, self.tta_args(experiment), label["weights"])
+            reads = [f"{r}{model}/model.pt", self.labeling_list(experiment, subset)]
+        elif rel in ("teacher/stability_scores.tsv", "teacher/checkpoint_masks.h5"):
+            # without --tta the scoring stage reads no scale or flip setting
+            tta = self.tta_args(experiment) if e["stpp"]["score_tta"] else "--no-tta"
+            settings, reads = (*inference, tta), [f"{r}teacher/model.pt", unlabeled]
+        elif model == "stpp_split":
+            settings = (e["stpp"]["reliable_ratio"], e["stpp"]["selection"], e["train"]["seed"])
+            reads = [f"{r}teacher/stability_scores.tsv", self.pseudo_list(experiment)]
+        elif model in STUDENTS and name in ("model.pt", "train_log.tsv"):
+            settings = (self.train_args(experiment, model), self.split_list(experiment, "labeled"), unlabeled)
+            reads = [path for pair in self.pseudo_sources(experiment, model) for path in pair]
+        elif rel == "teacher/model.pt":
+            return (), [], []  # the same teacher: check() refuses a teacher_from whose teacher differs
+        else:
             return None
-        return source
+        own = [path.removeprefix(r) for path in reads if path.startswith(r)]
+        return settings, own, [path for path in reads if not path.startswith(r)]
 
-    def copied(self, work: str) -> list[str]:
-        """The experiments that copy their teacher's pseudo-masks ("labels") or scores ("scores")."""
-        return [n for n in self.experiments if self.copied_from(n, work) is not None]
+    def _key(self, experiment: str, rel: str):
+        """A value equal for two experiments exactly where their file ``rel`` is the same file:
+        the same settings all the way up to the shared teacher, and the same data lists; None
+        where it cannot be copied."""
+        cache = self.__dict__.setdefault("_keys", {})
+        if (experiment, rel) not in cache:
+            up = self._upstream(experiment, rel)
+            keys = None if up is None else [self._key(experiment, p) for p in up[1]]
+            cache[experiment, rel] = None if keys is None or None in keys else (rel, up[0], tuple(keys), tuple(up[2]))
+        return cache[experiment, rel]
+
+    def _made(self, experiment: str) -> set[str]:
+        """The files of its folder that an experiment's plan computes (relative paths): the
+        students it trains and what they read, up to the teacher."""
+        out, todo = set(), [f"{m}/model.pt" for _, m in self.method_models(experiment) if m != "teacher"]
+        while todo:
+            rel = todo.pop()
+            up = self._upstream(experiment, rel)
+            if rel not in out and up is not None:
+                out.add(rel)
+                todo += up[1]
+        return out
+
+    def copied_files(self, experiment: str) -> dict[str, str]:
+        """{file of this experiment: the same file of its teacher_from experiment} for every file
+        that both plans compute from the same settings, all the way up to the shared teacher:
+        the teacher's pseudo-masks and scores, the split, students and relabels. Training and
+        labeling are deterministic, so the copy is the file this experiment would write; an
+        ablation of student 2 then trains student 2 alone, one of stpp.rounds: 3 only the third
+        round, one of score_tta everything after the scoring. Files written together by one job
+        (a student's model.pt and train_log.tsv, the two scoring files, the two split lists) are
+        copied together."""
+        source = self.exp(experiment)["teacher_from"]
+        if source is None:
+            return {}
+        theirs = self._made(source)
+        out = {}
+        for rel in sorted(self._made(experiment) & theirs):
+            if rel == "teacher/model.pt" or self._key(experiment, rel) != self._key(source, rel):
+                continue
+            for twin in SAME_JOB.get(rel, (rel,)):
+                out[f"results/{experiment}/{twin}"] = f"results/{source}/{twin}"
+        return out
+
+    def copied(self) -> dict[str, str]:
+        """copied_files of every experiment, in one dict."""
+        return {k: v for name in self.experiments for k, v in self.copied_files(name).items()}
 
     # -- data -------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -309,9 +310,12 @@ def test_teacher_from_copies_the_teacher_and_data_test_scores_every_model(tiny_r
 
     dry = snakemake("-n", *args)
     rules = planned_rules(dry)
-    assert {"copy_teacher", "copy_teacher_pseudo_masks", "score_shard", "train_student", "evaluate_test"} <= rules
-    assert not {"train_teacher", "copy_teacher_scores"} & rules
-    assert "results/tiny_tta/teacher/pseudo_masks_unlabeled.shards" not in dry.stdout + dry.stderr
+    assert {"copy_teacher", "copy_shared", "score_shard", "train_student", "evaluate_test"} <= rules
+    assert "train_teacher" not in rules
+    # the pseudo-masks copied (the labeling settings are tiny's), the scores computed anew
+    assert "results/tiny_tta/teacher/pseudo_masks_unlabeled.h5" in planned_outputs(dry, "copy_shared")
+    assert not [o for o in planned_outputs(dry, "label_shard") if "tiny_tta/teacher/" in o]
+    assert "results/tiny_tta/teacher/checkpoint_masks.h5" in planned_outputs(dry, "merge_score_shards")
     # the copy, labeling and scoring with it, and student 1 (ST and student 2 add nothing here)
     proc = snakemake(
         "--cores",
@@ -435,15 +439,56 @@ def test_data_changes_rerun_exactly_the_jobs_that_read_them(tiny_run):
     assert {m: (results / m / "model.pt").stat().st_mtime_ns for m in trained} == trained
 
 
-def planned_outputs(proc: subprocess.CompletedProcess) -> list[str]:
-    """Every output file of a dry run's jobs."""
-    text = proc.stdout + proc.stderr
-    return [
-        path
-        for line in text.splitlines()
-        if line.strip().startswith("output:")
-        for path in line.split(":", 1)[1].replace(",", " ").split()
-    ]
+def test_a_third_round_ablation_copies_the_first_two_rounds_and_trains_only_the_third(tiny_run):
+    """teacher_from: tiny with stpp.rounds: 3 and nothing else changed: the split, students 1
+    and 2, student 1's relabel and ST are tiny's files, copied (training is deterministic, so
+    they are the files it would train); only student 2's relabel of every image and student 3
+    are computed."""
+    workdir, _ = tiny_run
+    snakemake("--cores", "2", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir))
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    third = yaml.safe_load(yaml.safe_dump(config["experiments"]["tiny"]))
+    third["teacher_from"] = "tiny"
+    third["stpp"]["rounds"] = 3
+    config["experiments"]["tiny_r3"] = third
+    path = workdir / "tiny_r3.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = ("--configfile", str(path), "--directory", str(workdir))
+    shared = (
+        "teacher/pseudo_masks_unlabeled.h5",
+        "teacher/stability_scores.tsv",
+        "stpp_split/reliable_ids.txt",
+        "st_student/model.pt",
+        "stpp_student1/model.pt",
+        "stpp_student1/pseudo_masks_unreliable.h5",
+        "stpp_student2/model.pt",
+        "stpp_student2/train_log.tsv",
+    )
+    target = "results/tiny_r3/stpp_student3/model.pt"
+    targets = (target, *(f"results/tiny_r3/{rel}" for rel in shared))
+    dry = snakemake("-n", *args, *targets)
+    assert planned_outputs(dry, "train_student") == [target, "results/tiny_r3/stpp_student3/train_log.tsv"]
+    assert sorted(planned_outputs(dry, "copy_shared")) == sorted(targets[1:])
+    assert "label_shard" in planned_rules(dry)  # student 2 relabels every image
+    assert not {"train_teacher", "score_shard", "split_reliable", "merge_score_shards"} & planned_rules(dry)
+    snakemake("--cores", "2", *args, *targets)
+    results = workdir / "results"
+    for rel in shared:
+        assert (results / "tiny_r3" / rel).read_bytes() == (results / "tiny" / rel).read_bytes(), rel
+    assert (results / "tiny_r3" / "stpp_student3" / "model.pt").exists()
+    assert not (results / "tiny" / "stpp_student3").exists()  # nothing of the third round in tiny's folder
+
+
+def planned_outputs(proc: subprocess.CompletedProcess, rule: str | None = None) -> list[str]:
+    """Every output file of a dry run's jobs (of one rule's jobs, with ``rule``)."""
+    outputs, current = [], None
+    for line in (proc.stdout + proc.stderr).splitlines():
+        job = re.match(r"(local)?rule (\w+):$", line.strip())
+        if job:
+            current = job.group(2)
+        elif line.strip().startswith("output:") and rule in (None, current):
+            outputs += line.split(":", 1)[1].replace(",", " ").split()
+    return outputs
 
 
 def test_a_review_excludes_and_corrects_and_re_trains_only_the_students(tiny_run, monkeypatch):

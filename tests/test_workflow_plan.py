@@ -124,34 +124,47 @@ def test_settings_that_cannot_work_are_named():
         Plan(config).check()
 
 
-def test_a_borrowed_teacher_s_pseudo_masks_and_scores_are_copied_where_their_settings_match():
-    """teacher_from copies the teacher's pseudo-masks and stability scores as well, each only
-    while the settings that compute it are the source's: a student setting or label.shards
-    changes neither, stpp.score_tta changes the scores alone, a TTA scale the pseudo-masks alone
-    (scoring without TTA reads no scale), the unlabeled list both."""
+def test_an_experiment_with_teacher_from_copies_every_file_computed_from_the_same_settings():
+    """teacher_from copies, besides the teacher, each file both plans compute from the same
+    settings all the way up to the shared teacher, and nothing downstream of a setting that
+    differs: a student setting or label.shards keeps the teacher's pseudo-masks and scores,
+    stpp.score_tta changes the scores and all after them, a TTA scale the pseudo-masks and all
+    after them (scoring without TTA reads no scale), the unlabeled list everything, and a third
+    round copies the first two."""
     config = copy.deepcopy(TINY)
     config["experiments"]["copy"] = yaml.safe_load(yaml.safe_dump(config["experiments"]["tiny"]))
     copy_ = config["experiments"]["copy"]
     copy_["teacher_from"] = "tiny"
-    copy_["stpp"]["reliable_ratio"] = 0.25
     copy_["label"]["shards"] = 3
     validate(config, str(REPO / "config" / "config.schema.yaml"))
+    t, c = "results/tiny/", "results/copy/"
+    scores = ["teacher/stability_scores.tsv", "teacher/checkpoint_masks.h5"]
+    split = ["stpp_split/reliable_ids.txt", "stpp_split/unreliable_ids.txt"]
+    models = {m: [f"{m}/model.pt", f"{m}/train_log.tsv"] for m in ("st_student", "stpp_student1", "stpp_student2")}
 
     def copied():
         p = Plan(config)
         p.check()
-        return p.copied_from("copy", "labels"), p.copied_from("copy", "scores"), p.copied("labels")
+        files = p.copied_files("copy")
+        assert all(v == t + k.removeprefix(c) for k, v in files.items())
+        return sorted(k.removeprefix(c) for k in files)
 
-    assert copied() == ("tiny", "tiny", ["copy"])
+    everything = ["teacher/pseudo_masks_unlabeled.h5", *scores, *split, "stpp_student1/pseudo_masks_unreliable.h5"]
+    assert copied() == sorted(everything + [f for m in models.values() for f in m])
+    copy_["stpp"]["reliable_ratio"] = 0.25  # the split and the ST++ students; ST stays
+    assert copied() == sorted(["teacher/pseudo_masks_unlabeled.h5", *scores, *models["st_student"]])
+    copy_["stpp"]["reliable_ratio"] = 0.5
     copy_["stpp"]["score_tta"] = True
-    assert copied() == ("tiny", None, ["copy"])
+    assert copied() == sorted(["teacher/pseudo_masks_unlabeled.h5", *models["st_student"]])
     copy_["stpp"]["score_tta"] = False
     copy_["label"]["scales"] = [1.0, 1.5]
-    assert copied() == (None, "tiny", [])
+    assert copied() == sorted([*scores, *split])
     copy_["label"]["scales"] = config["experiments"]["tiny"]["label"]["scales"]
+    copy_["stpp"]["rounds"] = 3  # the first two rounds are tiny's; the third round's relabel and student are new
+    assert copied() == sorted(everything + [f for m in models.values() for f in m])
     copy_["data"]["unlabeled"] = "other_unlabeled.txt"
-    assert copied()[:2] == (None, None)
-    assert Plan(config).copied_from("tiny", "labels") is None  # it trains its own teacher
+    assert copied() == []
+    assert Plan(config).copied_files("tiny") == {}  # it trains its own teacher
 
 
 def test_a_reliable_ratio_that_leaves_st_plus_plus_no_reliable_image_is_named_before_any_job(tmp_path):
