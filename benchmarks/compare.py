@@ -3,6 +3,9 @@
     python benchmarks/compare.py results/<a> results/<b> [--models teacher stpp_student1 ...] \\
         [--classes cat dog] [--resamples 2000]
 
+``--models stpp_student2:stpp_student3`` puts a's student 2 against b's student 3 (an
+ablation of ``stpp.rounds: 3`` that copies the first two rounds: is the third round better).
+
 For the review loop (README, "Act on the audit"): did excluding or correcting pseudo-masks
 (experiment b, with ``teacher_from: a``) change the students? For each model both experiments
 evaluated, on val (``<model>/per_image_confusion.npz``) and, where the workflow scored a
@@ -35,8 +38,9 @@ def compare(a: Path, b: Path, models=MODELS, classes=(), resamples: int = 2000) 
     """One row per (model, list) that both experiments evaluated."""
     rows = []
     for model in models:
+        model_a, _, model_b = model.partition(":")
         for list_name, file in LISTS.items():
-            fa, fb = a / model / file, b / model / file
+            fa, fb = a / model_a / file, b / (model_b or model_a) / file
             if not (fa.exists() and fb.exists()):
                 continue
             ids_a, cm_a = read_per_image_confusion(fa)
@@ -89,7 +93,12 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("a", type=Path, help="results/<experiment> of the first (e.g. the unreviewed) run")
     p.add_argument("b", type=Path, help="results/<experiment> of the second (e.g. the reviewed) run")
-    p.add_argument("--models", nargs="+", default=list(MODELS), help="models to compare, those both evaluated")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=list(MODELS),
+        help="models to compare, those both evaluated; A:B compares a's model A with b's model B",
+    )
     p.add_argument("--classes", nargs="+", default=[], help="class names whose IoU to show as well")
     p.add_argument("--resamples", type=int, default=2000)
     args = p.parse_args(argv)

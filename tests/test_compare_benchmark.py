@@ -46,6 +46,10 @@ def test_compare_gives_each_gap_with_its_paired_interval(tmp_path):
     assert "| stpp_student1 | val | 4 | 60.0 | 100.0 | +40.0 [+0.0, +" in text and "60.0 -> 100.0" in text
     # the same model twice: no gap and no width
     assert compare.compare(a, a)[0]["b - a"] == (0.0, 0.0, 0.0)
+    # a's model A against b's model B
+    (b / "stpp_student1").rename(b / "stpp_student3")
+    row = compare.compare(a, b, models=["stpp_student1:stpp_student3"])[0]
+    assert row["model"] == "stpp_student1:stpp_student3" and row["b - a"][0] == pytest.approx(40.0)
 
 
 def test_compare_refuses_other_images_and_unknown_classes(tmp_path):
