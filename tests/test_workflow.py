@@ -524,7 +524,15 @@ def test_a_review_excludes_and_corrects_and_re_trains_only_the_students(tiny_run
     reviewed["review"] = {"exclude": "review/exclude.txt"}
     review.mkdir()
     (review / "exclude.txt").write_text(f"# cat called dog\n{unlabeled[0].id}\n")
-    assert planned_rules(run(dry=True)) == plain | {"apply_review"}
+    # without a review every file is tiny's and copied; with one the split and the students train
+    assert "train_student" not in plain and "copy_shared" in plain
+    assert planned_rules(run(dry=True)) == plain | {
+        "apply_review",
+        "split_reliable",
+        "train_student",
+        "label_shard",
+        "merge_label_shards",
+    }
     # student 1 (every student's sources: tests/test_workflow_plan.py); ST and student 2 cost time
     targets = ("results/reviewed/stpp_student1/model.pt",)
     run(*targets, "results/reviewed/audit/audit.json")
