@@ -105,7 +105,9 @@ def checked_digests(*keys, val_if_validating=False, wait_only=False):
 
 
 def shared_digests(wildcards):
-    """copy_shared's data check digests: those of its experiment's lists, as the job it replaces."""
+    """copy_shared's inputs from the data check of its file's experiment: a copy waits for the
+    check as every job after it does (the copied file's freshness is its source's, whose own job
+    depends on the same lists)."""
     experiment = wildcards.shared.split("/")[0]
     check = checkpoints.check_data.get(experiment=experiment).output
     return [check.labeled, check.unlabeled]

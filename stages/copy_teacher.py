@@ -55,7 +55,7 @@ def copy_teacher(args) -> None:
             shutil.copyfile(src, tmp)
     if not args.files:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)  # K = 1 keeps none, the folder is an output
-    log.info("copied %d files of the teacher of %s to %s", len(files), source, out)
+    log.info("copied %d files of %s to %s", len(files), source, out)
 
 
 def main(argv=None) -> None:

@@ -82,6 +82,7 @@ class Plan:
     def __init__(self, config: dict):
         self.config = config
         self.experiments = list(config["experiments"])
+        self._keys: dict[tuple[str, str], tuple | None] = {}  # _key's, computed once per file
 
     def exp(self, experiment: str) -> dict:
         return self.config["experiments"][experiment]
@@ -190,12 +191,13 @@ class Plan:
         """A value equal for two experiments exactly where their file ``rel`` is the same file:
         the same settings all the way up to the shared teacher, and the same data lists; None
         where it cannot be copied."""
-        cache = self.__dict__.setdefault("_keys", {})
-        if (experiment, rel) not in cache:
+        if (experiment, rel) not in self._keys:
             up = self._upstream(experiment, rel)
             keys = None if up is None else [self._key(experiment, p) for p in up[1]]
-            cache[experiment, rel] = None if keys is None or None in keys else (rel, up[0], tuple(keys), tuple(up[2]))
-        return cache[experiment, rel]
+            self._keys[experiment, rel] = (
+                None if keys is None or None in keys else (rel, up[0], tuple(keys), tuple(up[2]))
+            )
+        return self._keys[experiment, rel]
 
     def _made(self, experiment: str) -> set[str]:
         """The files of its folder that an experiment's plan computes (relative paths): the
