@@ -1,7 +1,7 @@
 """Two experiments' models on the same images: each gap with its paired 90 % interval.
 
-    python benchmarks/compare.py results/<a> results/<b> [--models teacher stpp_student1 ...] \\
-        [--classes cat dog] [--resamples 2000]
+    python benchmarks/compare.py results/<a> results/<b> [results/<a2> results/<b2> ...] \\
+        [--models teacher stpp_student1 ...] [--classes cat dog] [--resamples 2000]
 
 ``--models stpp_student2:stpp_student3`` puts a's student 2 against b's student 3 (an
 ablation of ``stpp.rounds: 3`` that copies the first two rounds: is the third round better).
@@ -16,6 +16,11 @@ two files must hold the same images in the same order; a gap whose interval span
 measurable on these images. ``--classes`` adds each named class's IoU (a -> b, from the summed
 matrices, without an interval: one class on a few images is the noisiest figure there is).
 Run it from the Snakemake working directory; it reads files, trains nothing.
+
+Several pairs (a b a2 b2 ..., e.g. one per split seed: equal epochs against labeled passes on
+seeds 0, 1 and 2) print each pair's table and then the pooled one: the mean of the pairs' b - a
+with the pooled paired bootstrap of ``benchmarks/semisup.py`` (each pair's images resampled on
+their own), which says whether a change holds over seeds that each cannot resolve.
 """
 
 from __future__ import annotations
@@ -34,27 +39,36 @@ MODELS = ("teacher", "st_student", "stpp_student1", "stpp_student2", "stpp_stude
 LISTS = {"val": "per_image_confusion.npz", "test": "test/per_image_confusion.npz"}
 
 
+def paired_matrices(a: Path, b: Path, model: str, file: str):
+    """(a's file, a's and b's per-image matrices) of ``model`` (A or A:B) on one list, or None
+    where either experiment did not evaluate it."""
+    model_a, _, model_b = model.partition(":")
+    fa, fb = a / model_a / file, b / (model_b or model_a) / file
+    if not (fa.exists() and fb.exists()):
+        return None
+    ids_a, cm_a = read_per_image_confusion(fa)
+    ids_b, cm_b = read_per_image_confusion(fb)
+    if ids_a != ids_b:
+        raise ValueError(
+            f"{fa} and {fb} hold other images (or another order): compare experiments evaluated on the same list"
+        )
+    return fa, cm_a, cm_b
+
+
 def compare(a: Path, b: Path, models=MODELS, classes=(), resamples: int = 2000) -> list[dict]:
     """One row per (model, list) that both experiments evaluated."""
     rows = []
     for model in models:
-        model_a, _, model_b = model.partition(":")
         for list_name, file in LISTS.items():
-            fa, fb = a / model_a / file, b / (model_b or model_a) / file
-            if not (fa.exists() and fb.exists()):
+            found = paired_matrices(a, b, model, file)
+            if found is None:
                 continue
-            ids_a, cm_a = read_per_image_confusion(fa)
-            ids_b, cm_b = read_per_image_confusion(fb)
-            if ids_a != ids_b:
-                raise ValueError(
-                    f"{fa} and {fb} hold other images (or another order): compare experiments "
-                    "evaluated on the same list"
-                )
+            fa, cm_a, cm_b = found
             diff, low, high = paired_bootstrap_interval([(cm_a, cm_b)], resamples=resamples)
             row = {
                 "model": model,
                 "list": list_name,
-                "images": len(ids_a),
+                "images": len(cm_a),
                 "a": 100 * float(miou_of_counts(cm_a.sum(0))),
                 "b": 100 * float(miou_of_counts(cm_b.sum(0))),
                 "b - a": (100 * diff, 100 * low, 100 * high),
@@ -70,14 +84,38 @@ def compare(a: Path, b: Path, models=MODELS, classes=(), resamples: int = 2000) 
     return rows
 
 
-def table(rows: list[dict], a: Path, b: Path) -> str:
+def pooled(pairs: list[tuple[Path, Path]], models=MODELS, resamples: int = 2000) -> list[dict]:
+    """One row per (model, list) that every pair evaluated: the pairs' mean mIoU of a and of b
+    and the mean b - a with its pooled paired bootstrap interval."""
+    rows = []
+    for model in models:
+        for list_name, file in LISTS.items():
+            found = [paired_matrices(a, b, model, file) for a, b in pairs]
+            if any(f is None for f in found):
+                continue
+            matrices = [(cm_a, cm_b) for _, cm_a, cm_b in found]
+            diff, low, high = paired_bootstrap_interval(matrices, resamples=resamples)
+            rows.append(
+                {
+                    "model": model,
+                    "list": list_name,
+                    "images": sum(len(cm_a) for cm_a, _ in matrices),
+                    "a": 100 * sum(float(miou_of_counts(cm_a.sum(0))) for cm_a, _ in matrices) / len(pairs),
+                    "b": 100 * sum(float(miou_of_counts(cm_b.sum(0))) for _, cm_b in matrices) / len(pairs),
+                    "b - a": (100 * diff, 100 * low, 100 * high),
+                }
+            )
+    return rows
+
+
+def table(rows: list[dict], a: Path | str, b: Path | str) -> str:
     classes = list(rows[0].get("classes", {})) if rows else []
     head = [
         "model",
         "list",
         "images",
-        f"a: {a.name}",
-        f"b: {b.name}",
+        f"a: {getattr(a, 'name', a)}",
+        f"b: {getattr(b, 'name', b)}",
         "b - a [90 %]",
         *(f"{c} a -> b" for c in classes),
     ]
@@ -91,8 +129,14 @@ def table(rows: list[dict], a: Path, b: Path) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("a", type=Path, help="results/<experiment> of the first (e.g. the unreviewed) run")
-    p.add_argument("b", type=Path, help="results/<experiment> of the second (e.g. the reviewed) run")
+    p.add_argument(
+        "experiments",
+        type=Path,
+        nargs="+",
+        metavar="a b",
+        help="results/<experiment> of the first (e.g. the unreviewed) run, then of the second (e.g. the "
+        "reviewed); more pairs (a2 b2 ...) are pooled",
+    )
     p.add_argument(
         "--models",
         nargs="+",
@@ -102,10 +146,17 @@ def main(argv=None) -> None:
     p.add_argument("--classes", nargs="+", default=[], help="class names whose IoU to show as well")
     p.add_argument("--resamples", type=int, default=2000)
     args = p.parse_args(argv)
-    rows = compare(args.a, args.b, args.models, args.classes, args.resamples)
-    if not rows:
-        sys.exit(f"no model of {args.models} has per-image matrices in both {args.a} and {args.b}")
-    print(table(rows, args.a, args.b))
+    if len(args.experiments) % 2:
+        p.error(f"experiments come in pairs (a b [a2 b2 ...]), got {len(args.experiments)}")
+    pairs = list(zip(args.experiments[::2], args.experiments[1::2]))
+    for a, b in pairs:
+        rows = compare(a, b, args.models, args.classes, args.resamples)
+        if not rows:
+            sys.exit(f"no model of {args.models} has per-image matrices in both {a} and {b}")
+        print(table(rows, a, b) + "\n")
+    if len(pairs) > 1:
+        print(f"Pooled over the {len(pairs)} pairs (mean mIoU; mean b - a, pooled paired bootstrap):\n")
+        print(table(pooled(pairs, args.models, args.resamples), "mean", "mean"))
 
 
 if __name__ == "__main__":

@@ -61,3 +61,23 @@ def test_compare_refuses_other_images_and_unknown_classes(tmp_path):
         compare.compare(a, a, classes=["horse"])
     with pytest.raises(SystemExit, match="no model of"):
         compare.main([str(a), str(b), "--models", "teacher"])
+
+
+def test_pairs_are_pooled_over_their_own_images(tmp_path, capsys):
+    # pair 1: a has 1 of 4 images wrong (mIoU 60), b none (100); pair 2: a and b alike (60):
+    # the mean gap is (40 + 0) / 2 = 20, and a resample of pair 1 without image 3 gives 0
+    pair_1 = (_experiment(tmp_path, "s0_a", {3}, test=True), _experiment(tmp_path, "s0_b", set(), test=True))
+    pair_2 = (_experiment(tmp_path, "s1_a", {0}, test=True), _experiment(tmp_path, "s1_b", {0}, test=True))
+    rows = compare.pooled([pair_1, pair_2])
+    assert [(r["model"], r["list"], r["images"]) for r in rows] == [
+        ("stpp_student1", "val", 8),
+        ("stpp_student1", "test", 8),
+    ]
+    assert rows[0]["a"] == pytest.approx(60.0) and rows[0]["b"] == pytest.approx(80.0)
+    diff, low, high = rows[0]["b - a"]
+    assert diff == pytest.approx(20.0) and low == pytest.approx(0.0) and high > diff  # image 3 drawn twice: wider
+    compare.main([str(p) for p in (*pair_1, *pair_2)])
+    out = capsys.readouterr().out
+    assert "Pooled over the 2 pairs" in out and "| stpp_student1 | val | 8 | 60.0 | 80.0 | +20.0 [+0.0, +" in out
+    with pytest.raises(SystemExit):
+        compare.main([str(p) for p in (*pair_1, pair_2[0])])  # an odd number of experiments
