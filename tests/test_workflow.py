@@ -478,6 +478,12 @@ def test_a_third_round_ablation_copies_the_first_two_rounds_and_trains_only_the_
     assert (results / "tiny_r3" / "stpp_student3" / "model.pt").exists()
     assert not (results / "tiny" / "stpp_student3").exists()  # nothing of the third round in tiny's folder
 
+    # touched data (a data set copied again keeps its bytes, not its times) re-runs both experiments'
+    # checks alone, the borrowed teacher's copy and every copied file included
+    for path in (workdir / "resources" / "demo").rglob("*.png"):
+        os.utime(path)
+    assert ran_rules(snakemake("--cores", "2", *args, *targets)) == {"check_data"}
+
 
 def planned_outputs(proc: subprocess.CompletedProcess, rule: str | None = None) -> list[str]:
     """Every output file of a dry run's jobs (of one rule's jobs, with ``rule``)."""
