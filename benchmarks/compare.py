@@ -148,7 +148,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if len(args.experiments) % 2:
         p.error(f"experiments come in pairs (a b [a2 b2 ...]), got {len(args.experiments)}")
-    pairs = list(zip(args.experiments[::2], args.experiments[1::2]))
+    pairs = list(zip(args.experiments[::2], args.experiments[1::2], strict=True))
     for a, b in pairs:
         rows = compare(a, b, args.models, args.classes, args.resamples)
         if not rows:
