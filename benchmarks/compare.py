@@ -26,6 +26,7 @@ their own), which says whether a change holds over seeds that each cannot resolv
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -39,6 +40,7 @@ MODELS = ("teacher", "st_student", "stpp_student1", "stpp_student2", "stpp_stude
 LISTS = {"val": "per_image_confusion.npz", "test": "test/per_image_confusion.npz"}
 
 
+@functools.cache  # each pair's own table and the pooled one read the same files once
 def paired_matrices(a: Path, b: Path, model: str, file: str):
     """(a's file, a's and b's per-image matrices) of ``model`` (A or A:B) on one list, or None
     where either experiment did not evaluate it."""
