@@ -17,6 +17,12 @@ measurable on these images. ``--classes`` adds each named class's IoU (a -> b, f
 matrices, without an interval: one class on a few images is the noisiest figure there is).
 Run it from the Snakemake working directory; it reads files, trains nothing.
 
+An experiment may also be a record of ``benchmarks/semisup.py`` (``benchmarks/records/<name>.json``
+with its ``.confusion.npz``), so that runs whose work directory is gone can still be paired: a
+record's models are its methods (SupOnly, ST, ST++ student 1, ST++ final), and the workflow's
+model names map onto them (teacher -> SupOnly, st_student -> ST, stpp_student1 -> ST++ student 1,
+the last round's student -> ST++ final).
+
 Several pairs (a b a2 b2 ..., e.g. one per split seed: equal epochs against labeled passes on
 seeds 0, 1 and 2) print each pair's table and then the pooled one: the mean of the pairs' b - a
 with the pooled paired bootstrap of ``benchmarks/semisup.py`` (each pair's images resampled on
@@ -31,7 +37,7 @@ import json
 import sys
 from pathlib import Path
 
-from semisup import interval
+from semisup import METHODS, interval, read_confusion
 
 from stages.evaluate import read_per_image_confusion
 from stages.seg.metrics import iou_per_class, miou_of_counts, paired_bootstrap_interval
@@ -40,16 +46,47 @@ MODELS = ("teacher", "st_student", "stpp_student1", "stpp_student2", "stpp_stude
 LISTS = {"val": "per_image_confusion.npz", "test": "test/per_image_confusion.npz"}
 
 
+def is_record(experiment: Path) -> bool:
+    return experiment.suffix == ".json"
+
+
+def record_method(record: Path, model: str) -> str:
+    """The method under which ``record`` keeps ``model`` (a method name is kept as it is)."""
+    rounds = json.loads(record.read_text())["settings"].get("stpp", {}).get("rounds", 2)
+    names = {m: method for method, m in METHODS[:3]} | {f"stpp_student{rounds}": "ST++ final"}
+    return names.get(model, model)
+
+
 @functools.cache  # each pair's own table and the pooled one read the same files once
-def paired_matrices(a: Path, b: Path, model: str, file: str):
+def load(path: Path, mtime_ns: int):
+    """A per-image file's (ids, matrices), or a record's {"<list>/<method>": matrices}; keyed by
+    the file's time too, so that a file written again is read again."""
+    return read_confusion(path.parent, path.stem) if is_record(path) else read_per_image_confusion(path)
+
+
+def per_image(experiment: Path, model: str, list_name: str):
+    """(where they are, image ids, per-image matrices) of one model on one list, or None where
+    the experiment (a results folder or a record) did not evaluate it."""
+    if is_record(experiment):
+        confusion = load(experiment, experiment.stat().st_mtime_ns)
+        key = f"{list_name}/{record_method(experiment, model)}"
+        if key not in confusion:
+            return None
+        return f"{experiment} ({key})", [str(i) for i in confusion[f"{list_name}/ids"]], confusion[key]
+    f = experiment / model / LISTS[list_name]
+    if not f.exists():
+        return None
+    return f, *load(f, f.stat().st_mtime_ns)
+
+
+def paired_matrices(a: Path, b: Path, model: str, list_name: str):
     """(a's file, a's and b's per-image matrices) of ``model`` (A or A:B) on one list, or None
     where either experiment did not evaluate it."""
     model_a, _, model_b = model.partition(":")
-    fa, fb = a / model_a / file, b / (model_b or model_a) / file
-    if not (fa.exists() and fb.exists()):
+    found_a, found_b = per_image(a, model_a, list_name), per_image(b, model_b or model_a, list_name)
+    if found_a is None or found_b is None:
         return None
-    ids_a, cm_a = read_per_image_confusion(fa)
-    ids_b, cm_b = read_per_image_confusion(fb)
+    (fa, ids_a, cm_a), (fb, ids_b, cm_b) = found_a, found_b
     if ids_a != ids_b:
         raise ValueError(
             f"{fa} and {fb} hold other images (or another order): compare experiments evaluated on the same list"
@@ -61,8 +98,8 @@ def compare(a: Path, b: Path, models=MODELS, classes=(), resamples: int = 2000) 
     """One row per (model, list) that both experiments evaluated."""
     rows = []
     for model in models:
-        for list_name, file in LISTS.items():
-            found = paired_matrices(a, b, model, file)
+        for list_name in LISTS:
+            found = paired_matrices(a, b, model, list_name)
             if found is None:
                 continue
             fa, cm_a, cm_b = found
@@ -76,10 +113,13 @@ def compare(a: Path, b: Path, models=MODELS, classes=(), resamples: int = 2000) 
                 "b - a": (100 * diff, 100 * low, 100 * high),
             }
             if classes:
-                names = json.loads((fa.parent / "metrics.json").read_text())["class_names"]
+                if is_record(a):
+                    names = json.loads(a.read_text())["settings"]["data"]["class_names"]
+                else:
+                    names = json.loads((fa.parent / "metrics.json").read_text())["class_names"]
                 unknown = sorted(set(classes) - set(names))
                 if unknown:
-                    raise ValueError(f"--classes {', '.join(unknown)}: not in {fa.parent / 'metrics.json'}'s {names}")
+                    raise ValueError(f"--classes {', '.join(unknown)}: not in {fa}'s classes {names}")
                 iou_a, iou_b = iou_per_class(cm_a.sum(0)), iou_per_class(cm_b.sum(0))
                 row["classes"] = {c: (100 * iou_a[names.index(c)], 100 * iou_b[names.index(c)]) for c in classes}
             rows.append(row)
@@ -91,8 +131,8 @@ def pooled(pairs: list[tuple[Path, Path]], models=MODELS, resamples: int = 2000)
     and the mean b - a with its pooled paired bootstrap interval."""
     rows = []
     for model in models:
-        for list_name, file in LISTS.items():
-            found = [paired_matrices(a, b, model, file) for a, b in pairs]
+        for list_name in LISTS:
+            found = [paired_matrices(a, b, model, list_name) for a, b in pairs]
             if any(f is None for f in found):
                 continue
             matrices = [(cm_a, cm_b) for _, cm_a, cm_b in found]
@@ -136,8 +176,8 @@ def main(argv=None) -> None:
         type=Path,
         nargs="+",
         metavar="a b",
-        help="results/<experiment> of the first (e.g. the unreviewed) run, then of the second (e.g. the "
-        "reviewed); more pairs (a2 b2 ...) are pooled",
+        help="results/<experiment> (or a record, benchmarks/records/<experiment>.json) of the first (e.g. the "
+        "unreviewed) run, then of the second (e.g. the reviewed); more pairs (a2 b2 ...) are pooled",
     )
     p.add_argument(
         "--models",

@@ -81,3 +81,23 @@ def test_pairs_are_pooled_over_their_own_images(tmp_path, capsys):
     assert "Pooled over the 2 pairs" in out and "| stpp_student1 | val | 8 | 60.0 | 80.0 | +20.0 [+0.0, +" in out
     with pytest.raises(SystemExit):
         compare.main([str(p) for p in (*pair_1, pair_2[0])])  # an odd number of experiments
+
+
+def test_a_record_stands_in_for_its_gone_work_directory(tmp_path):
+    # the record of experiment "b" (its methods' per-image matrices, as benchmarks/semisup.py
+    # keeps them) against a's results folder: the workflow's model names map onto the methods
+    semisup = benchmark_scripts.load("semisup")
+    a = _experiment(tmp_path, "a", {3}, test=True)
+    right = torch.tensor([[10, 0], [0, 10]]).numpy()
+    ids = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    record = {"settings": {"data": {"class_names": ["cat", "dog"]}, "stpp": {"rounds": 3}}}
+    confusion = {"val/ids": ids, "val/ST++ student 1": [right] * 4, "val/ST++ final": [right] * 4}
+    semisup.write_record(tmp_path / "records", "b", record, confusion)
+    b = tmp_path / "records" / "b.json"
+    rows = compare.compare(a, b, models=["stpp_student1", "stpp_student2", "stpp_student3"], classes=["cat"])
+    # student 1 on val only (the record has no test matrices); with rounds 3 the final is student 3
+    assert [(r["model"], r["list"]) for r in rows] == [("stpp_student1", "val")]
+    assert rows[0]["b - a"][0] == pytest.approx(40.0) and rows[0]["classes"] == {"cat": pytest.approx((60.0, 100.0))}
+    row = compare.compare(a, b, models=["stpp_student1:stpp_student3"])[0]
+    assert row["b"] == pytest.approx(100.0)
+    assert compare.compare(b, b, models=["ST++ final"])[0]["b - a"] == (0.0, 0.0, 0.0)  # a method name as it is
