@@ -104,6 +104,20 @@ def checked_digests(*keys, val_if_validating=False, wait_only=False):
     return digests
 
 
+def source_data_check(wildcards):
+    """With teacher_from: the source experiment's data check manifest, so that its check
+    always finishes before this experiment's.
+
+    Both checks are checkpoints, and this experiment's copies read the source's files. When
+    this check finished first (touched data re-runs both), Snakemake marked every copy "input
+    files updated by another job" from the source's jobs still waiting on the source's check,
+    and did not take that back when the source's check found the digests unchanged
+    (snakemake/snakemake#2175): the copies and everything after them re-ran. ancient(): the
+    source's check re-running alone does not re-run this one."""
+    source = exp(wildcards).get("teacher_from")
+    return [ancient(f"results/{source}/data_check/manifest.tsv")] if source else []
+
+
 def shared_digests(wildcards):
     """copy_shared's inputs from the data check of its file's experiment: a copy waits for the
     check as every job after it does (the copied file's freshness is its source's, whose own job

@@ -37,6 +37,7 @@ checkpoint make_demo:
 checkpoint check_data:
     input:
         data_lists,
+        source_check=source_data_check,
     output:
         manifest="results/{experiment}/data_check/manifest.tsv",
         labeled="results/{experiment}/data_check/labeled.digest",
