@@ -400,8 +400,7 @@ def test_data_changes_rerun_exactly_the_jobs_that_read_them(tiny_run):
     results = workdir / "results" / "tiny"
     trained = {m: (results / m / "model.pt").stat().st_mtime_ns for m in ("teacher", "st_student")}
 
-    for path in demo.rglob("*.png"):
-        os.utime(path)
+    touch_demo_images(workdir)
     assert ran_rules(snakemake(*args)) == {"check_data"}
     assert "Nothing to be done" in (lambda p: p.stdout + p.stderr)(snakemake("-n", *args))
 
@@ -480,20 +479,25 @@ def test_a_third_round_ablation_copies_the_first_two_rounds_and_trains_only_the_
 
     # touched data (a data set copied again keeps its bytes, not its times) re-runs both experiments'
     # checks alone, the borrowed teacher's copy and every copied file included
-    for path in (workdir / "resources" / "demo").rglob("*.png"):
-        os.utime(path)
+    touch_demo_images(workdir)
     assert ran_rules(snakemake("--cores", "2", *args, *targets)) == {"check_data"}
     # ... whichever check is asked for first: tiny_r3's own check waits for tiny's (before it did
     # not, and a tiny_r3 check finished first re-ran every copy, about one CI run in three)
-    for path in (workdir / "resources" / "demo").rglob("*.png"):
-        os.utime(path)
+    touch_demo_images(workdir)
     own_check = snakemake("--cores", "2", *args, "results/tiny_r3/data_check/manifest.tsv")
     assert planned_outputs(own_check, "check_data").count("results/tiny/data_check/manifest.tsv") == 1
     assert ran_rules(own_check) | ran_rules(snakemake("--cores", "2", *args, *targets)) == {"check_data"}
 
 
+def touch_demo_images(workdir: Path) -> None:
+    """New modification times for every demo image and mask, the bytes kept (a data set copied
+    again)."""
+    for path in (workdir / "resources" / "demo").rglob("*.png"):
+        os.utime(path)
+
+
 def planned_outputs(proc: subprocess.CompletedProcess, rule: str | None = None) -> list[str]:
-    """Every output file of a dry run's jobs (of one rule's jobs, with ``rule``)."""
+    """Every output file of a run's jobs, dry or real (of one rule's jobs, with ``rule``)."""
     outputs, current = [], None
     for line in (proc.stdout + proc.stderr).splitlines():
         job = re.match(r"(local)?(rule|checkpoint) (\w+):$", line.strip())
