@@ -33,11 +33,11 @@ include: "rules/audit.smk"
 rule all:
     default_target: True
     input:
-        summaries=expand("results/{experiment}/summary.tsv", experiment=EXPERIMENTS),
+        summaries=expand(L.SUMMARY, experiment=EXPERIMENTS),
         # so that a data check that failed (and lost its outputs) runs again until the data passes
-        data_checks=expand("results/{experiment}/data_check/manifest.tsv", experiment=EXPERIMENTS),
-        audits=audit_targets(),
-        test_metrics=test_targets(),
+        data_checks=expand(L.MANIFEST, experiment=EXPERIMENTS),
+        audits=PLAN.audit_targets(),
+        test_metrics=PLAN.test_targets(),
 
 
 onsuccess:
@@ -47,7 +47,7 @@ onsuccess:
     from stages.summarize import against_supervised
 
     for experiment in EXPERIMENTS:
-        summary = f"results/{experiment}/summary.tsv"
+        summary = L.fill(L.SUMMARY, experiment=experiment)
         if os.path.exists(summary):
             with open(summary) as table:
                 text = table.read()
@@ -56,8 +56,9 @@ onsuccess:
                 print(f"  {line}")
             for line in data_check_lines(experiment, "WARNING"):
                 print(f"  data check: {line}")
-            if os.path.exists(f"results/{experiment}/audit"):
-                print(f"  audit: results/{experiment}/audit/ (audit.json and the figures)")
+            audit = L.fill(L.AUDIT, experiment=experiment)
+            if os.path.exists(audit):
+                print(f"  audit: {audit}/ (audit.json and the figures)")
     print("report: snakemake --report report.html (the summaries, the audit, every figure, job timings)")
 
 
@@ -65,11 +66,11 @@ onerror:
     # A failed data check's findings (each with its file, list line and fix) on the console, not
     # only in its log: the console's own message says no more than that a command failed.
     for experiment in EXPERIMENTS:
-        if not os.path.exists(f"results/{experiment}/data_check/manifest.tsv"):
+        if not os.path.exists(L.fill(L.MANIFEST, experiment=experiment)):
             errors = data_check_lines(experiment, "ERROR")
             if errors:
                 print(
-                    f"\nThe data check of {experiment} failed (logs/{experiment}/check_data.log):",
+                    f"\nThe data check of {experiment} failed ({L.fill(L.log_path('check_data'), experiment=experiment)}):",
                     *errors,
                     sep="\n  ",
                 )

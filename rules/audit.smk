@@ -5,57 +5,37 @@
 
 rule audit:
     input:
-        unpack(audit_inputs),
-        images=lambda wildcards: split_list(wildcards.experiment, "unlabeled"),
+        unpack(inputs("audit")),
         data=checked_digests("unlabeled"),
     output:
-        json=report(
-            "results/{experiment}/audit/audit.json",
-            caption="../report/audit.rst",
-            category="Audit",
-            subcategory="{experiment}",
-        ),
-        tsv=report(
-            "results/{experiment}/audit/per_image.tsv",
-            caption="../report/per_image.rst",
-            category="Audit",
-            subcategory="{experiment}",
-        ),
+        **in_report("audit", "Audit", json="audit.rst", tsv="per_image.rst"),
     log:
-        "logs/{experiment}/audit/audit.log",
+        L.log_path("audit"),
     benchmark:
-        "benchmarks/{experiment}/audit/audit.tsv"
+        L.benchmark_path("audit")
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("evaluate")["threads"]
     resources:
         **job_resources("evaluate"),
     params:
-        inputs=lambda wildcards, input: _args(**{key: input[key] for key in audit_inputs(wildcards)}),
-        data=data_args,
-        class_names=lambda wildcards: shlex.join(class_names(wildcards)),
+        settings=settings("audit"),
+        inputs=input_args("audit", "images"),
     shell:
-        "python -m stages.audit --list {input.images} {params.inputs} {params.data}"
-        " --class-names {params.class_names} --out-json {output.json} --out-tsv {output.tsv} > {log} 2>&1"
+        "python -m stages.audit --list {input.images} {params.inputs} {params.settings}"
+        " --out-json {output.json} --out-tsv {output.tsv} > {log} 2>&1"
 
 
 rule figure_scores:
     input:
-        scores="results/{experiment}/teacher/stability_scores.tsv",
-        reliable="results/{experiment}/stpp_split/reliable_ids.txt",
-        per_image="results/{experiment}/audit/per_image.tsv",
+        unpack(inputs("figure_scores")),
         data=checked_digests("unlabeled"),  # every job downstream of the check takes one (common.smk)
     output:
-        report(
-            "results/{experiment}/audit/stability_scores.png",
-            caption="../report/stability_scores.rst",
-            category="Audit",
-            subcategory="{experiment}",
-        ),
+        **in_report("figure_scores", "Audit", figure="stability_scores.rst"),
     log:
-        "logs/{experiment}/audit/figure_scores.log",
+        L.log_path("figure_scores"),
     benchmark:
-        "benchmarks/{experiment}/audit/figure_scores.tsv"
+        L.benchmark_path("figure_scores")
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("small")["threads"]
@@ -63,91 +43,67 @@ rule figure_scores:
         **job_resources("small"),
     shell:
         "python -m stages.figures scores --scores {input.scores} --reliable {input.reliable}"
-        " --per-image {input.per_image} --out {output} > {log} 2>&1"
+        " --per-image {input.per_image} --out {output.figure} > {log} 2>&1"
 
 
 rule figure_contact_sheet:
     input:
-        unpack(contact_inputs),
-        images=lambda wildcards: split_list(wildcards.experiment, "unlabeled"),
+        unpack(inputs("figure_contact_sheet")),
         data=checked_digests("unlabeled"),
     output:
-        report(
-            "results/{experiment}/audit/contact_{selection}.png",
-            caption="../report/contact_sheet.rst",
-            category="Audit",
-            subcategory="{experiment}",
-        ),
+        **in_report("figure_contact_sheet", "Audit", figure="contact_sheet.rst"),
     log:
-        "logs/{experiment}/audit/contact_{selection}.log",
+        L.log_path("figure_contact_sheet"),
     benchmark:
-        "benchmarks/{experiment}/audit/contact_{selection}.tsv"
+        L.benchmark_path("figure_contact_sheet")
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("small")["threads"]
     resources:
         **job_resources("small"),
     params:
-        inputs=lambda wildcards, input: _args(**{key: input[key] for key in contact_inputs(wildcards)}),
-        data=data_args,
-        class_names=lambda wildcards: shlex.join(class_names(wildcards)),
-        palette=lambda wildcards: exp(wildcards)["data"]["palette"],
+        settings=settings("figure_contact_sheet"),
+        inputs=input_args("figure_contact_sheet", "images"),
     shell:
-        "python -m stages.figures contact --list {input.images} {params.inputs} {params.data}"
-        " --class-names {params.class_names} --palette {params.palette} --select {wildcards.selection}"
-        " --out {output} > {log} 2>&1"
+        "python -m stages.figures contact --list {input.images} {params.inputs} {params.settings}"
+        " --out {output.figure} > {log} 2>&1"
 
 
 rule figure_training_curves:
     input:
-        logs=lambda wildcards: [
-            f"results/{wildcards.experiment}/{model}/train_log.tsv" for _, model in method_models(wildcards.experiment)
-        ],
+        unpack(inputs("figure_training_curves")),
         data=checked_digests("labeled"),
     output:
-        report(
-            "results/{experiment}/audit/training_curves.png",
-            caption="../report/training_curves.rst",
-            category="Training",
-            subcategory="{experiment}",
-        ),
+        **in_report("figure_training_curves", "Training", figure="training_curves.rst"),
     log:
-        "logs/{experiment}/audit/figure_training_curves.log",
+        L.log_path("figure_training_curves"),
     benchmark:
-        "benchmarks/{experiment}/audit/figure_training_curves.tsv"
+        L.benchmark_path("figure_training_curves")
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("small")["threads"]
     resources:
         **job_resources("small"),
     params:
-        logs=lambda wildcards: shlex.join(
-            f"{model}=results/{wildcards.experiment}/{model}/train_log.tsv"
-            for _, model in method_models(wildcards.experiment)
-        ),
+        logs=lambda wildcards: PLAN.curves_args(wildcards.experiment),
     shell:
-        "python -m stages.figures curves --logs {params.logs} --out {output} > {log} 2>&1"
+        "python -m stages.figures curves --logs {params.logs} --out {output.figure} > {log} 2>&1"
 
 
 rule figure_summary:
     input:
-        summary="results/{experiment}/summary.tsv",
+        unpack(inputs("figure_summary")),
         data=checked_digests("val"),
     output:
-        report(
-            "results/{experiment}/audit/summary.png",
-            caption="../report/summary_chart.rst",
-            category="Results",
-            subcategory="{experiment}",
-        ),
+        **in_report("figure_summary", "Results", figure="summary_chart.rst"),
     log:
-        "logs/{experiment}/audit/figure_summary.log",
+        L.log_path("figure_summary"),
     benchmark:
-        "benchmarks/{experiment}/audit/figure_summary.tsv"
+        L.benchmark_path("figure_summary")
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("small")["threads"]
     resources:
         **job_resources("small"),
     shell:
-        "python -m stages.figures summary --summary {input.summary} --out {output} > {log} 2>&1"
+        "python -m stages.figures summary --summary {input.summary} --out {output.figure} > {log} 2>&1"

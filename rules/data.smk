@@ -5,27 +5,23 @@
 # A checkpoint because check_data reads its lists to fingerprint the files they name.
 checkpoint make_demo:
     output:
-        labeled="resources/demo/labeled.txt",
-        unlabeled="resources/demo/unlabeled.txt",
-        val="resources/demo/val.txt",
-        classes="resources/demo/classes.txt",
+        **outputs("make_demo"),
     log:
-        "logs/demo/make_demo.log",
+        L.log_path("make_demo"),
     benchmark:
-        "benchmarks/demo/make_demo.tsv"
+        L.benchmark_path("make_demo")
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("small")["threads"]
     resources:
         **job_resources("small"),
     params:
+        # the demo's keys as sorted options: a reordered config re-runs nothing
+        settings=lambda wildcards: PLAN.make_demo().args,
         out=lambda wildcards, output: os.path.dirname(output.labeled),
-        demo=config["demo"],
     shell:
         # --force: Snakemake creates the output folder before the job; make_demo replaces it whole.
-        "python -m stages.make_demo --out {params.out} --force --num-labeled {params.demo[num_labeled]}"
-        " --num-unlabeled {params.demo[num_unlabeled]} --num-val {params.demo[num_val]}"
-        " --size {params.demo[size]} --seed {params.demo[seed]} > {log} 2>&1"
+        "python -m stages.make_demo --out {params.out} --force {params.settings} > {log} 2>&1"
 
 
 # Every list, image and mask of an experiment, checked before any training; a changed image or
@@ -34,23 +30,18 @@ checkpoint make_demo:
 # Snakemake re-decides what they need only after it has run, so a changed file re-runs the jobs
 # that read it, a file only touched re-runs the check alone, and a failed check (whose outputs Snakemake
 # deletes) does not by itself re-run finished training once the data is fixed.
+# The test digest says "no test list" without data.test, so that adding one re-runs only its
+# evaluations; the review digest "no review" without review keys (read only by apply_review).
 checkpoint check_data:
     input:
         data_lists,
         source_check=source_data_check,
     output:
-        manifest="results/{experiment}/data_check/manifest.tsv",
-        labeled="results/{experiment}/data_check/labeled.digest",
-        unlabeled="results/{experiment}/data_check/unlabeled.digest",
-        val="results/{experiment}/data_check/val.digest",
-        # "no test list" without data.test, so that adding one re-runs only its evaluations
-        test="results/{experiment}/data_check/test.digest",
-        # "no review" without review.exclude and review.masks; read only by apply_review
-        review="results/{experiment}/data_check/review.digest",
+        **outputs("check_data"),
     log:
-        "logs/{experiment}/check_data.log",
+        L.log_path("check_data"),
     benchmark:
-        "benchmarks/{experiment}/check_data.tsv"
+        L.benchmark_path("check_data")
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("check")["threads"]
@@ -59,18 +50,7 @@ checkpoint check_data:
     params:
         # every image and mask, by size and time: a changed one re-runs the check (see data_stamp)
         files=data_stamp,
-        lists=lambda wildcards: PLAN.list_args(wildcards.experiment),
-        review=lambda wildcards: PLAN.review_check_args(wildcards.experiment),
-        data=data_args,
-        train=lambda wildcards: _args(
-            batch_size=exp(wildcards)["train"]["batch_size"],
-            min_labeled=exp(wildcards)["train"]["min_labeled"],
-            crop_size=exp(wildcards)["train"]["crop_size"],
-            base_size=exp(wildcards)["train"]["base_size"],
-            scale_range=exp(wildcards)["train"]["scale_range"],
-            allow_labeled_in_unlabeled=exp(wildcards)["data"]["allow_labeled_in_unlabeled"] or None,
-        ),
+        settings=settings("check_data"),
         out_dir=lambda wildcards, output: os.path.dirname(output.manifest),
     shell:
-        "python -m stages.check_data {params.lists} {params.review} {params.data} {params.train} --workers {threads}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m stages.check_data {params.settings} --workers {threads} --out-dir {params.out_dir} > {log} 2>&1"

@@ -3,69 +3,60 @@
 
 rule evaluate:
     input:
-        model="results/{experiment}/{model}/model.pt",
-        images=lambda wildcards: split_list(wildcards.experiment, "val"),
+        unpack(inputs("evaluate")),
         data=checked_digests("val"),
     output:
-        metrics="results/{experiment}/{model}/metrics.json",
-        # each image's confusion matrix: what a paired bootstrap over images resamples
-        per_image="results/{experiment}/{model}/per_image_confusion.npz",
+        # and each image's confusion matrix: what a paired bootstrap over images resamples
+        **outputs("evaluate"),
     log:
-        "logs/{experiment}/{model}/evaluate.log",
+        L.log_path("evaluate"),
     benchmark:
-        "benchmarks/{experiment}/{model}/evaluate.tsv"
+        L.benchmark_path("evaluate")
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("evaluate")["threads"]
     resources:
         **job_resources("evaluate"),
     params:
-        data=data_args,
-        class_names=lambda wildcards: shlex.join(class_names(wildcards)),
-        window=lambda wildcards: _args(**exp(wildcards)["evaluate"]),
-        runtime=lambda wildcards, threads: runtime_args(threads),
+        settings=settings("evaluate"),
+        runtime=lambda wildcards, threads: PLAN.runtime_args(threads),
     shell:
-        "python -m stages.evaluate --model {input.model} --list {input.images} {params.data}"
-        " --class-names {params.class_names} {params.window} {params.runtime} --out {output.metrics}"
-        " --per-image {output.per_image} > {log} 2>&1"
+        "python -m stages.evaluate --model {input.model} --list {input.images} {params.settings} {params.runtime}"
+        " --out {output.metrics} --per-image {output.per_image} > {log} 2>&1"
 
 
 # The same on data.test, where an experiment has one: results/<experiment>/<model>/test/.
 use rule evaluate as evaluate_test with:
     input:
-        model="results/{experiment}/{model}/model.pt",
-        images=lambda wildcards: split_list(wildcards.experiment, "test"),
+        unpack(inputs("evaluate_test")),
         data=checked_digests("test"),
     output:
-        metrics="results/{experiment}/{model}/test/metrics.json",
-        per_image="results/{experiment}/{model}/test/per_image_confusion.npz",
+        **outputs("evaluate_test"),
     log:
-        "logs/{experiment}/{model}/evaluate_test.log",
+        L.log_path("evaluate_test"),
     benchmark:
-        "benchmarks/{experiment}/{model}/evaluate_test.tsv"
+        L.benchmark_path("evaluate_test")
+    params:
+        settings=settings("evaluate_test"),
+        runtime=lambda wildcards, threads: PLAN.runtime_args(threads),
 
 
 rule summarize:
     input:
-        metrics=summary_inputs,
+        unpack(inputs("summarize")),
         data=checked_digests("val"),
     output:
-        report(
-            "results/{experiment}/summary.tsv",
-            caption="../report/summary.rst",
-            category="Results",
-            subcategory="{experiment}",
-        ),
+        **in_report("summarize", "Results", summary="summary.rst"),
     log:
-        "logs/{experiment}/summarize.log",
+        L.log_path("summarize"),
     benchmark:
-        "benchmarks/{experiment}/summarize.tsv"
+        L.benchmark_path("summarize")
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("small")["threads"]
     resources:
         **job_resources("small"),
     params:
-        methods=summary_args,
+        methods=lambda wildcards: PLAN.summary_args(wildcards.experiment),
     shell:
-        "python -m stages.summarize --out {output} {params.methods} > {log} 2>&1"
+        "python -m stages.summarize --out {output.summary} {params.methods} > {log} 2>&1"

@@ -5,104 +5,91 @@
 
 rule label_shard:
     input:
-        model="results/{experiment}/{model}/model.pt",
-        images=labeling_list,
+        unpack(inputs("label_shard")),
         # a changed unlabeled image re-runs the merge (below), which needs the shards again
         data=checked_digests("unlabeled", wait_only=True),
     output:
-        temp("results/{experiment}/{model}/pseudo_masks_{subset}.shards/shard_{shard}_of_{shards}.h5"),
+        **outputs("label_shard", all=temp),
     log:
-        "logs/{experiment}/{model}/label_{subset}/shard_{shard}_of_{shards}.log",
+        L.log_path("label_shard"),
     benchmark:
-        "benchmarks/{experiment}/{model}/label_{subset}/shard_{shard}_of_{shards}.tsv"
+        L.benchmark_path("label_shard")
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("label")["threads"]
     resources:
         **job_resources("label"),
     params:
-        weights=labeling_weights,
-        data=lambda wildcards: data_args(wildcards, labels=False),
-        classes=lambda wildcards: exp(wildcards)["data"]["num_classes"],
-        tta=tta_args,
-        runtime=lambda wildcards, threads: runtime_args(threads, exp(wildcards)["label"]["batch_size"]),
+        settings=settings("label_shard"),
+        runtime=lambda wildcards, threads: PLAN.inference_runtime_args(wildcards.experiment, threads),
     shell:
-        "python -m stages.label --model {params.weights} --list {input.images} {params.data}"
-        " --num-classes {params.classes} {params.tta}"
-        " {params.runtime} --shard {wildcards.shard} --num-shards {wildcards.shards} --out {output} > {log} 2>&1"
+        "python -m stages.label --model {input.model} --list {input.images} {params.settings} {params.runtime}"
+        " --shard {wildcards.shard} --num-shards {wildcards.shards} --out {output.masks} > {log} 2>&1"
 
 
 rule merge_label_shards:
     input:
-        shards=label_shards,
+        unpack(inputs("merge_label_shards")),
         data=checked_digests("unlabeled"),
     output:
-        "results/{experiment}/{model}/pseudo_masks_{subset}.h5",
+        **outputs("merge_label_shards"),
     log:
-        "logs/{experiment}/{model}/label_{subset}/merge.log",
+        L.log_path("merge_label_shards"),
     benchmark:
-        "benchmarks/{experiment}/{model}/label_{subset}/merge.tsv"
+        L.benchmark_path("merge_label_shards")
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("small")["threads"]
     resources:
         **job_resources("small"),
     shell:
-        "python -m stages.merge_masks --out {output} {input.shards} > {log} 2>&1"
+        "python -m stages.merge_masks --out {output.masks} {input.shards} > {log} 2>&1"
 
 
 rule score_shard:
     input:
-        checkpoints="results/{experiment}/teacher/checkpoints",
-        model="results/{experiment}/teacher/model.pt",
-        images=lambda wildcards: split_list(wildcards.experiment, "unlabeled"),
+        unpack(inputs("score_shard")),
         # a changed unlabeled image re-runs the merge (below), which needs the shards again
         data=checked_digests("unlabeled", wait_only=True),
     output:
-        scores=temp("results/{experiment}/teacher/stability_scores.shards/shard_{shard}_of_{shards}.tsv"),
-        masks=temp("results/{experiment}/teacher/stability_scores.shards/shard_{shard}_of_{shards}.h5"),
+        **outputs("score_shard", all=temp),
     log:
-        "logs/{experiment}/teacher/score_stability/shard_{shard}_of_{shards}.log",
+        L.log_path("score_shard"),
     benchmark:
-        "benchmarks/{experiment}/teacher/score_stability/shard_{shard}_of_{shards}.tsv"
+        L.benchmark_path("score_shard")
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("score")["threads"]
     resources:
         **job_resources("score"),
     params:
-        checkpoints=teacher_checkpoints,
-        num_classes=lambda wildcards: exp(wildcards)["data"]["num_classes"],
-        data=lambda wildcards: data_args(wildcards, labels=False),
-        tta=lambda wildcards: tta_args(wildcards, tta=exp(wildcards)["stpp"]["score_tta"]),
-        runtime=lambda wildcards, threads: runtime_args(threads, exp(wildcards)["label"]["batch_size"]),
+        settings=settings("score_shard"),
+        # checkpoints 1..K-1 in the teacher's folder, then its model.pt
+        checkpoints=lambda wildcards, input: shlex.join(PLAN.teacher_checkpoints(wildcards.experiment)),
+        runtime=lambda wildcards, threads: PLAN.inference_runtime_args(wildcards.experiment, threads),
     shell:
-        "python -m stages.score --checkpoints {params.checkpoints} --list {input.images} {params.data}"
-        " --num-classes {params.num_classes} {params.tta} {params.runtime}"
-        " --shard {wildcards.shard} --num-shards {wildcards.shards}"
+        "python -m stages.score --checkpoints {params.checkpoints} --list {input.images} {params.settings}"
+        " {params.runtime} --shard {wildcards.shard} --num-shards {wildcards.shards}"
         " --scores {output.scores} --masks {output.masks} > {log} 2>&1"
 
 
 rule merge_score_shards:
     input:
-        scores=lambda wildcards: score_shards(wildcards, ".tsv"),
-        masks=lambda wildcards: score_shards(wildcards, ".h5"),
-        images=lambda wildcards: split_list(wildcards.experiment, "unlabeled"),
+        unpack(inputs("merge_score_shards")),
         data=checked_digests("unlabeled"),
     output:
-        scores="results/{experiment}/teacher/stability_scores.tsv",
-        masks="results/{experiment}/teacher/checkpoint_masks.h5",
+        **outputs("merge_score_shards"),
     log:
-        "logs/{experiment}/teacher/score_stability/merge.log",
+        L.log_path("merge_score_shards"),
     benchmark:
-        "benchmarks/{experiment}/teacher/score_stability/merge.tsv"
+        L.benchmark_path("merge_score_shards")
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("small")["threads"]
     resources:
         **job_resources("small"),
     params:
-        shards=lambda wildcards: score_shards(wildcards, ""),
+        shards=lambda wildcards, input: shlex.join(path.removesuffix(".tsv") for path in input.scores),
     shell:
         "python -m stages.merge_scores --list {input.images} --shards {params.shards}"
         " --scores {output.scores} --masks {output.masks} > {log} 2>&1"
@@ -110,27 +97,22 @@ rule merge_score_shards:
 
 rule split_reliable:
     input:
-        scores="results/{experiment}/teacher/stability_scores.tsv",
-        # the unlabeled list, or with a review the images it keeps (apply_review)
-        images=lambda wildcards: PLAN.pseudo_list(wildcards.experiment),
+        # the scores, and the unlabeled list or, with a review, the images it keeps (apply_review)
+        unpack(inputs("split_reliable")),
         data=checked_digests("unlabeled"),
     output:
-        reliable="results/{experiment}/stpp_split/reliable_ids.txt",
-        unreliable="results/{experiment}/stpp_split/unreliable_ids.txt",
+        **outputs("split_reliable"),
     log:
-        "logs/{experiment}/stpp_split/split_reliable.log",
+        L.log_path("split_reliable"),
     benchmark:
-        "benchmarks/{experiment}/stpp_split/split_reliable.tsv"
+        L.benchmark_path("split_reliable")
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("small")["threads"]
     resources:
         **job_resources("small"),
     params:
-        ratio=lambda wildcards: exp(wildcards)["stpp"]["reliable_ratio"],
-        selection=lambda wildcards: _args(
-            selection=exp(wildcards)["stpp"]["selection"], seed=exp(wildcards)["train"]["seed"]
-        ),
+        settings=settings("split_reliable"),
     shell:
-        "python -m stages.split --scores {input.scores} --list {input.images} --ratio {params.ratio}"
-        " {params.selection} --reliable {output.reliable} --unreliable {output.unreliable} > {log} 2>&1"
+        "python -m stages.split --scores {input.scores} --list {input.images} {params.settings}"
+        " --reliable {output.reliable} --unreliable {output.unreliable} > {log} 2>&1"

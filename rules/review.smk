@@ -4,60 +4,45 @@
 
 rule apply_review:
     input:
-        images=lambda wildcards: split_list(wildcards.experiment, "unlabeled"),
+        unpack(inputs("apply_review")),
         # the review's contents, checked: an edited exclusion or mask re-runs this and the students
         data=checked_digests("unlabeled", "review"),
     output:
-        kept="results/{experiment}/review/kept_ids.txt",
-        corrected="results/{experiment}/review/corrected_ids.txt",
-        masks="results/{experiment}/review/corrected_masks.h5",
+        **outputs("apply_review"),
     log:
-        "logs/{experiment}/review/apply_review.log",
+        L.log_path("apply_review"),
     benchmark:
-        "benchmarks/{experiment}/review/apply_review.tsv"
+        L.benchmark_path("apply_review")
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("small")["threads"]
     resources:
         **job_resources("small"),
     params:
-        review=lambda wildcards: _args(
-            exclude=exp(wildcards)["review"]["exclude"], masks=exp(wildcards)["review"]["masks"]
-        ),
-        labels=lambda wildcards: _args(
-            num_classes=exp(wildcards)["data"]["num_classes"], ignore_labels=exp(wildcards)["data"]["ignore_labels"]
-        ),
+        settings=settings("apply_review"),
     shell:
-        "python -m stages.review --unlabeled {input.images} {params.review} {params.labels}"
+        "python -m stages.review --unlabeled {input.images} {params.settings}"
         " --kept {output.kept} --corrected {output.corrected} --corrected-masks {output.masks} > {log} 2>&1"
 
 
 rule review_sheet:
     input:
-        images=lambda wildcards: split_list(wildcards.experiment, "unlabeled"),
-        teacher_masks="results/{experiment}/teacher/pseudo_masks_unlabeled.h5",
-        scores="results/{experiment}/teacher/stability_scores.tsv",
-        reliable="results/{experiment}/stpp_split/reliable_ids.txt",
-        audit="results/{experiment}/audit/audit.json",
+        unpack(inputs("review_sheet")),
         data=checked_digests("unlabeled"),
     output:
-        directory("results/{experiment}/review_sheet"),
+        **outputs("review_sheet", sheet=directory),
     log:
-        "logs/{experiment}/review/review_sheet.log",
+        L.log_path("review_sheet"),
     benchmark:
-        "benchmarks/{experiment}/review/review_sheet.tsv"
+        L.benchmark_path("review_sheet")
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("small")["threads"]
     resources:
         **job_resources("small"),
     params:
-        data=data_args,
-        class_names=lambda wildcards: shlex.join(class_names(wildcards)),
-        palette=lambda wildcards: exp(wildcards)["data"]["palette"],
-        size=lambda wildcards: exp(wildcards)["review"]["sheet_size"],
+        settings=settings("review_sheet"),
     shell:
         "python -m stages.review_sheet --list {input.images} --teacher-masks {input.teacher_masks}"
-        " --scores {input.scores} --reliable {input.reliable} --audit {input.audit} {params.data}"
-        " --class-names {params.class_names} --palette {params.palette} --size {params.size}"
-        " --out {output} > {log} 2>&1"
+        " --scores {input.scores} --reliable {input.reliable} --audit {input.audit} {params.settings}"
+        " --out {output.sheet} > {log} 2>&1"

@@ -1,32 +1,33 @@
 # Stages 5 and 7 (and ST's single student, and the optional third round): a freshly initialised
 # student on labeled + pseudo-labeled images. Which pseudo-labels each student sees is
-# pseudo_sources() in common.smk.
+# Plan.pseudo_sources (stages/workflow/plan.py).
 
 
 rule train_student:
     input:
-        labeled=lambda wildcards: split_list(wildcards.experiment, "labeled"),
-        pseudo=pseudo_inputs,
+        unpack(inputs("train_student")),
         data=checked_digests("labeled", "unlabeled", val_if_validating=True),
     output:
-        model="results/{experiment}/{student}/model.pt",
-        log_tsv="results/{experiment}/{student}/train_log.tsv",
+        **outputs("train_student"),
     log:
-        "logs/{experiment}/{student}/train.log",
+        L.log_path("train_student"),
     benchmark:
-        "benchmarks/{experiment}/{student}/train.tsv"
+        L.benchmark_path("train_student")
+    wildcard_constraints:
+        **{name: one_of(values) for name, values in L.RULE_WILDCARDS["train_student"].items()},
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("train")["threads"]
     resources:
-        **train_resources(),
+        **job_resources("train"),
     params:
-        trainer=trainer,
-        args=train_args,
-        runtime=train_runtime_args,
-        pseudo=pseudo_args,
+        settings=settings("train_student"),
+        # (split list, mask store) pairs: the inputs, as the trainer's --pseudo options
+        pseudo=lambda wildcards, input: pairs_args("pseudo", input.pseudo),
+        trainer=lambda wildcards: PLAN.trainer(wildcards.experiment),
+        runtime=lambda wildcards, threads: PLAN.train_runtime_args(wildcards.experiment, threads),
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
+        resume=lambda wildcards, output: os.path.join(os.path.dirname(output.model), L.RESUME_FILE),
     shell:
-        "{params.trainer} --labeled {input.labeled} {params.pseudo} {params.args} {params.runtime}"
-        " --data-digests {input.data} --out-dir {params.out_dir}"
-        " --resume-state {params.out_dir}/resume/state.pt > {log} 2>&1"
+        "{params.trainer} --labeled {input.labeled} {params.pseudo} {params.settings} {params.runtime}"
+        " --data-digests {input.data} --out-dir {params.out_dir} --resume-state {params.resume} > {log} 2>&1"

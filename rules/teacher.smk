@@ -4,33 +4,31 @@
 
 rule train_teacher:
     input:
-        labeled=lambda wildcards: split_list(wildcards.experiment, "labeled"),
+        unpack(inputs("train_teacher")),
         data=checked_digests("labeled", val_if_validating=True),
     output:
-        model="results/{experiment}/teacher/model.pt",
         # checkpoint_1..K-1 (K from config): a folder, since the count varies by experiment
-        checkpoints=directory("results/{experiment}/teacher/checkpoints"),
-        log_tsv="results/{experiment}/teacher/train_log.tsv",
+        **outputs("train_teacher", checkpoints=directory),
     log:
-        "logs/{experiment}/teacher/train.log",
+        L.log_path("train_teacher"),
     benchmark:
-        "benchmarks/{experiment}/teacher/train.tsv"
+        L.benchmark_path("train_teacher")
     wildcard_constraints:
         experiment=OWN_TEACHER,
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("train")["threads"]
     resources:
-        **train_resources(),
+        **job_resources("train"),
     params:
-        trainer=trainer,
-        args=lambda wildcards: train_args(wildcards, exp(wildcards)["stpp"]["checkpoints"]),
-        runtime=train_runtime_args,
+        settings=settings("train_teacher"),
+        trainer=lambda wildcards: PLAN.trainer(wildcards.experiment),
+        runtime=lambda wildcards, threads: PLAN.train_runtime_args(wildcards.experiment, threads),
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
+        resume=lambda wildcards, output: os.path.join(os.path.dirname(output.model), L.RESUME_FILE),
     shell:
-        "{params.trainer} --labeled {input.labeled} {params.args} {params.runtime} --data-digests {input.data}"
-        " --out-dir {params.out_dir}"
-        " --resume-state {params.out_dir}/resume/state.pt > {log} 2>&1"
+        "{params.trainer} --labeled {input.labeled} {params.settings} {params.runtime} --data-digests {input.data}"
+        " --out-dir {params.out_dir} --resume-state {params.resume} > {log} 2>&1"
 
 
 # teacher_from: <experiment>: this experiment's teacher is a copy of that one's, a real
@@ -38,16 +36,13 @@ rule train_teacher:
 rule copy_teacher:
     input:
         # the source's training outputs (model.pt is written last, so it stands for them all)
-        model=lambda wildcards: f"results/{exp(wildcards)['teacher_from']}/teacher/model.pt",
-        log_tsv=lambda wildcards: f"results/{exp(wildcards)['teacher_from']}/teacher/train_log.tsv",
+        unpack(inputs("copy_teacher")),
     output:
-        model="results/{experiment}/teacher/model.pt",
-        checkpoints=directory("results/{experiment}/teacher/checkpoints"),
-        log_tsv="results/{experiment}/teacher/train_log.tsv",
+        **outputs("copy_teacher", checkpoints=directory),
     log:
-        "logs/{experiment}/teacher/copy_teacher.log",
+        L.log_path("copy_teacher"),
     benchmark:
-        "benchmarks/{experiment}/teacher/copy_teacher.tsv"
+        L.benchmark_path("copy_teacher")
     wildcard_constraints:
         experiment=BORROWED_TEACHER,
     conda:
@@ -62,28 +57,27 @@ rule copy_teacher:
         "python -m stages.copy_teacher --source {params.source} --out-dir {params.out_dir} > {log} 2>&1"
 
 
-# ... and with it every file both experiments compute from the same settings all the way up to
-# that teacher (Plan.copied_files): the teacher's pseudo-masks and scores, the split, students and
+# ... and with it every file both experiments compute with equal copy keys all the way up to that
+# teacher (Plan.copied_files): the teacher's pseudo-masks and scores, the split, students and
 # their relabels. Training and labeling are deterministic, so the copy is the file this job would
-# write; an ablation re-computes only what its settings change.
-ruleorder: copy_shared > merge_label_shards
-ruleorder: copy_shared > merge_score_shards
-ruleorder: copy_shared > split_reliable
-ruleorder: copy_shared > train_student
+# write; an ablation re-computes only what its settings change. copy_shared wins over each rule
+# that writes such a file.
+for rule_name in sorted({producer(path)[0] for path in COPIED}):
+    workflow.ruleorder("copy_shared", rule_name)
 
 
 rule copy_shared:
     input:
-        source=lambda wildcards: COPIED[f"results/{wildcards.shared}"],
-        data=shared_digests,
+        source=lambda wildcards: COPIED[f"{L.RESULTS}/{wildcards.shared}"],
+        data=checked_digests("labeled", "unlabeled"),
     output:
-        "results/{shared}",
+        f"{L.RESULTS}/{{shared}}",
     log:
-        "logs/{shared}.copy.log",
+        L.log_path("copy_shared"),
     benchmark:
-        "benchmarks/{shared}.copy.tsv"
+        L.benchmark_path("copy_shared")
     wildcard_constraints:
-        shared=one_of(path.removeprefix("results/") for path in COPIED),
+        shared=one_of(path.removeprefix(f"{L.RESULTS}/") for path in COPIED),
     conda:
         "../envs/stpp.yaml"
     threads: resources_of("small")["threads"]

@@ -12,12 +12,14 @@ i-th, so a cluster can split the list; ``stages.merge_masks`` joins the shards.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from .seg import cli, speed
 from .seg.data import ImageDataset, read_split_list
 from .seg.inference import batches_by_size, predict
 from .seg.io import load_model, resolve_device
 from .seg.maskstore import MaskStoreWriter
+from .workflow.layout import BEST_FILE
 
 log = logging.getLogger("stpp")
 
@@ -25,6 +27,12 @@ log = logging.getLogger("stpp")
 def build_parser():
     p = cli.parser(__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="model checkpoint (model.pt)")
+    p.add_argument(
+        "--weights",
+        choices=("final", "best"),
+        default="final",
+        help="label.weights: --model itself, or the best-on-validation weights its training job wrote beside it",
+    )
     p.add_argument("--list", required=True, help="split list of the images to label")
     p.add_argument("--out", required=True, help="HDF5 mask store to write")
     cli.add_shard_args(p)
@@ -40,7 +48,8 @@ def build_parser():
 def label(args) -> None:
     samples = cli.shard_of(read_split_list(args.list), args)
     device = resolve_device(args.device)
-    model = speed.for_inference(load_model(args.model, device, args.num_classes), device, args)
+    weights = Path(args.model).with_name(BEST_FILE) if args.weights == "best" else Path(args.model)
+    model = speed.for_inference(load_model(weights, device, args.num_classes), device, args)
     amp = speed.amp_dtype(args.amp, device)
     tta = cli.tta_settings(args)
     log.info(
@@ -49,11 +58,11 @@ def label(args) -> None:
         args.list,
         args.shard,
         args.num_shards,
-        args.model,
+        weights,
         tta,
     )
     attrs = {
-        "model": str(args.model),
+        "model": str(weights),
         "list": str(args.list),
         "tta_scales": tta["scales"],
         "tta_flip": tta["flip"],

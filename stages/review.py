@@ -1,7 +1,7 @@
 """Apply a review to the pseudo-labeled training sets: exclusions and corrected masks.
 
-    python -m stages.review --unlabeled unlabeled.txt [--exclude review/exclude.txt] \\
-        [--masks review/masks/] --num-classes C [--ignore-labels 11] \\
+    python -m stages.review --unlabeled unlabeled.txt [--review-exclude review/exclude.txt] \\
+        [--review-masks review/masks/] --num-classes C [--ignore-labels 11] \\
         --kept kept_ids.txt --corrected corrected_ids.txt --corrected-masks corrected_masks.h5
 
 Writes three files that every student and the ST++ split read instead of the unlabeled list:
@@ -31,8 +31,17 @@ log = logging.getLogger("stpp")
 def build_parser():
     p = cli.parser(__doc__.split("\n\n")[0])
     p.add_argument("--unlabeled", required=True, help="the unlabeled split list")
-    p.add_argument("--exclude", default=None, help="review.exclude: images no student trains on")
-    p.add_argument("--masks", default=None, help="review.masks: a folder of corrected masks (<image path>.png)")
+    # the data check's names for the same two keys (--exclude and --masks: the names of before)
+    p.add_argument(
+        "--review-exclude",
+        "--exclude",
+        dest="exclude",
+        default=None,
+        help="review.exclude: images no student trains on",
+    )
+    p.add_argument(
+        "--review-masks", "--masks", dest="masks", default=None, help="review.masks: corrected masks (<image path>.png)"
+    )
     p.add_argument("--num-classes", type=int, required=True, help="data.num_classes")
     p.add_argument("--ignore-labels", type=int, nargs="*", default=[], help="data.ignore_labels")
     p.add_argument("--kept", required=True, help="kept_ids.txt to write")

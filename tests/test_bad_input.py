@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import train_args
 from PIL import Image
-from stage_args import train_args
 
 from stages import check_data, evaluate, label, score, train
 from stages.seg.files import write_error, write_text

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from test_workflow import REPO
+from helpers import REPO
 
 from stages import check_data, evaluate, label, score, split, train
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-import benchmark_scripts
+import helpers
 import pytest
 import torch
 
 from stages.evaluate import write_per_image_confusion
 
-compare = benchmark_scripts.load("compare")
+compare = helpers.load("compare")
 
 
 def _experiment(root, name, wrong_images, ids=("a.jpg", "b.jpg", "c.jpg", "d.jpg"), test=False):
@@ -86,7 +86,7 @@ def test_pairs_are_pooled_over_their_own_images(tmp_path, capsys):
 def test_a_record_stands_in_for_its_gone_work_directory(tmp_path):
     # the record of experiment "b" (its methods' per-image matrices, as benchmarks/semisup.py
     # keeps them) against a's results folder: the workflow's model names map onto the methods
-    semisup = benchmark_scripts.load("semisup")
+    semisup = helpers.load("semisup")
     a = _experiment(tmp_path, "a", {3}, test=True)
     right = torch.tensor([[10, 0], [0, 10]]).numpy()
     ids = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from stage_args import train_args
-from test_train import assert_same_weights
+from helpers import assert_same_weights, train_args
 
 from stages.make_demo import CLASS_NAMES, make_demo
 from stages.seg.io import load_model
@@ -145,7 +144,7 @@ def test_the_workflow_trains_with_train_gpus_2_under_torchrun(tmp_path):
     """The tiny config with train.gpus: 2: the teacher job runs torchrun with 2 processes (gloo
     on CPU), asks for 2 GPUs, and its model is evaluated by the workflow."""
     import yaml
-    from test_workflow import TINY, snakemake
+    from helpers import TINY, snakemake
 
     config = yaml.safe_load(yaml.safe_dump(TINY))
     config["experiments"]["tiny"]["train"].update(gpus=2, batch_size=4)

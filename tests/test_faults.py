@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from stage_args import train_args
-from test_train import assert_same_weights
+from helpers import assert_same_weights, train_args
 
 from stages.make_demo import CLASS_NAMES, make_demo
 from stages.seg.io import load_model

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from argparse import Namespace
 
-import benchmark_scripts
+import helpers
 import numpy as np
 import torch
 
@@ -15,7 +15,7 @@ from stages.make_demo import make_demo
 from stages.seg.io import save_model
 from stages.seg.models import build_model
 
-performance = benchmark_scripts.load("performance")
+performance = helpers.load("performance")
 
 
 def test_the_plain_training_data_is_crops_of_the_list_with_void_ignored(tmp_path):

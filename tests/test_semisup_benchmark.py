@@ -9,7 +9,7 @@ import subprocess
 from argparse import Namespace
 from pathlib import Path
 
-import benchmark_scripts
+import helpers
 import numpy as np
 import pytest
 import yaml
@@ -19,7 +19,7 @@ from stages.seg.data import Sample, read_split_list, write_split_list
 from stages.seg.maskstore import MaskStoreWriter
 
 REPO = Path(__file__).resolve().parents[1]
-semisup = benchmark_scripts.load("semisup")
+semisup = helpers.load("semisup")
 
 
 @pytest.fixture
@@ -362,7 +362,7 @@ def torch_matrix(rows):
 def test_demo_benchmark_reads_a_finished_seed_and_its_audit(tmp_path):
     """benchmarks/demo.py on a seed folder whose run is done: no run, the summary and the audit
     read back (it called pseudo_mask_audit with an old signature once)."""
-    demo = benchmark_scripts.load("demo")  # it imports semisup by name, the module above
+    demo = helpers.load("demo")  # it imports semisup by name, the module above
     results = tmp_path / "seed0" / "results" / "demo"
     (results / "audit").mkdir(parents=True)
     (results / "summary.tsv").write_text("method\tmiou\nSupOnly\t40.0\nST\t45.0\n")
@@ -392,7 +392,7 @@ def test_demo_benchmark_gives_each_difference_with_its_intervals():
     seeds a t-interval and the pooled bootstrap. A case with a known answer: ST labels every pixel
     right and SupOnly half of each image's foreground wrong, the same on every image, so that
     ST - SupOnly is exact (no spread, the interval one point) and ST++ final (= ST) - ST is 0."""
-    demo = benchmark_scripts.load("demo")
+    demo = helpers.load("demo")
     right = np.tile(np.diag([50, 50]), (4, 1, 1))  # 4 images, 2 classes, 50 pixels each
     half = np.tile(np.array([[50, 0], [25, 25]]), (4, 1, 1))  # foreground: 25 of 50 taken for background
     rows = [

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import TINY
 from slurm_cluster import Cluster, Unavailable
-from test_workflow import TINY
 
 # workflow runs, SLURM, DDP and signals: the slow tier (`pytest -m "not slow"` leaves them out)
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import train_args
 from PIL import Image
-from stage_args import train_args
 
 from stages import evaluate, label, merge_masks, merge_scores, score, split, summarize, train
 from stages.make_demo import CLASS_NAMES, make_demo

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from stage_args import train_args
+from helpers import assert_same_weights, train_args
 
 from stages import train
 from stages.make_demo import make_demo
@@ -47,13 +47,6 @@ def run_train(demo: Path, out: Path, *extra: str) -> Path:
 def read_log(out: Path) -> list[dict]:
     with open(out / "train_log.tsv", newline="") as f:
         return list(csv.DictReader(f, delimiter="\t"))
-
-
-def assert_same_weights(a: Path, b: Path) -> None:
-    sa, sb = load_model(a).state_dict(), load_model(b).state_dict()
-    assert sa.keys() == sb.keys()
-    different = [k for k in sa if not torch.equal(sa[k], sb[k])]
-    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
 
 
 class Interrupted(Exception):

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import REPO, planned_outputs, planned_rules, ran_rules, snakemake, touch_demo_images, write_config
 from PIL import Image
 
 from stages.seg.data import read_split_list
@@ -24,63 +21,9 @@ from stages.seg.maskstore import MaskStore
 # workflow runs, SLURM, DDP and signals: the slow tier (`pytest -m "not slow"` leaves them out)
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
-
-
-def planned_rules(proc: subprocess.CompletedProcess) -> set[str]:
-    """Rule names of a dry run's job table."""
-    text = proc.stdout + proc.stderr
-    if "Nothing to be done" in text:
-        return set()
-    table = text.split("Job stats:")[1].split("\n\n")[0].splitlines()[3:]
-    return {line.split()[0] for line in table if line.split() and line.split()[0] != "total"}
-
 
 # ---------------------------------------------------------------------------------------------
 # End to end: the whole SupOnly / ST / ST++ workflow on a tiny synthetic data set.
-
-TINY = {
-    "experiments": {
-        "tiny": {
-            "data": {
-                "root": "resources/demo",
-                "labeled": "labeled.txt",
-                "unlabeled": "unlabeled.txt",
-                "val": "val.txt",
-                "num_classes": 4,
-                "class_names": ["background", "circle", "square", "triangle"],
-            },
-            "model": {"arch": "deeplabv3plus", "backbone": "resnet18", "output_stride": 16},
-            "train": {"epochs": 3, "batch_size": 2, "lr": 0.02, "crop_size": 32, "min_labeled": 8, "workers": 0},
-            "stpp": {"checkpoints": 3, "reliable_ratio": 0.5},
-            "label": {"scales": [0.75, 1.0], "flip": True, "batch_size": 8, "shards": 2},
-        }
-    },
-    "methods": ["SupOnly", "ST", "ST++"],
-    "rounds": 2,
-    "device": "cpu",
-    "demo": {"num_labeled": 4, "num_unlabeled": 6, "num_val": 3, "size": 32, "seed": 0},
-    "resources": {
-        kind: {"threads": 1, "mem_mb": 1000, "runtime": 10, "gpu": 0}
-        for kind in ("train", "label", "score", "evaluate", "small")
-    },
-}
-
-
-def write_config(workdir: Path, **stpp) -> Path:
-    config = yaml.safe_load(yaml.safe_dump(TINY))
-    config["experiments"]["tiny"]["stpp"].update(stpp)
-    path = workdir / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -379,16 +322,6 @@ def test_third_round_adds_student3_to_the_plan(tiny_run, tmp_path):
         assert "rule train_teacher" not in text  # the teacher is reused
 
 
-def ran_rules(proc: subprocess.CompletedProcess) -> set[str]:
-    """Rule names of the jobs a real run started, but the target rule 'all'."""
-    text = proc.stdout + proc.stderr
-    return {
-        line.split()[1].rstrip(":")
-        for line in text.splitlines()
-        if line.split()[:1] in (["rule"], ["localrule"], ["checkpoint"], ["localcheckpoint"])
-    } - {"all"}
-
-
 def test_data_changes_rerun_exactly_the_jobs_that_read_them(tiny_run):
     """Data files are tracked by content: the data check re-runs on a change and names a broken
     file; only the jobs whose lists changed re-run after it; touched files re-run the check alone
@@ -487,25 +420,6 @@ def test_a_third_round_ablation_copies_the_first_two_rounds_and_trains_only_the_
     own_check = snakemake("--cores", "2", *args, "results/tiny_r3/data_check/manifest.tsv")
     assert planned_outputs(own_check, "check_data").count("results/tiny/data_check/manifest.tsv") == 1
     assert ran_rules(own_check) | ran_rules(snakemake("--cores", "2", *args, *targets)) == {"check_data"}
-
-
-def touch_demo_images(workdir: Path) -> None:
-    """New modification times for every demo image and mask, the bytes kept (a data set copied
-    again)."""
-    for path in (workdir / "resources" / "demo").rglob("*.png"):
-        os.utime(path)
-
-
-def planned_outputs(proc: subprocess.CompletedProcess, rule: str | None = None) -> list[str]:
-    """Every output file of a run's jobs, dry or real (of one rule's jobs, with ``rule``)."""
-    outputs, current = [], None
-    for line in (proc.stdout + proc.stderr).splitlines():
-        job = re.match(r"(local)?(rule|checkpoint) (\w+):$", line.strip())
-        if job:
-            current = job.group(3)
-        elif line.strip().startswith("output:") and rule in (None, current):
-            outputs += line.split(":", 1)[1].replace(",", " ").split()
-    return outputs
 
 
 def test_a_review_excludes_and_corrects_and_re_trains_only_the_students(tiny_run, monkeypatch):
@@ -621,7 +535,6 @@ def test_a_review_excludes_and_corrects_and_re_trains_only_the_students(tiny_run
     plain_plan = Plan(yaml.safe_load(yaml.safe_dump(config)))
     validate(plain_plan.config, str(REPO / "config" / "config.schema.yaml"))
     for student in ("st_student", "stpp_student1", "stpp_student2"):
-        assert plain_plan.pseudo_args("reviewed", student) == plain_plan.pseudo_args("tiny", student).replace(
-            "results/tiny/", "results/reviewed/"
-        )
+        ours, theirs = (plain_plan.step("train_student", e, model=student).files() for e in ("reviewed", "tiny"))
+        assert ours == [path.replace("results/tiny/", "results/reviewed/") for path in theirs]
     assert "apply_review" not in planned_rules(run(dry=True))

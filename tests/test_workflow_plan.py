@@ -8,10 +8,10 @@ import shlex
 
 import pytest
 import yaml
+from helpers import REPO, TINY
 from snakemake.utils import validate
-from test_workflow import REPO, TINY
 
-from stages.workflow import Plan, cli_args
+from stages.workflow import Plan, cli_args, flat, pairs_args
 
 
 def plan(**changes) -> Plan:
@@ -39,20 +39,26 @@ def options(args: str) -> dict[str, list[str]]:
 
 
 def test_cli_args():
-    assert cli_args(a_b=1, c=None, d=[1, 2], e=[], f=True, g=False, h="x y") == "--a-b 1 --d 1 2 --f --no-g --h 'x y'"
+    # sorted by key: equal settings are equal text, whatever the order they were written in
+    assert cli_args(h="x y", a_b=1, c=None, d=[1, 2], e=[], f=True, g=False) == "--a-b 1 --d 1 2 --f --no-g --h 'x y'"
+    assert pairs_args("pseudo", ["a", "b", "c d", "e"]) == "--pseudo a b --pseudo 'c d' e"
 
 
 def test_training_arguments_per_model():
     p = plan(experiments__tiny__stpp__student_schedule="labeled_passes")
-    teacher = options(p.train_args("tiny", None, checkpoints=3))
-    student1 = options(p.train_args("tiny", "stpp_student1"))
+    teacher = options(p.step("train_teacher", "tiny").args)
+    student1 = options(p.step("train_student", "tiny", model="stpp_student1").args)
     assert teacher["model-name"] == ["teacher"] and student1["model-name"] == ["stpp_student1"]
     assert teacher["checkpoints"] == ["3"] and student1["checkpoints"] == ["1"]
     assert "teacher-epochs" not in teacher and student1["teacher-epochs"] == ["3"]  # train.epochs
     assert teacher["epochs"] == student1["epochs"] == ["3"] and teacher["min-labeled"] == ["8"]
     assert teacher["data-root"] == ["resources/demo"] and teacher["num-classes"] == ["4"]
-    shared = options(plan(experiments__tiny__train__init="shared").train_args("tiny", "st_student"))
-    assert "model-name" not in shared and "teacher-epochs" not in shared  # the old behaviour, equal epochs
+    shared = plan(experiments__tiny__train__init="shared").step("train_student", "tiny", model="st_student")
+    assert "model-name" not in options(shared.args) and "teacher-epochs" not in options(shared.args)
+    assert shared.inputs == {
+        "labeled": "resources/demo/labeled.txt",
+        "pseudo": ["resources/demo/unlabeled.txt", "results/tiny/teacher/pseudo_masks_unlabeled.h5"],
+    }
     assert plan().trainer("tiny") == "python -m stages.train"
     assert "--nproc-per-node 2" in plan(experiments__tiny__train__gpus=2).trainer("tiny")
     runtime = options(plan(experiments__tiny__train__gpus=2).train_runtime_args("tiny", threads=4))
@@ -67,9 +73,20 @@ def test_labeling_scoring_and_the_students_sources():
         "results/tiny/teacher/checkpoints/checkpoint_2.pt",
         "results/tiny/teacher/model.pt",
     ]
-    assert options(p.tta_args("tiny")) == {"tta": [], "scales": ["0.75", "1.0"], "flip": [], "no-resize-logits": []}
-    assert p.labeling_list("tiny", "unreliable") == "results/tiny/stpp_split/unreliable_ids.txt"
-    assert p.labeling_list("tiny", "unlabeled") == "resources/demo/unlabeled.txt"
+    label = p.step("label_shard", "tiny", model="teacher", subset="unlabeled", shard="0", shards="2")
+    assert options(label.args) == {
+        "data-root": ["resources/demo"],
+        "flip": [],
+        "no-resize-logits": [],
+        "num-classes": ["4"],
+        "scales": ["0.75", "1.0"],
+        "tta": [],
+        "weights": ["final"],
+    }
+    assert label.inputs == {"model": "results/tiny/teacher/model.pt", "images": "resources/demo/unlabeled.txt"}
+    assert "--no-tta" in p.step("score_shard", "tiny").args and "--scales" not in p.step("score_shard", "tiny").args
+    relabel = p.step("label_shard", "tiny", model="stpp_student1", subset="unreliable")
+    assert relabel.inputs["images"] == "results/tiny/stpp_split/unreliable_ids.txt"
     teacher_masks = "results/tiny/teacher/pseudo_masks_unlabeled.h5"
     assert p.pseudo_sources("tiny", "st_student") == [("resources/demo/unlabeled.txt", teacher_masks)]
     assert p.pseudo_sources("tiny", "stpp_student1") == [("results/tiny/stpp_split/reliable_ids.txt", teacher_masks)]
@@ -77,11 +94,8 @@ def test_labeling_scoring_and_the_students_sources():
         "results/tiny/stpp_split/unreliable_ids.txt",
         "results/tiny/stpp_student1/pseudo_masks_unreliable.h5",
     )
-    assert p.pseudo_args("tiny", "stpp_student3") == (
-        "--pseudo resources/demo/unlabeled.txt results/tiny/stpp_student2/pseudo_masks_unlabeled.h5"
-    )
     best = plan(experiments__tiny__label__weights="best", experiments__tiny__train__val_every=1)
-    assert best.labeling_weights("tiny", "teacher") == "results/tiny/teacher/best.pt"
+    assert "--weights best" in best.step("label_shard", "tiny", model="teacher", subset="unlabeled").args
 
 
 def test_methods_summary_and_targets():
@@ -93,7 +107,7 @@ def test_methods_summary_and_targets():
     assert p.test_targets() == []  # no data.test
     with_test = plan(experiments__tiny__data__test="test.txt")
     assert with_test.test_targets()[0] == "results/tiny/teacher/test/metrics.json"
-    assert "--test resources/demo/test.txt" in with_test.list_args("tiny")
+    assert "--test resources/demo/test.txt" in with_test.step("check_data", "tiny").args
     sup_only = plan(methods=["SupOnly"])
     assert sup_only.audit_targets() == ["results/tiny/audit/training_curves.png", "results/tiny/audit/summary.png"]
     assert "results/tiny/audit/stability_scores.png" in p.audit_targets()
@@ -215,8 +229,11 @@ def test_a_review_changes_what_every_student_and_the_split_read_and_nothing_else
     for student in ("st_student", "stpp_student1", "stpp_student2", "stpp_student3"):
         assert reviewed.pseudo_sources("tiny", student)[-1] == (corrected, "results/tiny/review/corrected_masks.h5")
     assert reviewed.review_artifacts("tiny")["kept"] == kept and plain.review_artifacts("tiny") == {}
-    assert options(reviewed.review_check_args("tiny")) == {"review-exclude": ["exclude.txt"], "review-masks": ["masks"]}
-    assert plain.review_check_args("tiny") == ""
+    # the data check and apply_review take the review's keys under the same names
+    for rule in ("check_data", "apply_review"):
+        review = {k: v for k, v in options(reviewed.step(rule, "tiny").args).items() if k.startswith("review")}
+        assert review == {"review-exclude": ["exclude.txt"], "review-masks": ["masks"]}
+        assert "--review" not in plain.step(rule, "tiny").args
     for key in ("labeling_list", "teacher_checkpoints"):  # the teacher's side: as without a review
         args = ("tiny", "unlabeled") if key == "labeling_list" else ("tiny",)
         assert getattr(reviewed, key)(*args) == getattr(plain, key)(*args)
@@ -229,3 +246,149 @@ def test_an_empty_list_is_a_problem_unless_a_stage_wrote_it_so(tmp_path):
     with pytest.raises(DataError, match="is empty"):
         read_split_list(tmp_path / "corrected_ids.txt")
     assert read_split_list(tmp_path / "corrected_ids.txt", allow_empty=True) == []
+
+
+# -- every setting reaches the copy key of what is downstream of its rule, and nothing else ---------
+
+
+def schema_leaves(node: dict, prefix: str = "") -> dict[str, dict]:
+    """{dotted key: its schema} of every leaf of an experiment's settings."""
+    out = {}
+    for key, sub in node.get("properties", {}).items():
+        out.update(schema_leaves(sub, f"{prefix}{key}.") if sub.get("type") == "object" else {prefix + key: sub})
+    return out
+
+
+def other_values(schema: dict, value) -> list:
+    """Values other than ``value`` that the schema allows, most likely to be coherent first."""
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if "enum" in schema:
+        return [v for v in reversed(schema["enum"]) if v != value]
+    if "boolean" in types:
+        return [not value]
+    if "integer" in types:
+        if value is None:
+            return [schema.get("minimum", 1) + 1]
+        return [v for v in (value + 1, value - 1) if v >= schema.get("minimum", 1)]
+    if "number" in types:
+        return [(value or 0.4) * 1.5, (value or 0.4) * 0.5]
+    if "array" in types:
+        if schema["items"].get("type") == "string":
+            return [list(reversed(value or ["a", "b", "c", "d"]))]
+        return [[*value[:-1], value[-1] * 1.5] if value else [1]]
+    return [f"{value}_other" if value else "other"]
+
+
+def config_with(config: dict, key: str, value) -> dict:
+    config = copy.deepcopy(config)
+    node = config["experiments"]["tiny"]
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    return config
+
+
+def jobs(p: Plan) -> dict[str, tuple[str, dict]]:
+    return {**p.files("tiny", p.targets("tiny")), "results/tiny/data_check/manifest.tsv": ("check_data", {"experiment": "tiny"})}
+
+
+def changed_jobs(before: Plan, after: Plan) -> set[str]:
+    """The files whose job's settings, or whose job's data lists (inputs outside results/),
+    differ between two plans, and the files of jobs the first plan does not have: where a
+    changed setting enters the workflow. A shard is how a job is split, not what it computes: a
+    new shard whose step the first plan has under another count is no new job."""
+    out, had = set(), jobs(before)
+    def job(p, rule, wildcards):
+        step = p.step(rule, **wildcards)
+        return rule, step.args, tuple(step.files())
+
+    steps_before = {job(before, rule, w) for rule, w in had.values()}
+    for path, (rule, wildcards) in jobs(after).items():
+        a = after.step(rule, **wildcards)
+        if path not in had:
+            if job(after, rule, wildcards) not in steps_before or not rule.endswith("_shard"):
+                out.add(path)
+            continue
+        b = before.step(rule, **wildcards)
+        outside = [{f for f in s.files() if not f.startswith("results/")} for s in (a, b)]
+        if a.settings != b.settings or outside[0] != outside[1]:
+            out.add(path)
+    return out
+
+
+def downstream(p: Plan, start: set[str]) -> set[str]:
+    """``start`` and every file of the plan computed from one of them, however indirectly."""
+    out, graph = set(start), jobs(p)
+    grew = True
+    while grew:
+        grew = False
+        for path, (rule, wildcards) in graph.items():
+            if path not in out and set(p.step(rule, **wildcards).files()) & out:
+                out.add(path)
+                grew = True
+    return out
+
+
+def test_every_setting_changes_the_copy_key_of_exactly_the_files_downstream_of_its_rule(tmp_path, monkeypatch):
+    """For every setting of the schema, one at a time: the copy key (what teacher_from copies)
+    of each file downstream of a rule whose command reads the setting changes, and of every
+    other file does not. The keys follow from each rule's step alone, so a setting added to a
+    step reaches copying and re-running with no second list to update. The settings that reach
+    no command are how a job runs, not what it computes."""
+    monkeypatch.chdir(tmp_path)  # review paths are the working directory's
+    base = copy.deepcopy(TINY)
+    base["experiments"]["tiny"]["data"]["test"] = "test.txt"  # so that the test evaluations are planned
+    del base["experiments"]["tiny"]["data"]["class_names"]  # so that num_classes may change alone
+    base["experiments"]["tiny"]["train"]["val_every"] = 1  # so that label.weights may be best
+    schema = yaml.safe_load((REPO / "config" / "config.schema.yaml").read_text())
+    validate(base, str(REPO / "config" / "config.schema.yaml"))
+    before = Plan(base)
+    keys_before = {path: before.copy_key("tiny", path) for path in jobs(before)}
+    reaches_nothing, tried = set(), 0
+    for key, leaf in schema_leaves(schema["$defs"]["experiment"]).items():
+        if key == "teacher_from":
+            continue  # names another experiment: tests/test_workflow_plan.py's copy tests
+        value = flat(base["experiments"]["tiny"]).get(key)
+        for other in other_values(leaf, value):
+            config = config_with(base, key, other)
+            try:
+                validate(config, str(REPO / "config" / "config.schema.yaml"))
+                after = Plan(config)
+                after.check()
+                break
+            except Exception:  # an incoherent value (checkpoints above epochs): the next one
+                continue
+        else:
+            raise AssertionError(f"no value of {key} other than {value!r} passes the checks")
+        tried += 1
+        changed = changed_jobs(before, after)
+        if not changed:
+            reaches_nothing.add(key)
+        moved = downstream(after, changed)
+        for path in jobs(after):
+            if path in keys_before:
+                differs = after.copy_key("tiny", path) != keys_before[path]
+                assert differs == (path in moved), f"{key}: {value!r} -> {other!r}: {path}"
+    assert tried > 40
+    # how a job runs, not what it computes: changing one re-runs and re-copies nothing
+    assert reaches_nothing == {
+        "train.workers",
+        "train.save_every_minutes",
+        "train.sync_bn",  # with one process per job
+        "label.batch_size",
+        "label.shards",  # any number of shards writes the same files
+    }
+
+
+def test_the_rules_read_an_experiments_settings_only_through_the_plans_steps():
+    """What a rule's command computes with comes from its step (params settings=...), so that
+    the copy keys, which follow the steps, see every setting: no rule file reads the config's
+    experiments itself (rules/common.smk adapts the plan: resources, the data fingerprint)."""
+    for path in sorted((REPO / "rules").glob("*.smk")):
+        if path.name == "common.smk":
+            continue
+        text = path.read_text()
+        for forbidden in ("exp(wildcards)", "config[", "PLAN.exp("):
+            assert forbidden not in text, f"{path.name} reads {forbidden}: take it from the rule's step"
