@@ -126,6 +126,30 @@ def test_second_run_does_nothing(tiny_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def reversed_mappings(tree):
+    """The same config with every mapping's keys in reverse order."""
+    if isinstance(tree, dict):
+        return {key: reversed_mappings(value) for key, value in reversed(list(tree.items()))}
+    return [reversed_mappings(value) for value in tree] if isinstance(tree, list) else tree
+
+
+def test_a_config_rewritten_with_its_keys_reordered_re_runs_nothing(tiny_run):
+    """Re-runs follow the config's values, not its text: the finished run's config with every
+    mapping's keys in reverse order, in flow style (as a tool that rewrites YAML may leave it),
+    plans no job. Before, rule make_demo passed the demo mapping itself as a param, and
+    Snakemake compares params by their text: every job re-ran, the teacher included."""
+    workdir, _ = tiny_run
+    snakemake("--cores", "2", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir))
+    written = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config = reversed_mappings(written)
+    assert list(config["demo"]) == list(reversed(written["demo"])) and config == written
+    path = workdir / "tiny_reordered.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False, default_flow_style=True))
+    assert path.read_text().startswith("{")
+    proc = snakemake("-n", "--configfile", str(path), "--directory", str(workdir))
+    assert planned_rules(proc) == set(), proc.stdout[-2000:]
+
+
 def test_forcerun_and_until_plan_only_what_they_should(tiny_run):
     workdir, _ = tiny_run
     args = ("-n", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir))

@@ -1,4 +1,4 @@
-"""The workflow's plan (stages/workflow.py) for the tiny config: what each rule reads and the
+"""The workflow's plan (stages/workflow/plan.py) for the tiny config: what each rule reads and the
 arguments it passes, without running Snakemake."""
 
 from __future__ import annotations
@@ -291,7 +291,9 @@ def config_with(config: dict, key: str, value) -> dict:
 
 
 def jobs(p: Plan) -> dict[str, tuple[str, dict]]:
-    return {**p.files("tiny", p.targets("tiny")), "results/tiny/data_check/manifest.tsv": ("check_data", {"experiment": "tiny"})}
+    """Every file the plan makes of the experiment, with the data check's manifest."""
+    check = {"results/tiny/data_check/manifest.tsv": ("check_data", {"experiment": "tiny"})}
+    return {**p.files("tiny", p.targets("tiny")), **check}
 
 
 def changed_jobs(before: Plan, after: Plan) -> set[str]:
@@ -300,6 +302,7 @@ def changed_jobs(before: Plan, after: Plan) -> set[str]:
     changed setting enters the workflow. A shard is how a job is split, not what it computes: a
     new shard whose step the first plan has under another count is no new job."""
     out, had = set(), jobs(before)
+
     def job(p, rule, wildcards):
         step = p.step(rule, **wildcards)
         return rule, step.args, tuple(step.files())
