@@ -37,13 +37,18 @@ import json
 import sys
 from pathlib import Path
 
-from semisup import METHODS, interval, read_confusion
+from common import layout, read_confusion
+from semisup import METHODS, interval
 
 from stages.evaluate import read_per_image_confusion
 from stages.seg.metrics import iou_per_class, miou_of_counts, paired_bootstrap_interval
 
-MODELS = ("teacher", "st_student", "stpp_student1", "stpp_student2", "stpp_student3")
-LISTS = {"val": "per_image_confusion.npz", "test": "test/per_image_confusion.npz"}
+MODELS = layout.MODELS
+# Where a model's per-image matrices are, in its folder of the experiment's results (rules evaluate, evaluate_test).
+LISTS = {
+    name: layout.OUTPUTS[rule]["per_image"].split("{model}/")[1]
+    for name, rule in (("val", "evaluate"), ("test", "evaluate_test"))
+}
 
 
 def is_record(experiment: Path) -> bool:

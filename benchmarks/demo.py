@@ -31,18 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from semisup import (
-    REPO,
-    difference_cells,
-    difference_header,
-    fmt,
-    machine,
-    parse_setting,
-    pseudo_mask_audit,
-    seeds_cells,
-    set_key,
-    workflow_plan,
-)
+from common import REPO, layout, machine, workflow_plan
+from semisup import difference_cells, difference_header, fmt, parse_setting, pseudo_mask_audit, seeds_cells, set_key
 
 from stages.evaluate import read_per_image_confusion
 
@@ -84,7 +74,7 @@ def run_seed(seed: int, args) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     config = seed_config(seed, args.set)
     (name,) = config["experiments"]
-    summary = folder / "results" / name / "summary.tsv"
+    summary = folder / layout.fill(layout.SUMMARY, experiment=name)
     timing = folder / "wall_seconds.txt"
     if not summary.exists():
         (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -113,18 +103,18 @@ def run_seed(seed: int, args) -> dict:
     return {
         "seed": seed,
         "miou": miou,
-        "confusion": val_confusion(folder / "results" / name, workflow_plan(config).method_models(name)),
+        "confusion": val_confusion(folder, name, workflow_plan(config).method_models(name)),
         "pseudo": pseudo,
         "wall": float(timing.read_text()) if timing.exists() else float("nan"),
     }
 
 
-def val_confusion(results: Path, models: list[tuple[str, str]]) -> dict:
+def val_confusion(folder: Path, name: str, models: list[tuple[str, str]]) -> dict:
     """Each model's per-image confusion matrices on the demo's val list, by method; ``models``:
     the workflow's (method, trained model) rows (ST++ final is the last round's student)."""
     found = {}
     for method, model in models:
-        path = results / model / "per_image_confusion.npz"
+        path = folder / layout.fill(layout.PER_IMAGE, experiment=name, model=model)
         if path.exists():
             found[method] = read_per_image_confusion(path)[1].astype(np.int64)
     return found

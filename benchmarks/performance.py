@@ -5,12 +5,12 @@ labeling memory, and Snakemake at Pascal VOC's scale. Prints the figures; writes
         [--data-root ../shared/data/camvid] [--out benchmarks/performance.json]
 
 Every measurement runs a stage as the workflow runs it (``python -m stages.<name>``, a process of
-its own, on the CamVid settings of ``config/camvid.yaml``: DeepLabV3+ on the ImageNet
-EfficientNet-Lite0, output stride 16, head 128, crops 160, batch 8), and each baseline is a plain
-script written for the comparison, run the same way (subcommands ``plain-train``,
-``naive-label`` and ``naive-evaluate`` of this file). Wall times include starting Python and
-loading the model, for stage and baseline alike; peak memory is the process tree's peak
-resident set.
+its own), its command taken from the workflow's own plan of ``config/camvid.yaml`` (DeepLabV3+
+on the ImageNet EfficientNet-Lite0, output stride 16, head 128, crops 160, batch 8) with this
+script's data, lists and budget; each baseline is a plain script written for the comparison, run
+the same way (``benchmarks/baselines.py``: ``plain-train``, ``naive-label``, ``naive-evaluate``).
+Wall times include starting Python and loading the model, for stage and baseline alike; peak
+memory is the process tree's peak resident set.
 
 - ``ratios``: training images/s of ``stages.train`` (its ``train_log.tsv``, epochs after the
   first) against a plain loop (PIL decoding, the same augmentation, model, optimizer, batch and
@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -47,24 +48,30 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import yaml
+from common import REPO as ROOT
+from common import machine, workflow_plan
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from stages.workflow import cli_args
 
-# config/camvid.yaml
-CAMVID = dict(
-    num_classes=11,
-    ignore=11,
-    arch="deeplabv3plus",
-    output_stride=16,
-    head_channels=128,
-    crop=160,
-    batch=8,
-    lr=0.01,
-    label_batch=8,
-)
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-TTA_SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
+CAMVID_CONFIG = ROOT / "config" / "camvid.yaml"
+
+
+def camvid(a, backbone: str = "efficientnet_lite0", workers: int = 1, num_classes: int | None = None):
+    """(the workflow's plan, the experiment's name) of config/camvid.yaml on ``a``'s data, lists
+    and budget: every stage command below is that plan's, as the workflow would run it."""
+    config = yaml.safe_load(CAMVID_CONFIG.read_text())
+    ((name, e),) = config["experiments"].items()
+    e["data"].update(root=a.data_root, labeled=a.labeled, unlabeled=a.unlabeled, val=a.val)
+    if num_classes is not None:  # another data set's model (bf16 agreement, tests)
+        e["data"].update(num_classes=num_classes, class_names=None, ignore_labels=[])
+        e["data"] = {k: v for k, v in e["data"].items() if v is not None}
+    e["model"].update(backbone=backbone, pretrained="imagenet" if backbone == "efficientnet_lite0" else None)
+    e["train"].update(epochs=a.train_epochs, min_labeled=a.train_images, workers=workers)
+    e["stpp"]["checkpoints"] = max(2, min(e["stpp"]["checkpoints"], a.train_epochs))
+    e["label"]["batch_size"] = a.label_batch
+    config["device"] = "cpu"
+    return workflow_plan(config), name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,8 +99,8 @@ def stage(name: str, *args) -> list[str]:
     return [sys.executable, "-m", f"stages.{name}", *map(str, args)]
 
 
-def this(*args) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), *map(str, args)]
+def baseline(*args) -> list[str]:
+    return [sys.executable, str(ROOT / "benchmarks" / "baselines.py"), *map(str, args)]
 
 
 def first_lines(src: Path, n: int, out: Path) -> Path:
@@ -101,70 +108,48 @@ def first_lines(src: Path, n: int, out: Path) -> Path:
     return out
 
 
-def model_file(work: Path, backbone: str) -> Path:
+def model_file(a, work: Path, backbone: str) -> Path:
     """A model.pt as training writes it (ImageNet trunk for Lite0; speed does not depend on weights)."""
     from stages.seg.io import save_model
     from stages.seg.models import build_model
 
     path = work / f"{backbone}.pt"
     if not path.exists():
-        spec = dict(
-            arch=CAMVID["arch"],
-            backbone=backbone,
-            num_classes=CAMVID["num_classes"],
-            output_stride=CAMVID["output_stride"],
-            head_channels=CAMVID["head_channels"],
-        )
-        pretrained = "imagenet" if backbone == "efficientnet_lite0" else None
-        save_model(path, build_model(pretrained=pretrained, **spec), spec)
+        plan, name = camvid(a, backbone)
+        settings = plan.step("train_teacher", name).settings
+        spec = {key: settings[key] for key in ("arch", "backbone", "num_classes", "output_stride", "head_channels")}
+        save_model(path, build_model(pretrained=settings["pretrained"], **spec), spec)
     return path
 
 
 # ---------------------------------------------------------------------------------------------
 # training
 # ---------------------------------------------------------------------------------------------
-def train_common(a, backbone: str, workers: int) -> list:
-    return [
-        "--data-root",
-        a.data_root,
-        "--labeled",
-        Path(a.data_root) / a.labeled,
-        "--num-classes",
-        CAMVID["num_classes"],
-        "--ignore-labels",
-        CAMVID["ignore"],
-        "--arch",
-        CAMVID["arch"],
-        "--backbone",
-        backbone,
-        "--output-stride",
-        CAMVID["output_stride"],
-        "--head-channels",
-        CAMVID["head_channels"],
-        *(["--pretrained", "imagenet"] if backbone == "efficientnet_lite0" else []),
-        "--crop-size",
-        CAMVID["crop"],
-        "--batch-size",
-        CAMVID["batch"],
-        "--lr",
-        CAMVID["lr"],
-        "--epochs",
-        a.train_epochs,
-        "--min-labeled",
-        a.train_images,
-        "--workers",
-        workers,
-        "--threads",
-        a.threads,
-    ]
+def train_command(a, backbone: str, workers: int) -> list:
+    """stages.train as rule train_teacher runs it on the CamVid settings (its step and runtime)."""
+    plan, name = camvid(a, backbone, workers)
+    step = plan.step("train_teacher", name)
+    runtime = plan.train_runtime_args(name, a.threads)
+    return stage("train", "--labeled", step.inputs["labeled"], *shlex.split(step.args), *shlex.split(runtime))
+
+
+# The settings of the training step that the plain loop takes too.
+PLAIN_TRAIN = ("data_root", "num_classes", "ignore_labels", "arch", "backbone", "output_stride", "head_channels")
+PLAIN_TRAIN += ("pretrained", "crop_size", "batch_size", "lr", "epochs", "min_labeled")
+
+
+def plain_train_command(a, backbone: str, workers: int, out: Path) -> list:
+    """The plain loop (baselines.py plain-train) on the same settings as train_command."""
+    plan, name = camvid(a, backbone, workers)
+    step = plan.step("train_teacher", name)
+    settings = {key: step.settings[key] for key in PLAIN_TRAIN}
+    args = cli_args(**settings, labeled=step.inputs["labeled"], workers=workers, threads=a.threads, out=out)
+    return baseline("plain-train", *shlex.split(args))
 
 
 def train_pipeline(a, work: Path, name: str, backbone="efficientnet_lite0", workers=1, *switches) -> dict:
     out = work / name
-    _, peak = measured(
-        stage("train", *train_common(a, backbone, workers), "--out-dir", out, "--device", "cpu", *switches),
-        work / f"{name}.log",
-    )
+    _, peak = measured([*train_command(a, backbone, workers), "--out-dir", out, *switches], work / f"{name}.log")
     rows = [line.split("\t") for line in (out / "train_log.tsv").read_text().splitlines()]
     cols = {c: i for i, c in enumerate(rows[0])}
     later = rows[2:]  # epoch 1 warms up (allocator, caches)
@@ -177,114 +162,30 @@ def train_pipeline(a, work: Path, name: str, backbone="efficientnet_lite0", work
 
 def train_plain(a, work: Path, name: str, backbone="efficientnet_lite0", workers=1) -> dict:
     out = work / f"{name}.json"
-    _, peak = measured(this("plain-train", *train_common(a, backbone, workers), "--out", out), work / f"{name}.log")
+    _, peak = measured(plain_train_command(a, backbone, workers, out), work / f"{name}.log")
     result = json.loads(out.read_text())
     return {"images_per_s": float(np.mean(result["images_per_s"][1:])), "peak_mb": peak}
-
-
-class PlainPairs:
-    """The baseline's data: PIL decoding and the weak augmentation written out plainly."""
-
-    def __init__(self, root: Path, lines: list[str], crop: int, ignore: int, repeat: int):
-        self.root, self.crop, self.ignore = root, crop, ignore
-        self.pairs = [line.split() for line in lines] * repeat
-
-    def __len__(self):
-        return len(self.pairs)
-
-    def __getitem__(self, i):
-        import torch
-        from PIL import Image
-
-        image = Image.open(self.root / self.pairs[i][0]).convert("RGB")
-        mask = Image.open(self.root / self.pairs[i][1])
-        w, h = image.size
-        long_side = int(torch.randint(int(0.5 * max(w, h)), int(2.0 * max(w, h)) + 1, ()))
-        ow, oh = (long_side, int(h * long_side / w + 0.5)) if w >= h else (int(w * long_side / h + 0.5), long_side)
-        image, mask = image.resize((ow, oh), Image.BILINEAR), mask.resize((ow, oh), Image.NEAREST)
-        img, msk = np.asarray(image, dtype=np.float32) / 255.0, np.asarray(mask).astype(np.int64)
-        msk[msk == self.ignore] = 255
-        ph, pw = max(self.crop - oh, 0), max(self.crop - ow, 0)
-        img = np.pad(img, ((0, ph), (0, pw), (0, 0)))
-        msk = np.pad(msk, ((0, ph), (0, pw)), constant_values=255)
-        y = int(torch.randint(0, img.shape[0] - self.crop + 1, ()))
-        x = int(torch.randint(0, img.shape[1] - self.crop + 1, ()))
-        img, msk = img[y : y + self.crop, x : x + self.crop], msk[y : y + self.crop, x : x + self.crop]
-        if torch.rand(()) < 0.5:
-            img, msk = img[:, ::-1], msk[:, ::-1]
-        img = (img - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
-        return torch.from_numpy(img.transpose(2, 0, 1).copy()), torch.from_numpy(msk.copy())
-
-
-def plain_train(argv) -> None:
-    """The baseline training loop: as torchvision's references/segmentation would write it."""
-    import torch
-    import torch.nn.functional as F
-    from torch.utils.data import DataLoader
-
-    from stages.seg.models import build_model, param_groups
-
-    p = argparse.ArgumentParser()
-    for k in ("data-root", "labeled", "arch", "backbone", "pretrained", "out"):
-        p.add_argument(f"--{k}", default=None)
-    for k in (
-        "num-classes",
-        "ignore-labels",
-        "output-stride",
-        "head-channels",
-        "crop-size",
-        "batch-size",
-        "epochs",
-        "min-labeled",
-        "workers",
-        "threads",
-    ):
-        p.add_argument(f"--{k}", type=int)
-    p.add_argument("--lr", type=float)
-    a = p.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    lines = Path(a.labeled).read_text().split("\n")
-    lines = [line for line in lines if line.strip()]
-    data = PlainPairs(Path(a.data_root), lines, a.crop_size, a.ignore_labels, -(-a.min_labeled // len(lines)))
-    model = build_model(
-        a.arch, a.backbone, a.num_classes, a.output_stride, pretrained=a.pretrained, head_channels=a.head_channels
-    ).train()
-    lr = a.lr * a.batch_size / 16
-    opt = torch.optim.SGD(param_groups(model, lr, 10.0), lr=lr, momentum=0.9, weight_decay=1e-4)
-    speeds = []
-    for _ in range(a.epochs):
-        t0, n = time.time(), 0
-        for images, masks in DataLoader(data, a.batch_size, shuffle=True, drop_last=True, num_workers=a.workers):
-            loss = F.cross_entropy(model(images), masks, ignore_index=255)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            n += len(images)
-        speeds.append(n / (time.time() - t0))
-    Path(a.out).write_text(json.dumps({"images_per_s": speeds}))
 
 
 # ---------------------------------------------------------------------------------------------
 # labeling, scoring, evaluation
 # ---------------------------------------------------------------------------------------------
-def label_command(a, model: Path, images: Path, out: Path, threads: int, *options, root=None) -> list[str]:
+def label_command(a, model: Path, images: Path, out: Path, threads: int, *options, root=None, num_classes=None):
+    """stages.label as rule label_shard runs it on the CamVid settings (the teacher's TTA)."""
+    plan, name = camvid(a, num_classes=num_classes)
+    step = plan.step("label_shard", name, model="teacher", subset="unlabeled")
+    runtime = plan.inference_runtime_args(name, threads)
     return stage(
         "label",
         "--model",
         model,
         "--list",
         images,
-        "--data-root",
-        root or a.data_root,
+        *shlex.split(step.args),
+        *shlex.split(runtime),
         "--out",
         out,
-        "--device",
-        "cpu",
-        "--threads",
-        threads,
-        "--batch-size",
-        a.label_batch,
+        *(["--data-root", root] if root else []),
         *options,
     )
 
@@ -295,36 +196,6 @@ def label_pipeline(a, work: Path, name: str, model: Path, images: Path, *options
         label_command(a, model, images, work / f"{name}.h5", a.threads, *options), work / f"{name}.log"
     )
     return {"images_per_s": n / seconds, "seconds": seconds, "peak_mb": peak, "images": n}
-
-
-def naive_label(argv) -> None:
-    """One image at a time: decode, 10 passes (the paper's scales x flip, softmax at the scaled
-    size, resized back, summed), argmax, one PNG per image (as the reference code writes them)."""
-    import torch
-    import torch.nn.functional as F
-    from PIL import Image
-
-    from stages.seg.io import load_model
-
-    model_path, lst, root, out, threads = argv
-    torch.set_num_threads(int(threads))
-    model = load_model(model_path)
-    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        for line in Path(lst).read_text().splitlines():
-            name = line.split()[0]
-            img = torch.from_numpy(np.asarray(Image.open(Path(root) / name).convert("RGB")).copy())
-            x = (img.permute(2, 0, 1)[None].float() / 255 - mean) / std
-            h, w = x.shape[-2:]
-            total = 0
-            for s in TTA_SCALES:
-                xs = F.interpolate(x, (round(h * s), round(w * s)), mode="bilinear", align_corners=False)
-                for flip in (False, True):
-                    p = model(xs.flip(-1) if flip else xs).softmax(1)
-                    p = p.flip(-1) if flip else p
-                    total = total + F.interpolate(p, (h, w), mode="bilinear", align_corners=False)
-            Image.fromarray(total.argmax(1)[0].byte().numpy()).save(Path(out) / Path(name).name)
 
 
 def label_sharded(a, work: Path, name: str, model: Path, images: Path, shards: int) -> dict:
@@ -349,12 +220,15 @@ def label_sharded(a, work: Path, name: str, model: Path, images: Path, shards: i
 def label_naive(a, work: Path, name: str, model: Path, images: Path) -> dict:
     n = len(images.read_text().splitlines())
     seconds, peak = measured(
-        this("naive-label", model, images, a.data_root, work / name, a.threads), work / f"{name}.log"
+        baseline("naive-label", model, images, a.data_root, work / name, a.threads), work / f"{name}.log"
     )
     return {"images_per_s": n / seconds, "seconds": seconds, "peak_mb": peak, "images": n}
 
 
-def score_overhead(a, work: Path, model: Path, images: Path, num_classes: int = CAMVID["num_classes"]) -> dict:
+def score_overhead(a, work: Path, model: Path, images: Path, num_classes: int | None = None) -> dict:
+    """stages.score as rule score_shard runs it, with one model as its 3 checkpoints."""
+    plan, name = camvid(a, num_classes=num_classes)
+    step = plan.step("score_shard", name)
     log = work / "score.log"
     seconds, peak = measured(
         stage(
@@ -365,20 +239,12 @@ def score_overhead(a, work: Path, model: Path, images: Path, num_classes: int = 
             model,
             "--list",
             images,
-            "--data-root",
-            a.data_root,
-            "--num-classes",
-            num_classes,
+            *shlex.split(step.args),
+            *shlex.split(plan.inference_runtime_args(name, a.threads)),
             "--scores",
             work / "scores.tsv",
             "--masks",
             work / "score_masks.h5",
-            "--device",
-            "cpu",
-            "--threads",
-            a.threads,
-            "--batch-size",
-            a.label_batch,
         ),
         log,
     )
@@ -393,31 +259,10 @@ def score_overhead(a, work: Path, model: Path, images: Path, num_classes: int = 
     }
 
 
-def naive_evaluate(argv) -> None:
-    """One image at a time: decode image and mask, one pass, argmax, a confusion matrix by bincount."""
-    import torch
-    from PIL import Image
-
-    from stages.seg.io import load_model
-
-    model_path, lst, root, threads, classes, ignore, out = argv
-    torch.set_num_threads(int(threads))
-    c = int(classes)
-    model = load_model(model_path)
-    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
-    cm = np.zeros((c, c), np.int64)
-    with torch.no_grad():
-        for line in Path(lst).read_text().splitlines():
-            image, mask = line.split()
-            img = torch.from_numpy(np.asarray(Image.open(Path(root) / image).convert("RGB")).copy())
-            pred = model((img.permute(2, 0, 1)[None].float() / 255 - mean) / std).argmax(1)[0].numpy()
-            gt = np.asarray(Image.open(Path(root) / mask)).astype(np.int64)
-            keep = (gt < c) & (gt != int(ignore))
-            cm += np.bincount(c * gt[keep] + pred[keep], minlength=c * c).reshape(c, c)
-    Path(out).write_text(json.dumps({"miou": float(np.nanmean(np.diag(cm) / (cm.sum(0) + cm.sum(1) - np.diag(cm))))}))
-
-
 def evaluate_pair(a, work: Path, model: Path, images: Path) -> dict:
+    """stages.evaluate as rule evaluate runs it, against the naive loop on the same settings."""
+    plan, name = camvid(a)
+    step = plan.step("evaluate", name, model="teacher")
     n = len(images.read_text().splitlines())
     s_pipe, peak = measured(
         stage(
@@ -426,30 +271,23 @@ def evaluate_pair(a, work: Path, model: Path, images: Path) -> dict:
             model,
             "--list",
             images,
-            "--data-root",
-            a.data_root,
-            "--num-classes",
-            CAMVID["num_classes"],
-            "--ignore-labels",
-            CAMVID["ignore"],
+            *shlex.split(step.args),
+            *shlex.split(plan.runtime_args(a.threads)),
             "--out",
             work / "metrics.json",
-            "--device",
-            "cpu",
-            "--threads",
-            a.threads,
         ),
         work / "evaluate.log",
     )
+    settings = step.settings
     s_naive, _ = measured(
-        this(
+        baseline(
             "naive-evaluate",
             model,
             images,
-            a.data_root,
+            settings["data_root"],
             a.threads,
-            CAMVID["num_classes"],
-            CAMVID["ignore"],
+            settings["num_classes"],
+            *(settings["ignore_labels"] or [255]),
             work / "naive_metrics.json",
         ),
         work / "naive_evaluate.log",
@@ -472,7 +310,7 @@ def evaluate_pair(a, work: Path, model: Path, images: Path) -> dict:
 # the parts
 # ---------------------------------------------------------------------------------------------
 def part_ratios(a, work: Path) -> dict:
-    model = model_file(work, "efficientnet_lite0")
+    model = model_file(a, work, "efficientnet_lite0")
     unl = first_lines(Path(a.data_root) / a.unlabeled, a.label_images, work / "label_images.txt")
     out = {}
     pipe = train_pipeline(a, work, "train_stage")
@@ -519,7 +357,7 @@ def part_ratios(a, work: Path) -> dict:
 
 
 def part_switches(a, work: Path) -> dict:
-    model = model_file(work, "efficientnet_lite0")
+    model = model_file(a, work, "efficientnet_lite0")
     unl = first_lines(Path(a.data_root) / a.unlabeled, a.label_images, work / "label_images.txt")
     out = {"label": {}, "train": {}}
     variants = {
@@ -558,7 +396,7 @@ def part_backbones(a, work: Path) -> dict:
     out = {}
     for backbone in ("efficientnet_lite0", "resnet18"):
         t = train_pipeline(a, work, f"backbone_train_{backbone}", backbone)
-        lab = label_pipeline(a, work, f"backbone_label_{backbone}", model_file(work, backbone), unl)
+        lab = label_pipeline(a, work, f"backbone_label_{backbone}", model_file(a, work, backbone), unl)
         out[backbone] = {"train": t, "label": lab}
         print(
             f"{backbone}: training {t['images_per_s']:.2f} images/s (peak {t['peak_mb']:.0f} MB), TTA labeling "
@@ -569,7 +407,7 @@ def part_backbones(a, work: Path) -> dict:
 
 
 def part_memory(a, work: Path) -> dict:
-    model = model_file(work, "efficientnet_lite0")
+    model = model_file(a, work, "efficientnet_lite0")
     out = {}
     for n in (a.memory_images, 4 * a.memory_images):
         lst = first_lines(Path(a.data_root) / a.unlabeled, n, work / f"memory_{n}.txt")
@@ -661,7 +499,7 @@ def part_bf16(a, work: Path) -> dict:
     and the mIoU of both against the list's masks."""
     from stages.seg import speed
 
-    model = model_file(work, "efficientnet_lite0")
+    model = model_file(a, work, "efficientnet_lite0")
     unl = first_lines(Path(a.data_root) / a.unlabeled, a.label_images, work / "label_images.txt")
     out = {"native_bf16": speed.native_bf16()}
     fp32 = label_pipeline(a, work, "bf16_label_fp32", model, unl)
@@ -704,7 +542,7 @@ def bf16_agreement(a, work: Path) -> dict:
     stores, seconds = {}, {}
     for amp in ("none", "bf16"):
         stores[amp] = work / f"bf16_agreement_{amp}.h5"
-        cmd = label_command(a, a.bf16_model, images, stores[amp], a.threads, "--amp", amp, root=root)
+        cmd = label_command(a, a.bf16_model, images, stores[amp], a.threads, "--amp", amp, root=root, num_classes=c)
         seconds[amp], _ = measured(cmd, work / f"bf16_agreement_{amp}.log")
     fp32, bf16 = MaskStore(stores["none"]), MaskStore(stores["bf16"])
     same = total = 0
@@ -747,38 +585,7 @@ PARTS = {
 
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    helpers = {"plain-train": plain_train, "naive-label": naive_label, "naive-evaluate": naive_evaluate}
-    if argv and argv[0] in helpers:
-        return helpers[argv[0]](argv[1:])
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
-    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "camvid"))
-    p.add_argument("--labeled", default="splits/1_8/labeled.txt")
-    p.add_argument("--unlabeled", default="splits/1_8/unlabeled.txt")
-    p.add_argument("--val", default="val.txt")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--train-epochs", type=int, default=3, help="epochs per training run; the first is not counted")
-    p.add_argument("--train-images", type=int, default=96, help="images per training epoch")
-    p.add_argument("--label-images", type=int, default=24)
-    p.add_argument("--label-batch", type=int, default=CAMVID["label_batch"], help="labeling and scoring batch")
-    p.add_argument("--eval-images", type=int, default=48)
-    p.add_argument("--memory-images", type=int, default=60)
-    p.add_argument("--dag-total", type=int, default=10582)
-    p.add_argument("--dag-labeled", type=int, default=1464)
-    p.add_argument("--dag-val", type=int, default=1449)
-    p.add_argument("--bf16-model", default=None, help="bf16 part: a trained model.pt whose pseudo-masks are compared")
-    p.add_argument("--bf16-list", default=None, help="bf16 part: a split list with masks to label")
-    p.add_argument("--bf16-data-root", default=None, help="bf16 part: that list's data root (default --data-root)")
-    p.add_argument("--bf16-num-classes", type=int, default=CAMVID["num_classes"])
-    p.add_argument("--bf16-ignore", type=int, nargs="*", default=[CAMVID["ignore"]])
-    p.add_argument("--bf16-images", type=int, default=None, help="bf16 part: the list's first N images (default all)")
-    p.add_argument("--workdir", default=None, help="scratch (default: a temporary folder, removed)")
-    p.add_argument("--out", default=None, help="JSON file for the figures")
-    a = p.parse_args(argv)
-    a.data_root = str(Path(a.data_root).resolve())
-
-    from semisup import machine
-
+    a = parse_args(argv)
     work = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="stpp-performance-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"{date.today()}, {machine()}, torch threads {a.threads}, data {a.data_root}", flush=True)
@@ -791,6 +598,38 @@ def main(argv=None) -> None:
     finally:
         if not a.workdir:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
+    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "camvid"))
+    p.add_argument("--labeled", default="splits/1_8/labeled.txt")
+    p.add_argument("--unlabeled", default="splits/1_8/unlabeled.txt")
+    p.add_argument("--val", default="val.txt")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--train-epochs", type=int, default=3, help="epochs per training run; the first is not counted")
+    p.add_argument("--train-images", type=int, default=96, help="images per training epoch")
+    p.add_argument("--label-images", type=int, default=24)
+    p.add_argument("--label-batch", type=int, default=8, help="labeling and scoring batch (config/camvid.yaml's)")
+    p.add_argument("--eval-images", type=int, default=48)
+    p.add_argument("--memory-images", type=int, default=60)
+    p.add_argument("--dag-total", type=int, default=10582)
+    p.add_argument("--dag-labeled", type=int, default=1464)
+    p.add_argument("--dag-val", type=int, default=1449)
+    p.add_argument("--bf16-model", default=None, help="bf16 part: a trained model.pt whose pseudo-masks are compared")
+    p.add_argument("--bf16-list", default=None, help="bf16 part: a split list with masks to label")
+    p.add_argument("--bf16-data-root", default=None, help="bf16 part: that list's data root (default --data-root)")
+    p.add_argument("--bf16-num-classes", type=int, default=11, help="bf16 part: the list's classes (CamVid's 11)")
+    p.add_argument(
+        "--bf16-ignore", type=int, nargs="*", default=[11], help="bf16 part: its ignored labels (CamVid's void)"
+    )
+    p.add_argument("--bf16-images", type=int, default=None, help="bf16 part: the list's first N images (default all)")
+    p.add_argument("--workdir", default=None, help="scratch (default: a temporary folder, removed)")
+    p.add_argument("--out", default=None, help="JSON file for the figures")
+    a = p.parse_args(argv)
+    a.data_root = str(Path(a.data_root).resolve())
+    return a
 
 
 if __name__ == "__main__":

@@ -48,14 +48,11 @@ not measurable at this size. Nothing here tunes anything: settings come from
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import glob
 import hashlib
 import json
 import math
-import os
-import platform
 import random
 import re
 import statistics
@@ -65,37 +62,35 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
+from common import RECORDS, REPO, code_version, layout, machine, read_confusion, workflow_plan, write_record
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from stages.evaluate import read_per_image_confusion
+from stages.seg.data import read_split_list, write_split_list
+from stages.seg.files import atomic_path
+from stages.seg.metrics import paired_bootstrap_interval, t_interval_90
+from stages.workflow import flat
 
-from stages.evaluate import read_per_image_confusion  # noqa: E402
-from stages.seg.data import read_split_list, write_split_list  # noqa: E402
-from stages.seg.files import atomic_path, write_json  # noqa: E402
-from stages.seg.metrics import paired_bootstrap_interval, t_interval_90  # noqa: E402
-from stages.workflow import flat  # noqa: E402
+# The record's method rows (ST++ final: student 2; a third round's is the plan's, make_record).
+METHODS = tuple(layout.method_models(("SupOnly", "ST", "ST++"), rounds=2))
 
-RECORDS = REPO / "benchmarks" / "records"
-METHODS = (
-    ("SupOnly", "teacher"),
-    ("ST", "st_student"),
-    ("ST++ student 1", "stpp_student1"),
-    ("ST++ final", "stpp_student2"),
-)
-# Stage wall times: (column, benchmark files under benchmarks/<exp>/) in pipeline order.
+
+def _labeling(model: str, subset: str) -> list:
+    return [(rule, {"model": model, "subset": subset}) for rule in ("label_shard", "merge_label_shards")]
+
+
+# Stage wall times: (column, the jobs whose benchmark files it sums) in pipeline order.
 STAGES = (
-    ("teacher", "teacher/train.tsv"),
-    ("label", "teacher/label_unlabeled/*.tsv"),
-    ("score", "teacher/score_stability/*.tsv"),
-    ("ST", "st_student/train.tsv"),
-    ("student 1", "stpp_student1/train.tsv"),
-    ("relabel", "stpp_student1/label_unreliable/*.tsv"),
-    ("student 2", "stpp_student2/train.tsv"),
-    ("relabel 2", "stpp_student2/label_unlabeled/*.tsv"),
-    ("student 3", "stpp_student3/train.tsv"),
-    ("evaluate", "*/evaluate*.tsv"),
+    ("teacher", [("train_teacher", {})]),
+    ("label", _labeling("teacher", "unlabeled")),
+    ("score", [("score_shard", {}), ("merge_score_shards", {})]),
+    ("ST", [("train_student", {"model": "st_student"})]),
+    ("student 1", [("train_student", {"model": "stpp_student1"})]),
+    ("relabel", _labeling("stpp_student1", "unreliable")),
+    ("student 2", [("train_student", {"model": "stpp_student2"})]),
+    ("relabel 2", _labeling("stpp_student2", "unlabeled")),
+    ("student 3", [("train_student", {"model": "stpp_student3"})]),
+    ("evaluate", [("evaluate", {"model": "*"}), ("evaluate_test", {"model": "*"})]),
 )
 # The differences the tables give with their intervals: (label, method a, method b) for b - a.
 DIFFERENCES = (
@@ -106,7 +101,7 @@ DIFFERENCES = (
 )
 LISTS = ("val", "test")
 # Where the workflow writes a model's figures on each list (rules evaluate, evaluate_test).
-EVALUATIONS = {"val": "", "test": "test/"}
+EVALUATIONS = {"val": layout.OUTPUTS["evaluate"], "test": layout.OUTPUTS["evaluate_test"]}
 UNTAGGED = "untagged"
 
 
@@ -275,7 +270,7 @@ def pseudo_mask_audit(name: str, workdir: Path) -> dict:
     terms: teacher pseudo-mask mIoU on all unlabeled images and, where ST++ ran, on the reliable and
     unreliable halves, the unreliable half as student 1 relabeled it, and Spearman(score, image
     mIoU). Fractions; None where the audit could not measure it; {} without an audit with ground truth."""
-    path = workdir / "results" / name / "audit" / "audit.json"
+    path = workdir / layout.fill(layout.AUDIT_JSON, experiment=name)
     if not path.exists():  # SupOnly alone: no pseudo-masks, no audit
         return {}
     audit = json.loads(path.read_text())
@@ -294,10 +289,13 @@ def pseudo_mask_audit(name: str, workdir: Path) -> dict:
 def stage_minutes(name: str, e: dict, workdir: Path) -> dict:
     """Minutes per stage from Snakemake's benchmark files; a copied teacher's are its source's."""
     out = {}
-    for column, pattern in STAGES:
+    for column, jobs in STAGES:
         seconds = 0.0
         owner = (e.get("teacher_from") or name) if column == "teacher" else name
-        for path in glob.glob(str(workdir / "benchmarks" / owner / pattern)):
+        patterns = [
+            layout.fill(layout.benchmark_path(rule), experiment=owner, shard="*", shards="*", **w) for rule, w in jobs
+        ]
+        for path in sorted({p for pattern in patterns for p in glob.glob(str(workdir / pattern))}):
             with open(path, newline="") as f:
                 seconds += sum(float(row["s"]) for row in csv.DictReader(f, delimiter="\t"))
         out[column] = seconds / 60
@@ -359,43 +357,12 @@ def schema_defaults(keys) -> dict:
     return out
 
 
-def machine() -> dict:
-    """Where the figures were measured; the CPU's vector width matters (the same run took 2.6x
-    longer per training step on an AVX2-only CPU than on the earlier sessions' one)."""
-    cpu = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch": torch.__version__,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-    }
-
-
-def code_version() -> str | None:
-    """The commit of the code that ran (``-dirty``: with uncommitted changes to tracked files), or
-    None outside a git clone. Two commits may draw other augmentations from the same seeds, so a
-    table that joins records of several commits says so."""
-
-    def git(*cmd: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO), *cmd], capture_output=True, text=True, check=True).stdout.strip()
-
-    try:
-        return git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def make_record(name: str, e: dict, workdir: Path, methods: list[str], rounds: int = 2) -> tuple[dict, dict]:
     """One experiment's figures, read from its work directory, and its per-image confusion
     matrices ({"<list>/ids": ids, "<list>/<method>": (N, C, C)}; empty where none were written).
     ``rounds``: the config's; which model each method row is (ST++ final: student 2, or 3 with
     three rounds) is the workflow's own plan's (``Plan.method_models``)."""
     models = dict(workflow_plan({"experiments": {name: e}, "methods": methods, "rounds": rounds}).method_models(name))
-    r = workdir / "results" / name
     record = {
         "experiment": name,
         "date": time.strftime("%Y-%m-%d"),
@@ -410,15 +377,18 @@ def make_record(name: str, e: dict, workdir: Path, methods: list[str], rounds: i
     for list_name in LISTS:
         record["miou"][list_name], record["iou"][list_name] = {}, {}
         for method, model in METHODS:
-            folder = r / models.get(method, model) / EVALUATIONS[list_name]
-            metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
+            paths = {
+                k: workdir / layout.fill(p, experiment=name, model=models.get(method, model))
+                for k, p in EVALUATIONS[list_name].items()
+            }
+            metrics = json.loads(paths["metrics"].read_text()) if paths["metrics"].exists() else {}
             record["miou"][list_name][method] = finite(100 * metrics["miou"]) if metrics else None
             record["iou"][list_name][method] = metrics.get("iou")
-            if (folder / "per_image_confusion.npz").exists():
-                ids, cms = read_per_image_confusion(folder / "per_image_confusion.npz")
+            if paths["per_image"].exists():
+                ids, cms = read_per_image_confusion(paths["per_image"])
                 known = confusion.setdefault(f"{list_name}/ids", ids)
                 if list(known) != ids:
-                    raise SystemExit(f"{folder / 'per_image_confusion.npz'}: its images differ from the other models'")
+                    raise SystemExit(f"{paths['per_image']}: its images differ from the other models'")
                 confusion[f"{list_name}/{method}"] = cms.astype(np.int32)  # pixel counts of one image
     audit = pseudo_mask_audit(name, workdir)
     record["pseudo_masks"] = {
@@ -426,27 +396,6 @@ def make_record(name: str, e: dict, workdir: Path, methods: list[str], rounds: i
     } or None
     record["stage_minutes"] = stage_minutes(name, e, workdir)
     return record, confusion
-
-
-def confusion_path(records_dir: Path, name: str) -> Path:
-    return records_dir / f"{name}.confusion.npz"
-
-
-def write_record(records_dir: Path, name: str, record: dict, confusion: dict) -> None:
-    write_json(records_dir / f"{name}.json", record)
-    if confusion:
-        with atomic_path(confusion_path(records_dir, name)) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, **{k: np.asarray(v) for k, v in confusion.items()})
-
-
-def read_confusion(records_dir: Path, name: str) -> dict:
-    """A record's per-image confusion matrices ({} for a record made before they were kept)."""
-    path = confusion_path(records_dir, name)
-    if not path.exists():
-        return {}
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
 
 
 def load_records(folder: Path, experiments: dict) -> dict:
@@ -661,18 +610,6 @@ def audit_and_time_tables(rows: list[dict], sources: list[str]) -> list[str]:
     return lines
 
 
-def workflow_plan(config: dict):
-    """The workflow's own plan (stages.workflow.Plan) of a config, with the schema's defaults
-    filled in as the Snakefile fills them; ``config`` itself is left as it is."""
-    from snakemake.utils import validate
-
-    from stages.workflow import Plan
-
-    config = copy.deepcopy(config)
-    validate(config, str(REPO / "config" / "config.schema.yaml"))
-    return Plan(config)
-
-
 def own_targets(config: Path, experiments: dict) -> list[str]:
     """What `snakemake` would make for these experiments alone (rule all, restricted): the
     generated config holds every experiment of the work directory (the registry), and its rule
@@ -684,8 +621,8 @@ def own_targets(config: Path, experiments: dict) -> list[str]:
         target
         for name in experiments
         for target in (
-            f"results/{name}/summary.tsv",
-            f"results/{name}/data_check/manifest.tsv",
+            layout.fill(layout.SUMMARY, experiment=name),
+            layout.fill(layout.MANIFEST, experiment=name),
             *(t for t in every if t.startswith(f"results/{name}/")),
         )
     ]

@@ -35,12 +35,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 import math
-import os
-import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -49,34 +47,19 @@ from torch.utils.data import DataLoader
 
 from .seg import cli, distributed, speed
 from .seg.data import DataError, EvalDataset, SeededSamples, epoch_batches, read_split_list, repeats, training_set
-from .seg.files import atomic_path, load_torch, remove_stale_temporaries, save_torch, write_text
+from .seg.files import write_text
 from .seg.inference import accumulate_confusion
-from .seg.io import resolve_device, save_model
+from .seg.io import resolve_device
 from .seg.metrics import mean_iou
-from .seg.models import ARCHS, BACKBONES, build_model, default_head_lr_multiplier, param_groups, resolve_pretrained
+from .seg.models import ARCHS, BACKBONES, build_model, default_head_lr_multiplier, param_groups
 from .seg.preemption import Preempted, StopRequests, ignore_stop_signals
+from .seg.training_files import Progress, Trained, TrainingFiles
 from .seg.transforms import IGNORE_INDEX, StrongAugment, WeakAugment
 
 log = logging.getLogger("stpp")
 
 # data_wait_share: the part of the epoch's time the training loop waited for the DataLoader.
 LOG_COLUMNS = ("epoch", "iterations", "loss", "lr", "seconds", "images_per_s", "data_wait_share", "val_miou")
-# Settings that change neither the data order nor the method: a job may resume across them.
-# (channels_last changes the memory order in which dropout draws its mask: a run resumed with
-# another setting is as valid, not bit-identical.)
-NOT_FINGERPRINTED = {
-    "out_dir",
-    "resume_state",
-    "save_every_minutes",
-    "device",
-    "threads",
-    "workers",
-    "verbose",
-    "channels_last",
-    "cudnn_benchmark",
-    "prefetch_factor",
-    "compile",
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,32 +242,308 @@ def train_step(model, optimizer, scaler, images, masks, device, amp_dtype=None) 
     return loss.item()
 
 
-def _file_digest(path: str) -> str:
-    p = Path(path)
-    st = p.stat()
-    if st.st_size <= 2**20:  # lists and data digests: the content
-        return hashlib.sha256(p.read_bytes()).hexdigest()
-    return f"{st.st_size}:{st.st_mtime_ns}"  # stores and weights are large: their size and time stand for them
-
-
-# The figures of an epoch in progress, as the resume state keeps them.
-EPOCH_START = {"loss_sum": 0.0, "epoch_seconds": 0.0, "data_wait": 0.0}
-STATE_FORMAT = 2  # resume states of format 1 (one RNG state, no iteration) are not resumed
-
-
-def fingerprint(args: argparse.Namespace, world_size: int = 1) -> str:
-    settings = {k: v for k, v in sorted(vars(args).items()) if k not in NOT_FINGERPRINTED}
-    settings.update(world_size=world_size, state_format=STATE_FORMAT)
-    files = [args.labeled, *(f for pair in args.pseudo for f in pair), *args.data_digests]
-    files += [f for f in (resolve_pretrained(args.backbone, args.pretrained), args.val) if f]
-    blob = json.dumps({"settings": settings, "files": {f: _file_digest(f) for f in files}}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
 def _write_log(path: Path, rows: list[dict]) -> None:
     lines = ["\t".join(LOG_COLUMNS)]
     lines += ["\t".join(str(row.get(c, "")) for c in LOG_COLUMNS) for row in rows]
     write_text(path, "\n".join(lines) + "\n")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long a job trains: its epochs (a student's set by its schedule), iterations per epoch
+    and in all, and {epoch: j} of the K checkpoints."""
+
+    epochs: int
+    iters_per_epoch: int
+    checkpoint_at: dict
+
+    @property
+    def total_iters(self) -> int:
+        return self.epochs * self.iters_per_epoch
+
+
+@dataclass
+class EpochMeter:
+    """The running figures of one epoch: what its log row is made of, and what the resume state
+    keeps of an epoch in progress."""
+
+    loss_sum: float = 0.0
+    prior_seconds: float = 0.0  # of the epoch's part before a resume
+    data_wait: float = 0.0
+    lr: float = 0.0
+    started: float = field(default_factory=time.time)
+
+    @classmethod
+    def resumed(cls, running: dict) -> EpochMeter:
+        return cls(running.get("loss_sum", 0.0), running.get("epoch_seconds", 0.0), running.get("data_wait", 0.0))
+
+    def seconds(self) -> float:
+        return self.prior_seconds + time.time() - self.started
+
+    def state(self) -> dict:
+        return {"loss_sum": self.loss_sum, "epoch_seconds": self.seconds(), "data_wait": self.data_wait}
+
+    def row(self, epoch: int, schedule: Schedule, batch_size: int) -> dict:
+        seconds, n = self.seconds(), schedule.iters_per_epoch
+        return {
+            "epoch": epoch + 1,
+            "iterations": (epoch + 1) * n,
+            "loss": round(self.loss_sum / n, 6),
+            "lr": f"{self.lr:.6g}",
+            "seconds": round(seconds, 3),
+            "images_per_s": round(n * batch_size / seconds, 3),
+            "data_wait_share": round(self.data_wait / seconds, 4),
+            "val_miou": "",
+        }
+
+
+@dataclass
+class TrainingData:
+    dataset: SeededSamples
+    schedule: Schedule
+    val_set: EvalDataset | None
+
+
+def build_data(args: argparse.Namespace, world: distributed.World, device: torch.device) -> TrainingData:
+    """The training set, its schedule (a student's epochs set by stpp.student_schedule) and the
+    validation set."""
+    labeled = read_split_list(args.labeled, need_masks=True)
+    pseudo = [(read_split_list(lst), store) for lst, store in args.pseudo]
+    num_pseudo = sum(len(s) for s, _ in pseudo)
+    epochs = schedule_epochs(
+        args.epochs, len(labeled), num_pseudo, args.batch_size, args.min_labeled, args.teacher_epochs
+    )
+    if epochs != args.epochs:
+        log.info(
+            "labeled-passes schedule: %d epochs instead of %d, to see each labeled image as often as the "
+            "teacher's %d epochs did",
+            epochs,
+            args.epochs,
+            args.teacher_epochs,
+        )
+    weak = WeakAugment(args.crop_size, args.base_size, tuple(args.scale_range))
+    strong = StrongAugment() if args.strong else None
+    dataset = SeededSamples(
+        training_set(
+            args.data_root, labeled, pseudo, weak, strong, args.num_classes, args.ignore_labels, args.min_labeled
+        )
+    )
+    iters_per_epoch = len(dataset) // args.batch_size
+    if iters_per_epoch == 0:
+        raise DataError(
+            f"{len(dataset)} training images are fewer than one batch of {args.batch_size}: lower "
+            "--batch-size (train.batch_size) or raise --min-labeled (train.min_labeled)"
+        )
+    if args.batch_size % world.size:
+        raise DataError(
+            f"the batch of {args.batch_size} (train.batch_size) does not split over {world.size} "
+            "processes (train.gpus): make it a multiple"
+        )
+    log.info(
+        "training set: %d labeled (%d after over-sampling) + %d pseudo-labeled; %d iterations/epoch on %s%s",
+        len(labeled),
+        len(dataset) - num_pseudo,
+        num_pseudo,
+        iters_per_epoch,
+        device,
+        f" and {world.size - 1} more processes" if world.size > 1 else "",
+    )
+    val_set = None
+    if args.val:
+        val_list = read_split_list(args.val, need_masks=True)
+        val_set = EvalDataset(args.data_root, val_list, args.num_classes, args.ignore_labels)
+    return TrainingData(
+        dataset, Schedule(epochs, iters_per_epoch, checkpoint_epochs(epochs, args.checkpoints)), val_set
+    )
+
+
+@dataclass
+class Model:
+    """The trained weights and their optimizer (``trained``, what the resume state and the
+    checkpoints hold), the module that trains (``net`` itself, or its DDP or compiled wrapper),
+    the base learning rate and the precision."""
+
+    trained: Trained
+    module: torch.nn.Module
+    base_lr: float
+    amp_dtype: torch.dtype | None
+
+
+def build_trained_model(args: argparse.Namespace, world: distributed.World, device: torch.device) -> Model:
+    """The model from its own initial seed, its DDP or compiled wrapper, the optimizer and the precision."""
+    spec = {
+        "arch": args.arch,
+        "backbone": args.backbone,
+        "num_classes": args.num_classes,
+        "output_stride": args.output_stride,
+        "head_channels": args.head_channels,
+    }
+    torch.manual_seed(init_seed(args.seed, args.model_name))
+    net = build_model(pretrained=args.pretrained, **spec).to(device)
+    speed.configure_backends(device, args.cudnn_benchmark)
+    if speed.channels_last_wanted(args.channels_last, device, args.backbone, training=True):
+        net.use_channels_last()
+    module = net
+    if world.size > 1:
+        if args.sync_bn and device.type == "cuda":
+            net = module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        elif args.sync_bn:
+            log.warning("SyncBatchNorm needs CUDA: on %s each process keeps its own batch norm statistics", device)
+        module = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if args.compile:  # shares its parameters with net, whose state is saved
+        log.info("torch.compile: the first iteration compiles the model")
+        module = torch.compile(module)
+    head_mult = args.head_lr_multiplier
+    if head_mult is None:
+        head_mult = default_head_lr_multiplier(args.arch)
+    base_lr = args.lr * args.batch_size / 16
+    optimizer = torch.optim.SGD(
+        param_groups(net, base_lr, head_mult), lr=base_lr, momentum=args.momentum, weight_decay=args.weight_decay
+    )
+    amp_dtype, scaler = mixed_precision(args.amp, device)
+    return Model(Trained(net, optimizer, scaler, spec), module, base_lr, amp_dtype)
+
+
+def epoch_loader(args, dataset: SeededSamples, epoch: int, skip: int, world, device) -> DataLoader:
+    """Epoch ``epoch``'s batches after the first ``skip``. Per-epoch seeds make the epoch
+    reproducible wherever training (re)starts; each sample's augmentation has its own seed
+    (SeededSamples), so a run resumed mid-epoch skips the batches done and continues with the
+    model's RNG as it was saved. With several processes each takes its share of every batch."""
+    epoch_seed = args.seed * 1_000_003 + epoch
+    if not skip:
+        torch.manual_seed(epoch_seed + 7919 * world.rank)  # each process's own dropout
+    dataset.set_epoch_seed(epoch_seed)
+    batches = [world.share(b) for b in epoch_batches(len(dataset), args.batch_size, epoch_seed)]
+    return DataLoader(
+        dataset,
+        batch_sampler=batches[skip:],
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=args.prefetch_factor if args.workers else None,
+        generator=torch.Generator().manual_seed(epoch_seed),  # not the model's RNG
+        worker_init_fn=ignore_stop_signals if args.workers else None,
+    )
+
+
+def preempted(files: TrainingFiles, model: Model, progress: Progress, signal_name: str, device) -> Preempted:
+    """Save the state at ``progress`` (unless just saved) and say where a re-run continues."""
+    if not files.resume_path:
+        return Preempted(f"stopped by {signal_name}; without --resume-state a re-run starts afresh")
+    if files.saved_at != (progress.epoch, progress.iteration):
+        files.save(model.trained, progress, device)
+    return Preempted(f"stopped by {signal_name}: {files.kept()}; a re-run (Snakemake's retry) continues from it")
+
+
+def train_one_epoch(
+    args,
+    model: Model,
+    loader,
+    epoch: int,
+    skip: int,
+    schedule: Schedule,
+    meter: EpochMeter,
+    progress: Progress,
+    files: TrainingFiles,
+    stop: StopRequests,
+    world,
+    device,
+) -> None:
+    """Train epoch ``epoch`` from its batch ``skip`` on, the poly learning rate set every
+    iteration. A stop signal saves the state at once and raises Preempted; every
+    --save-every-minutes the state is saved; a loss that is not finite stops training."""
+    model.module.train()
+    optimizer = model.trained.optimizer
+    meter.lr = model.base_lr
+    ready = time.time()
+    for i, (images, masks) in enumerate(loader, start=skip):
+        meter.data_wait += time.time() - ready
+        iteration = epoch * schedule.iters_per_epoch + i
+        for group in optimizer.param_groups:
+            group["lr"] = poly_lr(group["base_lr"], iteration, schedule.total_iters, args.poly_power)
+        meter.lr = optimizer.param_groups[0]["lr"]
+        loss = world.mean(
+            train_step(model.module, optimizer, model.trained.scaler, images, masks, device, model.amp_dtype)
+        )
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"training diverged: the loss is {loss} at epoch {epoch + 1} iteration {i + 1}; {files.kept()}. "
+                f"Lower train.lr (now {args.lr}){', or use amp: bf16 or none' if args.amp == 'fp16' else ''} "
+                "and re-run"
+            )
+        meter.loss_sum += loss
+        n = schedule.iters_per_epoch
+        if (i + 1) % max(1, n // 5) == 0 or i + 1 == n:
+            log.info(
+                "epoch %d/%d iteration %d/%d loss %.4f lr %.2e",
+                epoch + 1,
+                schedule.epochs,
+                i + 1,
+                n,
+                meter.loss_sum / (i + 1),
+                meter.lr,
+            )
+        if i + 1 == n:  # the epoch's end saves and checks for a stop signal
+            break
+        # Every process must take the same decision: a stop signal may reach one alone.
+        stopping, timed = world.flags(stop.received is not None, files.save_due())
+        mid_epoch = Progress(epoch, i + 1, progress.rows, progress.best_miou, meter.state())
+        if stopping:
+            raise preempted(files, model, mid_epoch, stop.received or "a stop signal", device)
+        if files.resume_path and timed:
+            files.save(model.trained, mid_epoch, device)
+            log.info("wrote the resume state at epoch %d iteration %d", epoch + 1, i + 1)
+        ready = time.time()
+
+
+def end_epoch(
+    args,
+    model: Model,
+    data: TrainingData,
+    epoch: int,
+    meter: EpochMeter,
+    progress: Progress,
+    files: TrainingFiles,
+    stop: StopRequests,
+    world,
+    device,
+) -> Progress:
+    """The epoch's log row and validation, its checkpoint, the log file, the resume state, and
+    a stop signal that came during the epoch, in that order; returns the progress after it."""
+    row = meter.row(epoch, data.schedule, args.batch_size)
+    best_miou, net = progress.best_miou, model.trained.net
+    if (
+        world.main
+        and data.val_set is not None
+        and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == data.schedule.epochs)
+    ):
+        cm = accumulate_confusion(net.eval(), data.val_set, args.num_classes, 1, args.workers, device)
+        row["val_miou"] = round(mean_iou(cm), 6)
+        log.info("epoch %d validation mIoU %.4f", epoch + 1, row["val_miou"])
+        if row["val_miou"] > best_miou:
+            best_miou = row["val_miou"]
+            files.stage("best", model.trained, epoch=epoch + 1, val_miou=best_miou)
+    log.info(
+        "epoch %d/%d done: loss %.4f, %.1f s, %.2f images/s, %.0f%% of the time waiting for data",
+        epoch + 1,
+        data.schedule.epochs,
+        row["loss"],
+        row["seconds"],
+        row["images_per_s"],
+        100 * row["data_wait_share"],
+    )
+    done = Progress(epoch + 1, 0, [*progress.rows, row], best_miou, {})
+    j = data.schedule.checkpoint_at.get(epoch + 1)
+    if world.main and j is not None and j < args.checkpoints:
+        files.stage(j, model.trained, epoch=epoch + 1)
+    if world.main:
+        _write_log(files.log_path, done.rows)
+    if files.resume_path:
+        files.save(model.trained, done, device)
+    if world.any(stop.received is not None):
+        raise preempted(files, model, done, stop.received or "a stop signal", device)
+    return done
 
 
 def train(args: argparse.Namespace) -> None:
@@ -299,401 +558,33 @@ def train(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace, world: distributed.World, device: torch.device) -> None:
     """Build, restore, run the epochs (saving, checkpointing and stopping as they go), publish."""
-    job = TrainingJob(args, world, device)
-    job.restore()
+    data = build_data(args, world, device)
+    model = build_trained_model(args, world, device)
+    files = TrainingFiles(args, world, args.checkpoints, validating=data.val_set is not None)
+    progress = files.restore(model.trained, device, data.schedule.checkpoint_at)
+    if progress.iteration:
+        log.info(
+            "resuming from %s at epoch %d/%d iteration %d/%d",
+            files.resume_path,
+            progress.epoch + 1,
+            data.schedule.epochs,
+            progress.iteration,
+            data.schedule.iters_per_epoch,
+        )
+    elif progress.epoch:
+        log.info("resuming from %s after epoch %d/%d", files.resume_path, progress.epoch, data.schedule.epochs)
     with StopRequests() as stop:
-        for epoch in range(job.start_epoch, args.epochs):
-            job.run_epoch(epoch, stop)
+        for epoch in range(progress.epoch, data.schedule.epochs):
+            skip = progress.iteration if epoch == progress.epoch else 0
+            meter = EpochMeter.resumed(progress.running) if skip else EpochMeter()
+            loader = epoch_loader(args, data.dataset, epoch, skip, world, device)
+            train_one_epoch(
+                args, model, loader, epoch, skip, data.schedule, meter, progress, files, stop, world, device
+            )
+            progress = end_epoch(args, model, data, epoch, meter, progress, files, stop, world, device)
     world.barrier()
     if world.main:
-        job.publish()
-
-
-class TrainingJob:
-    """One training job's data, model, optimizer and resume state, and its steps: ``restore``,
-    ``run_epoch`` (with ``save_state`` and ``preempted``) and ``publish``."""
-
-    def __init__(self, args: argparse.Namespace, world: distributed.World, device: torch.device):
-        self.args, self.world, self.device = args, world, device
-        self.out_dir = Path(args.out_dir)
-        self.spec = {
-            "arch": args.arch,
-            "backbone": args.backbone,
-            "num_classes": args.num_classes,
-            "output_stride": args.output_stride,
-            "head_channels": args.head_channels,
-        }
-        self._build_data()
-        self._build_model()
-        self.val_set = (
-            EvalDataset(
-                args.data_root, read_split_list(args.val, need_masks=True), args.num_classes, args.ignore_labels
-            )
-            if args.val
-            else None
-        )
-        self.fp = fingerprint(args, world.size)
-        self._stage_files()
-        self.start_epoch, self.start_iteration, self.rows, self.best_miou = 0, 0, [], -1.0
-        self.carried = dict(EPOCH_START)  # the interrupted epoch's running figures
-        self.saved_at: tuple[int, int] | None = None
-        self.save_every, self.last_save = 60 * args.save_every_minutes, time.time()
-
-    def _build_data(self) -> None:
-        """The training set (the student's epochs set by its schedule) and its iterations."""
-        args, world = self.args, self.world
-        labeled = read_split_list(args.labeled, need_masks=True)
-        pseudo = [(read_split_list(lst), store) for lst, store in args.pseudo]
-        num_pseudo = sum(len(s) for s, _ in pseudo)
-        epochs = schedule_epochs(
-            args.epochs, len(labeled), num_pseudo, args.batch_size, args.min_labeled, args.teacher_epochs
-        )
-        if epochs != args.epochs:
-            log.info(
-                "labeled-passes schedule: %d epochs instead of %d, to see each labeled image as often as the "
-                "teacher's %d epochs did",
-                epochs,
-                args.epochs,
-                args.teacher_epochs,
-            )
-            args.epochs = epochs  # from here on the epochs this job trains (the fingerprint has both inputs)
-        self.ckpt_at = checkpoint_epochs(args.epochs, args.checkpoints)
-        weak = WeakAugment(args.crop_size, args.base_size, tuple(args.scale_range))
-        self.dataset = SeededSamples(
-            training_set(
-                args.data_root,
-                labeled,
-                pseudo,
-                weak,
-                StrongAugment() if args.strong else None,
-                args.num_classes,
-                args.ignore_labels,
-                args.min_labeled,
-            )
-        )
-        self.iters_per_epoch = len(self.dataset) // args.batch_size
-        if self.iters_per_epoch == 0:
-            raise DataError(
-                f"{len(self.dataset)} training images are fewer than one batch of {args.batch_size}: lower "
-                "--batch-size (train.batch_size) or raise --min-labeled (train.min_labeled)"
-            )
-        if args.batch_size % world.size:
-            raise DataError(
-                f"the batch of {args.batch_size} (train.batch_size) does not split over {world.size} "
-                "processes (train.gpus): make it a multiple"
-            )
-        self.total_iters = args.epochs * self.iters_per_epoch
-        log.info(
-            "training set: %d labeled (%d after over-sampling) + %d pseudo-labeled; %d iterations/epoch on %s%s",
-            len(labeled),
-            len(self.dataset) - num_pseudo,
-            num_pseudo,
-            self.iters_per_epoch,
-            self.device,
-            f" and {world.size - 1} more processes" if world.size > 1 else "",
-        )
-
-    def _build_model(self) -> None:
-        """The model from its own initial seed (``net``, whose weights are saved), its DDP or
-        compiled wrapper (``model``, which trains), the optimizer and the precision."""
-        args, world, device = self.args, self.world, self.device
-        torch.manual_seed(init_seed(args.seed, args.model_name))
-        net = build_model(pretrained=args.pretrained, **self.spec).to(device)
-        speed.configure_backends(device, args.cudnn_benchmark)
-        if speed.channels_last_wanted(args.channels_last, device, args.backbone, training=True):
-            net.use_channels_last()
-        model = net
-        if world.size > 1:
-            if args.sync_bn and device.type == "cuda":
-                net = model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-            elif args.sync_bn:
-                log.warning("SyncBatchNorm needs CUDA: on %s each process keeps its own batch norm statistics", device)
-            model = torch.nn.parallel.DistributedDataParallel(
-                net, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        if args.compile:  # shares its parameters with net, whose state is saved
-            log.info("torch.compile: the first iteration compiles the model")
-            model = torch.compile(model)
-        self.net, self.model = net, model
-        head_mult = args.head_lr_multiplier
-        if head_mult is None:
-            head_mult = default_head_lr_multiplier(args.arch)
-        self.base_lr = args.lr * args.batch_size / 16
-        self.optimizer = torch.optim.SGD(
-            param_groups(net, self.base_lr, head_mult),
-            lr=self.base_lr,
-            momentum=args.momentum,
-            weight_decay=args.weight_decay,
-        )
-        self.amp_dtype, self.scaler = mixed_precision(args.amp, device)
-
-    def _stage_files(self) -> None:
-        """Where checkpoints and best.pt wait until training ends, and stale temporaries removed."""
-        args, out_dir = self.args, self.out_dir
-        self.resume_path = Path(args.resume_state) if args.resume_state else None
-        staging = self.resume_path.parent if self.resume_path else out_dir / "checkpoints"
-        self.staged = {j: staging / f"checkpoint_{j}.pt" for j in range(1, args.checkpoints)}
-        self.staged["best"] = staging / "best.pt"
-        outputs = [
-            out_dir / "model.pt",
-            out_dir / "train_log.tsv",
-            out_dir / "best.pt",
-            *self.staged.values(),
-            *(out_dir / "checkpoints" / f"checkpoint_{j}.pt" for j in range(1, args.checkpoints)),
-        ]
-        if self.world.main:
-            remove_stale_temporaries(*outputs, *([self.resume_path] if self.resume_path else []))
-
-    def restore(self) -> None:
-        """Continue from the resume state where it was made by these inputs and settings and the
-        files it needs are still there; otherwise start afresh."""
-        args, path = self.args, self.resume_path
-        if path and path.exists():
-            state = load_torch(path, "resume state")
-            # The staged files of the epochs already done must still be there (nothing else removes
-            # them, but a resume must never be stuck: without them, start afresh).
-            lost = [
-                str(self.staged[j])
-                for e, j in self.ckpt_at.items()
-                if j < args.checkpoints and e <= state.get("epoch", 0) and not self.staged[j].exists()
-            ]
-            if self.val_set is not None and state.get("best_miou", -1.0) >= 0 and not self.staged["best"].exists():
-                lost.append(str(self.staged["best"]))
-            if state.get("fingerprint") == self.fp and lost:
-                log.warning("ignoring %s: the files it needs are gone (%s); starting afresh", path, ", ".join(lost))
-            elif state.get("fingerprint") == self.fp:
-                self._load(state)
-            else:
-                log.info("ignoring %s: it was made by other inputs or settings; starting afresh", path)
-        if path and (self.start_epoch or self.start_iteration):
-            self.saved_at = (self.start_epoch, self.start_iteration)
-
-    def _load(self, state: dict) -> None:
-        self.net.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng_cpu"][self.world.rank])
-        if self.device.type == "cuda" and state.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(state["rng_cuda"][self.world.rank], self.device)
-        self.start_epoch, self.rows, self.best_miou = state["epoch"], json.loads(state["rows"]), state["best_miou"]
-        self.start_iteration = state.get("iteration", 0)
-        self.carried = {key: state.get(key, 0.0) for key in EPOCH_START}
-        if self.start_iteration:
-            log.info(
-                "resuming from %s at epoch %d/%d iteration %d/%d",
-                self.resume_path,
-                self.start_epoch + 1,
-                self.args.epochs,
-                self.start_iteration,
-                self.iters_per_epoch,
-            )
-        else:
-            log.info("resuming from %s after epoch %d/%d", self.resume_path, self.start_epoch, self.args.epochs)
-
-    def kept(self) -> str:
-        """Where training would continue from, for the messages."""
-        if self.saved_at is None:
-            return "no resume state was written"
-        epochs_done, iteration = self.saved_at
-        when = f"at epoch {epochs_done + 1} iteration {iteration}" if iteration else f"after epoch {epochs_done}"
-        return f"the resume state {when} is kept in {self.resume_path}"
-
-    def save_state(self, epochs_done: int, iteration: int, running: dict) -> None:
-        """The whole training state; ``iteration`` batches of epoch ``epochs_done + 1`` are done.
-        Called by every process (each one's RNG state is gathered); rank 0 writes it."""
-        world, device = self.world, self.device
-        rng_cpu = world.gather(torch.get_rng_state())
-        rng_cuda = world.gather(torch.cuda.get_rng_state(device)) if device.type == "cuda" else None
-        if world.main:
-            save_torch(
-                {
-                    "fingerprint": self.fp,
-                    "epoch": epochs_done,
-                    "iteration": iteration,
-                    "model": self.net.state_dict(),
-                    "optimizer": self.optimizer.state_dict(),
-                    "scaler": self.scaler.state_dict(),
-                    "rng_cpu": rng_cpu,
-                    "rng_cuda": rng_cuda,
-                    "rows": json.dumps(self.rows),
-                    "best_miou": self.best_miou,
-                    **running,
-                },
-                self.resume_path,
-            )
-        world.barrier()
-        self.saved_at = (epochs_done, iteration)
-        self.last_save = time.time()
-
-    def preempted(self, signal_name: str, epochs_done: int, iteration: int, running: dict) -> Preempted:
-        if not self.resume_path:
-            return Preempted(f"stopped by {signal_name}; without --resume-state a re-run starts afresh")
-        if self.saved_at != (epochs_done, iteration):
-            self.save_state(epochs_done, iteration, running)
-        return Preempted(f"stopped by {signal_name}: {self.kept()}; a re-run (Snakemake's retry) continues from it")
-
-    def _loader(self, epoch: int, skip: int) -> DataLoader:
-        """Epoch ``epoch``'s batches after the first ``skip``. Per-epoch seeds make the epoch
-        reproducible wherever training (re)starts; each sample's augmentation has its own seed
-        (SeededSamples), so a run resumed mid-epoch skips the batches done and continues with the
-        model's RNG as it was saved. With several processes each takes its share of every batch."""
-        args, world = self.args, self.world
-        epoch_seed = args.seed * 1_000_003 + epoch
-        if not skip:
-            torch.manual_seed(epoch_seed + 7919 * world.rank)  # each process's own dropout
-        self.dataset.set_epoch_seed(epoch_seed)
-        batches = [world.share(b) for b in epoch_batches(len(self.dataset), args.batch_size, epoch_seed)]
-        return DataLoader(
-            self.dataset,
-            batch_sampler=batches[skip:],
-            num_workers=args.workers,
-            pin_memory=self.device.type == "cuda",
-            prefetch_factor=args.prefetch_factor if args.workers else None,
-            generator=torch.Generator().manual_seed(epoch_seed),  # not the model's RNG
-            worker_init_fn=ignore_stop_signals if args.workers else None,
-        )
-
-    def _running(self) -> dict:
-        """The epoch in progress's figures, as the resume state keeps them."""
-        return {
-            "loss_sum": self.loss_sum,
-            "epoch_seconds": self.prior_seconds + time.time() - self.t0,
-            "data_wait": self.data_wait,
-        }
-
-    def run_epoch(self, epoch: int, stop: StopRequests) -> None:
-        """Train one epoch (or its rest, after a resume mid-epoch), then end it (``_end_epoch``).
-        A stop signal saves the state at once and raises Preempted; so does the timed save."""
-        world = self.world
-        skip = self.start_iteration if epoch == self.start_epoch else 0
-        loader = self._loader(epoch, skip)
-        self.model.train()
-        start = self.carried if skip else EPOCH_START
-        self.t0, self.lr = time.time(), self.base_lr
-        self.loss_sum, self.prior_seconds, self.data_wait = (
-            start["loss_sum"],
-            start["epoch_seconds"],
-            start["data_wait"],
-        )
-        ready = time.time()
-        for i, (images, masks) in enumerate(loader, start=skip):
-            self.data_wait += time.time() - ready
-            self._step(epoch, i, images, masks)
-            if i + 1 == self.iters_per_epoch:  # the epoch's end saves and checks for a stop signal
-                break
-            # Every process must take the same decision: a stop signal may reach one alone.
-            stopping, timed = world.flags(
-                stop.received is not None,
-                bool(self.save_every) and time.time() - self.last_save >= self.save_every,
-            )
-            if stopping:
-                raise self.preempted(stop.received or "a stop signal", epoch, i + 1, self._running())
-            if self.resume_path and timed:
-                self.save_state(epoch, i + 1, self._running())
-                log.info("wrote the resume state at epoch %d iteration %d", epoch + 1, i + 1)
-            ready = time.time()
-        self._end_epoch(epoch, stop)
-
-    def _step(self, epoch: int, i: int, images, masks) -> None:
-        """One SGD step at the poly learning rate of its iteration; a loss that is not finite stops."""
-        args = self.args
-        iteration = epoch * self.iters_per_epoch + i
-        for group in self.optimizer.param_groups:
-            group["lr"] = poly_lr(group["base_lr"], iteration, self.total_iters, args.poly_power)
-        self.lr = self.optimizer.param_groups[0]["lr"]
-        loss = self.world.mean(
-            train_step(self.model, self.optimizer, self.scaler, images, masks, self.device, self.amp_dtype)
-        )
-        if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"training diverged: the loss is {loss} at epoch {epoch + 1} iteration {i + 1}; {self.kept()}. "
-                f"Lower train.lr (now {args.lr}){', or use amp: bf16 or none' if args.amp == 'fp16' else ''} "
-                "and re-run"
-            )
-        self.loss_sum += loss
-        if (i + 1) % max(1, self.iters_per_epoch // 5) == 0 or i + 1 == self.iters_per_epoch:
-            log.info(
-                "epoch %d/%d iteration %d/%d loss %.4f lr %.2e",
-                epoch + 1,
-                args.epochs,
-                i + 1,
-                self.iters_per_epoch,
-                self.loss_sum / (i + 1),
-                self.lr,
-            )
-
-    def _end_epoch(self, epoch: int, stop: StopRequests) -> None:
-        """The epoch's log row and validation, its checkpoint, the log file, the resume state, and
-        a stop signal that came during the epoch, in that order."""
-        args, world, net = self.args, self.world, self.net
-        seconds = self.prior_seconds + time.time() - self.t0
-        n = self.iters_per_epoch
-        row = {
-            "epoch": epoch + 1,
-            "iterations": (epoch + 1) * n,
-            "loss": round(self.loss_sum / n, 6),
-            "lr": f"{self.lr:.6g}",
-            "seconds": round(seconds, 3),
-            "images_per_s": round(n * args.batch_size / seconds, 3),
-            "data_wait_share": round(self.data_wait / seconds, 4),
-            "val_miou": "",
-        }
-        if world.main and self.val_set is not None and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs):
-            cm = accumulate_confusion(net.eval(), self.val_set, args.num_classes, 1, args.workers, self.device)
-            row["val_miou"] = round(mean_iou(cm), 6)
-            log.info("epoch %d validation mIoU %.4f", epoch + 1, row["val_miou"])
-            if row["val_miou"] > self.best_miou:
-                self.best_miou = row["val_miou"]
-                save_model(self.staged["best"], net, self.spec, epoch=epoch + 1, val_miou=self.best_miou)
-        self.rows.append(row)
-        log.info(
-            "epoch %d/%d done: loss %.4f, %.1f s, %.2f images/s, %.0f%% of the time waiting for data",
-            epoch + 1,
-            args.epochs,
-            row["loss"],
-            seconds,
-            row["images_per_s"],
-            100 * row["data_wait_share"],
-        )
-        j = self.ckpt_at.get(epoch + 1)
-        if world.main and j is not None and j < args.checkpoints:
-            save_model(self.staged[j], net, self.spec, epoch=epoch + 1)
-        if world.main:
-            _write_log(self.out_dir / "train_log.tsv", self.rows)
-        if self.resume_path:
-            self.save_state(epoch + 1, 0, EPOCH_START)
-        if world.any(stop.received is not None):
-            raise self.preempted(stop.received or "a stop signal", epoch + 1, 0, EPOCH_START)
-
-    def publish(self) -> None:
-        """Rank 0, after the last epoch: the staged checkpoints and best.pt into --out-dir, then
-        model.pt; only then the resume state and the staged files go."""
-        args, out_dir = self.args, self.out_dir
-        published = [
-            (self.staged[j], out_dir / "checkpoints" / f"checkpoint_{j}.pt") for j in range(1, args.checkpoints)
-        ]
-        if self.val_set is not None:
-            published.append((self.staged["best"], out_dir / "best.pt"))
-        for src, dst in published:
-            _publish(src, dst)
-        save_model(out_dir / "model.pt", self.net, self.spec, epoch=args.epochs)
-        log.info("wrote %s", out_dir / "model.pt")
-        # Finished: the outputs are the state now. The resume state goes first, its staged files after.
-        resume = [self.resume_path] if self.resume_path else []
-        for path in [*resume, *(src for src, dst in published if src != dst)]:
-            if path.exists():
-                os.remove(path)
-
-
-def _publish(src: Path, dst: Path) -> None:
-    """Put a staged file at ``dst`` and keep ``src``: a hard link where possible, else a copy."""
-    if src == dst:
-        return
-    with atomic_path(dst) as tmp:
-        try:
-            os.link(src, tmp)
-        except OSError:  # another file system, or one without hard links
-            shutil.copyfile(src, tmp)
+        files.publish(model.trained, data.schedule.epochs)
 
 
 def main(argv=None) -> None:

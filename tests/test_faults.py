@@ -18,6 +18,7 @@ import torch
 from helpers import assert_same_weights, train_args
 
 from stages.make_demo import CLASS_NAMES, make_demo
+from stages.seg import training_files
 from stages.seg.io import load_model
 from stages.seg.maskstore import MaskStore
 
@@ -112,13 +113,14 @@ def test_training_killed_between_publishing_checkpoints_and_writing_the_model(de
     hook = tmp_path / "kill_before_model.py"
     hook.write_text(
         "import os, signal, sys\n"
+        "import stages.seg.training_files as files\n"
         "import stages.train as train\n"
-        "real = train.save_model\n"
+        "real = files.save_model\n"
         "def save_model(path, *args, **kwargs):\n"
         "    if str(path).endswith('model.pt'):\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "    real(path, *args, **kwargs)\n"
-        "train.save_model = save_model\n"
+        "files.save_model = save_model\n"
         "train.main(sys.argv[1:])\n"
     )
     cmd = train_cmd(demo, out)
@@ -366,6 +368,6 @@ def test_the_resume_fingerprint_covers_the_data_digests(demo, tmp_path):
     digest = tmp_path / "labeled.digest"
     digest.write_text("a" * 64 + "\n")
     args = train.build_parser().parse_args(train_cmd(demo, tmp_path / "out")[1:] + ["--data-digests", str(digest)])
-    before = train.fingerprint(args)
+    before = training_files.fingerprint(args)
     digest.write_text("b" * 64 + "\n")  # an image of the list changed
-    assert train.fingerprint(args) != before
+    assert training_files.fingerprint(args) != before
