@@ -427,32 +427,34 @@ def epoch_loader(args, dataset: SeededSamples, epoch: int, skip: int, world, dev
     )
 
 
-def preempted(files: TrainingFiles, model: Model, progress: Progress, signal_name: str, device) -> Preempted:
-    """Save the state at ``progress`` (unless just saved) and say where a re-run continues."""
-    if not files.resume_path:
-        return Preempted(f"stopped by {signal_name}; without --resume-state a re-run starts afresh")
-    if files.saved_at != (progress.epoch, progress.iteration):
-        files.save(model.trained, progress, device)
-    return Preempted(f"stopped by {signal_name}: {files.kept()}; a re-run (Snakemake's retry) continues from it")
+@dataclass
+class Job:
+    """What every step of one training job takes: its options, its processes and device, its
+    files (resume state, staged checkpoints) and the stop signals it has received."""
+
+    args: argparse.Namespace
+    world: distributed.World
+    device: torch.device
+    files: TrainingFiles
+    stop: StopRequests
+
+    def preempted(self, model: Model, progress: Progress) -> Preempted:
+        """Save the state at ``progress`` (unless just saved) and say where a re-run continues."""
+        signal_name, files = self.stop.received or "a stop signal", self.files
+        if not files.resume_path:
+            return Preempted(f"stopped by {signal_name}; without --resume-state a re-run starts afresh")
+        if files.saved_at != (progress.epoch, progress.iteration):
+            files.save(model.trained, progress, self.device)
+        return Preempted(f"stopped by {signal_name}: {files.kept()}; a re-run (Snakemake's retry) continues from it")
 
 
 def train_one_epoch(
-    args,
-    model: Model,
-    loader,
-    epoch: int,
-    skip: int,
-    schedule: Schedule,
-    meter: EpochMeter,
-    progress: Progress,
-    files: TrainingFiles,
-    stop: StopRequests,
-    world,
-    device,
+    job: Job, model: Model, loader, epoch: int, skip: int, schedule: Schedule, meter: EpochMeter, progress: Progress
 ) -> None:
     """Train epoch ``epoch`` from its batch ``skip`` on, the poly learning rate set every
     iteration. A stop signal saves the state at once and raises Preempted; every
     --save-every-minutes the state is saved; a loss that is not finite stops training."""
+    args, world, device, files = job.args, job.world, job.device, job.files
     model.module.train()
     optimizer = model.trained.optimizer
     meter.lr = model.base_lr
@@ -487,10 +489,10 @@ def train_one_epoch(
         if i + 1 == n:  # the epoch's end saves and checks for a stop signal
             break
         # Every process must take the same decision: a stop signal may reach one alone.
-        stopping, timed = world.flags(stop.received is not None, files.save_due())
+        stopping, timed = world.flags(job.stop.received is not None, files.save_due())
         mid_epoch = Progress(epoch, i + 1, progress.rows, progress.best_miou, meter.state())
         if stopping:
-            raise preempted(files, model, mid_epoch, stop.received or "a stop signal", device)
+            raise job.preempted(model, mid_epoch)
         if files.resume_path and timed:
             files.save(model.trained, mid_epoch, device)
             log.info("wrote the resume state at epoch %d iteration %d", epoch + 1, i + 1)
@@ -498,19 +500,11 @@ def train_one_epoch(
 
 
 def end_epoch(
-    args,
-    model: Model,
-    data: TrainingData,
-    epoch: int,
-    meter: EpochMeter,
-    progress: Progress,
-    files: TrainingFiles,
-    stop: StopRequests,
-    world,
-    device,
+    job: Job, model: Model, data: TrainingData, epoch: int, meter: EpochMeter, progress: Progress
 ) -> Progress:
     """The epoch's log row and validation, its checkpoint, the log file, the resume state, and
     a stop signal that came during the epoch, in that order; returns the progress after it."""
+    args, world, device, files = job.args, job.world, job.device, job.files
     row = meter.row(epoch, data.schedule, args.batch_size)
     best_miou, net = progress.best_miou, model.trained.net
     if (
@@ -541,8 +535,8 @@ def end_epoch(
         _write_log(files.log_path, done.rows)
     if files.resume_path:
         files.save(model.trained, done, device)
-    if world.any(stop.received is not None):
-        raise preempted(files, model, done, stop.received or "a stop signal", device)
+    if world.any(job.stop.received is not None):
+        raise job.preempted(model, done)
     return done
 
 
@@ -574,14 +568,13 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
     elif progress.epoch:
         log.info("resuming from %s after epoch %d/%d", files.resume_path, progress.epoch, data.schedule.epochs)
     with StopRequests() as stop:
+        job = Job(args, world, device, files, stop)
         for epoch in range(progress.epoch, data.schedule.epochs):
             skip = progress.iteration if epoch == progress.epoch else 0
             meter = EpochMeter.resumed(progress.running) if skip else EpochMeter()
             loader = epoch_loader(args, data.dataset, epoch, skip, world, device)
-            train_one_epoch(
-                args, model, loader, epoch, skip, data.schedule, meter, progress, files, stop, world, device
-            )
-            progress = end_epoch(args, model, data, epoch, meter, progress, files, stop, world, device)
+            train_one_epoch(job, model, loader, epoch, skip, data.schedule, meter, progress)
+            progress = end_epoch(job, model, data, epoch, meter, progress)
     world.barrier()
     if world.main:
         files.publish(model.trained, data.schedule.epochs)

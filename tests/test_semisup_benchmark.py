@@ -16,6 +16,7 @@ import yaml
 from PIL import Image
 
 from stages.seg.data import Sample, read_split_list, write_split_list
+from stages.seg.files import write_json
 from stages.seg.maskstore import MaskStoreWriter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -233,7 +234,7 @@ def test_records_match_wherever_the_lists_are_and_refuse_other_settings(root, tm
     assert record["iou"]["val"]["SupOnly"] == {"a": 0.5} and record["pseudo_masks"] is None
     assert "root" not in record["settings"]["data"] and record["settings"]["data"]["val"].startswith("sha256:")
     folder = tmp_path / "records"
-    semisup.write_json(folder / "toy_1_8_seed0.json", record)
+    write_json(folder / "toy_1_8_seed0.json", record)
 
     moved = tmp_path / "elsewhere"  # the same lists under another root: the same record
     for name in ("splits/1_8/labeled.txt", "splits/1_8/unlabeled.txt", "val.txt"):
@@ -426,7 +427,7 @@ def test_a_record_from_before_train_init_is_one_of_shared_heads(root, tmp_path):
     assert record["settings"]["train"]["init"] == "per_model"
     assert record["settings"]["stpp"]["student_schedule"] == "epochs"
     del record["settings"]["train"]["init"], record["settings"]["stpp"]
-    semisup.write_json(tmp_path / "records" / "toy_1_8_seed0.json", record)
+    write_json(tmp_path / "records" / "toy_1_8_seed0.json", record)
     with pytest.raises(SystemExit, match=r"other settings \(train.init\)"):
         semisup.load_records(tmp_path / "records", {"toy_1_8_seed0": toy_experiment(root)})
     shared = toy_experiment(root, init="shared")
