@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .seg import cli
 from .seg.files import atomic_path
+from .workflow.layout import BEST_FILE, CHECKPOINTS_FOLDER, LOG_FILE, MODEL_FILE
 
 log = logging.getLogger("stpp")
 
@@ -43,18 +44,14 @@ def copy_teacher(args) -> None:
     if args.files:
         files = [source / name for name in args.files]
     else:
-        files = [
-            source / "model.pt",
-            source / "train_log.tsv",
-            *sorted((source / "checkpoints").glob("checkpoint_*.pt")),
-        ]
-        files += [source / "best.pt"] if (source / "best.pt").exists() else []
+        files = [source / MODEL_FILE, source / LOG_FILE, *sorted((source / CHECKPOINTS_FOLDER).glob("*.pt"))]
+        files += [source / BEST_FILE] if (source / BEST_FILE).exists() else []
     for src in files:
         dst = out / src.relative_to(source)
         with atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
     if not args.files:
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)  # K = 1 keeps none, the folder is an output
+        (out / CHECKPOINTS_FOLDER).mkdir(parents=True, exist_ok=True)  # K = 1 keeps none, the folder is an output
     log.info("copied %d files of %s to %s", len(files), source, out)
 
 

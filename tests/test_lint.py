@@ -58,3 +58,14 @@ def test_no_function_of_the_product_is_over_80_lines():
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80
     ]
     assert not long, "split these: " + "; ".join(long)
+
+
+def test_no_test_file_imports_another():
+    """What the tests share lives in tests/helpers.py (and the harnesses beside it), never in a
+    test module that another one imports: importing a test module runs its module-level setup
+    and collects its tests twice under some runners."""
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        for line in path.read_text().splitlines():
+            words = line.split()
+            if words[:1] in (["from"], ["import"]) and len(words) > 1:
+                assert not words[1].startswith("test_"), f"{path.name}: {line.strip()}"

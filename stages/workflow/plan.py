@@ -12,6 +12,7 @@ of "settings that matter" exists. Paths come from stages/workflow/layout.py.
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
 import os
 import re
@@ -524,6 +525,23 @@ class Plan:
     def lists(self, experiment: str) -> list[str]:
         """The split lists of an experiment (the data check's inputs)."""
         return [p for p in (self.split_list(experiment, key) for key in L.SPLIT_LISTS) if p]
+
+    def data_stamp(self, experiment: str, lists: list[str]) -> str:
+        """A fingerprint of every image and mask that ``lists`` name and of the review's files:
+        path, size and modification time, or that the file is missing (the data check then
+        names it with its list line)."""
+        root = self.exp(experiment)["data"]["root"]
+        files = [
+            os.path.join(root, p) for path in lists for s in parse_split_list(path)[0] for p in (s.image, s.mask) if p
+        ]
+        stamp = hashlib.sha256()
+        for f in files + self.review_files(experiment):
+            try:
+                st = os.stat(f)
+                stamp.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            except OSError:
+                stamp.update(f"{f}\0missing\n".encode())
+        return stamp.hexdigest()
 
     def has_test(self, experiment: str) -> bool:
         return self.exp(experiment)["data"]["test"] is not None
