@@ -2,7 +2,7 @@
 # One rule per stage; every rule runs one `python -m stages.<name>` command whose outputs are
 # files under results/<experiment>/, with its log under logs/ and its timing under benchmarks/.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9")
 
@@ -12,9 +12,6 @@ min_version("9")
 if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
-
-
-validate(config, "config/config.schema.yaml")
 
 
 report: "report/workflow.rst"
@@ -44,7 +41,7 @@ onsuccess:
     # What the run found, at the end of its output: each experiment's table, each method against
     # SupOnly, and where to look next. One evaluation on one val list is one sample: the studies'
     # intervals (docs/results.md) say what a difference of this size means.
-    from stages.summarize import against_supervised
+    from stages.summarize import against_supervised, fewer_classes
 
     for experiment in EXPERIMENTS:
         summary = L.fill(L.SUMMARY, experiment=experiment)
@@ -52,7 +49,7 @@ onsuccess:
             with open(summary) as table:
                 text = table.read()
             print(f"\n{summary}:\n{text}", end="")
-            for line in against_supervised(text):
+            for line in against_supervised(text) + fewer_classes(text):
                 print(f"  {line}")
             for line in data_check_lines(experiment, "WARNING"):
                 print(f"  data check: {line}")

@@ -11,11 +11,18 @@ import sys
 if not workflow.deployment_settings.deployment_method:
     shell.prefix(f'set -euo pipefail; export PATH={shlex.quote(os.path.dirname(sys.executable))}:"$PATH"; ')
 
-# The stages' own modules (free of torch): the layout and the plan.
+# The stages' own modules (free of torch): the config's check, the layout and the plan.
 sys.path.insert(0, workflow.basedir)
+from snakemake.utils import validate
 from stages.workflow import layout as L
+from stages.workflow.config import config_problems
 from stages.workflow.plan import Plan, log_lines, one_of, pairs_args, producer
 
+# Every fault of the config at once, each with its key and the fix; then the schema's defaults.
+SCHEMA = os.path.join(workflow.basedir, "config", "config.schema.yaml")
+if problems := config_problems(config, SCHEMA):
+    raise ValueError(problems)
+validate(config, SCHEMA)
 PLAN = Plan(config)
 PLAN.check()
 EXPERIMENTS = PLAN.experiments

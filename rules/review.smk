@@ -42,7 +42,7 @@ rule review_sheet:
         **job_resources("small"),
     params:
         settings=settings("review_sheet"),
+        inputs=input_args("review_sheet", "images"),
     shell:
-        "python -m stages.review_sheet --list {input.images} --teacher-masks {input.teacher_masks}"
-        " --scores {input.scores} --reliable {input.reliable} --audit {input.audit} {params.settings}"
+        "python -m stages.review_sheet --list {input.images} {params.inputs} {params.settings}"
         " --out {output.sheet} > {log} 2>&1"

@@ -34,7 +34,7 @@ import numpy as np
 
 from .seg import cli
 from .seg.files import atomic_path, write_json
-from .seg.images import decode_mask
+from .seg.images import IGNORE_INDEX, decode_mask
 from .seg.maskstore import MaskStore
 from .seg.metrics import confusion_matrix, iou_per_class, mean_iou, spearman
 from .seg.splits import read_scores, read_split_list
@@ -143,18 +143,21 @@ def per_image(args, samples, scores: dict, reliable: set, unreliable: set, revie
         row = {
             "id": s.id,
             "score": f"{scores[s.id]:.6f}" if s.id in scores else "",
-            "reliable": ("1" if s.id in reliable else "0") if stpp else "",
+            # a corrected image is reliable: every student trains on its mask as on a reliable one
+            "reliable": ("1" if s.id in reliable or status.get(s.id) == "corrected" else "0") if stpp else "",
             "teacher_miou": "",
             "student1_miou": "",
             "review": status.get(s.id, ""),
         }
         if has_truth:
-            truth = decode_mask(Path(args.data_root) / s.mask, c, args.ignore_labels, s.origin)
+            truth = decode_mask(Path(args.data_root) / s.mask, c, cli.mask_labels(args), s.origin)
             cm = confusion_matrix(teacher[s.id], truth, c).numpy()
             row["teacher_miou"] = f"{mean_iou(cm):.6f}"
             cms["teacher_all"] += cm
             if corrected_masks is not None and s.id in review["corrected"]:
-                cms["corrected"] += confusion_matrix(corrected_masks[s.id], truth, c).numpy()
+                corrected = corrected_masks[s.id]
+                painted = corrected != IGNORE_INDEX  # 255 in a corrected mask: the reviewer left it out
+                cms["corrected"] += confusion_matrix(corrected[painted], truth[painted], c).numpy()
             if s.id in reliable:
                 cms["teacher_reliable"] += cm
             elif s.id in unreliable:

@@ -11,8 +11,11 @@ how to fix it), and exits non-zero if there is any error:
   test lists) a line without a mask;
 - an image or mask that is missing, undecodable or truncated: every file is decoded in full by
   the same code that training and labeling use, so what passes here reads there;
-- a colour mask, a mask whose size differs from its image's, mask values outside [0, C) that are
-  not an ignore label;
+- a colour mask, a mask whose size differs from its image's, mask values outside [0, C) after
+  the label map (``--label-map``) that are not an ignore label (each mask named, then one line
+  with how many and the largest value);
+- a class with no pixel in any labeled mask and none in any val mask (with 0/255 binary masks:
+  the label map that fixes them);
 - the same image in two lists (by id, or by identical bytes under another name): labeled or
   unlabeled images in val or test is test leakage, and so is an image in both val and test (a
   figure tuned on val is then no test figure); labeled images in the unlabeled list are an error
@@ -22,7 +25,8 @@ how to fix it), and exits non-zero if there is any error:
   unlabeled list, a corrected mask that names no unlabeled image, is checked as any mask is (mode,
   values, its image's size), or belongs to an excluded image.
 
-A warning, not an error: a training crop (``--crop-size``) that would be mostly padding.
+Warnings, not errors: a training crop (``--crop-size``) that would be mostly padding; a class
+absent from the labeled masks but present in val (a real split may lack a rare class).
 
 When all is well it writes into ``--out-dir``: ``manifest.tsv`` (per file: list, line, kind,
 path, bytes, SHA-256, width, height) and one ``<list>.digest`` per list, the SHA-256 of that
@@ -44,9 +48,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .seg import cli
 from .seg.files import write_text
-from .seg.images import decode_image, decode_mask
+from .seg.images import IGNORE_INDEX, LabelRangeError, decode_image, decode_mask
 from .seg.splits import DataError, Sample, corrected_masks, parse_split_list, repeats
 
 log = logging.getLogger("stpp")
@@ -78,6 +84,7 @@ def build_parser():
     p.add_argument("--crop-size", type=int, default=321, help="train.crop_size, checked against the labeled images")
     p.add_argument("--base-size", type=int, default=None, help="train.base_size (null: each image's own long side)")
     p.add_argument("--scale-range", type=float, nargs=2, default=[0.5, 2.0], help="train.scale_range")
+    p.add_argument("--class-names", nargs="*", default=None, help="data.class_names, to name a class in a finding")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
@@ -91,9 +98,12 @@ class FileCheck:
     width: int = 0
     height: int = 0
     error: str = ""
+    classes: int = 0  # a mask's classes, as bits (bit c: class c has a pixel)
+    ignored: bool = False  # a mask with ignored pixels
+    bad_labels: tuple = ()  # a mask's values outside [0, C) after its label map
 
 
-def check_file(root: str, path: str, kind: str, origin: str, num_classes: int, ignore_labels: tuple) -> FileCheck:
+def check_file(root: str, path: str, kind: str, origin: str, num_classes: int, labels) -> FileCheck:
     """Read one file once: hash its bytes and decode them in full (a worker process's task)."""
     full = Path(root) / path
     try:
@@ -107,16 +117,22 @@ def check_file(root: str, path: str, kind: str, origin: str, num_classes: int, i
         if kind == "image":
             found.height, found.width = decode_image(full, origin, data).shape[:2]
         else:
-            found.height, found.width = decode_mask(full, num_classes, ignore_labels, origin, data).shape
+            mask = decode_mask(full, num_classes, labels, origin, data)
+            found.height, found.width = mask.shape
+            values = np.unique(mask)
+            found.ignored = bool(values[-1] == IGNORE_INDEX)
+            found.classes = sum(1 << int(c) for c in values if c != IGNORE_INDEX)
+    except LabelRangeError as err:
+        found.error, found.bad_labels = str(err), tuple(err.labels)
     except DataError as err:
         found.error = str(err)
     return found
 
 
-def check_files(root, files: dict[tuple[str, str], str], num_classes: int, ignore_labels, workers: int):
+def check_files(root, files: dict[tuple[str, str], str], num_classes: int, labels, workers: int):
     """{(kind, path): FileCheck} for every file, decoded by ``workers`` processes, with progress."""
     keys = list(files)
-    args = [(str(root), path, kind, files[(kind, path)], num_classes, tuple(ignore_labels)) for kind, path in keys]
+    args = [(str(root), path, kind, files[(kind, path)], num_classes, labels) for kind, path in keys]
     results, t0, step = {}, time.time(), max(1, len(keys) // 10)
 
     def collect(found_iter):
@@ -176,8 +192,18 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
     excluded, corrected = review_files(args, ids.get("unlabeled", {}), errors)
     for path in corrected.values():
         files.setdefault(("mask", str(path.resolve())), f"review.masks {args.review_masks}")
-    found = check_files(args.data_root, files, args.num_classes, args.ignore_labels, args.workers)
+    found = check_files(args.data_root, files, args.num_classes, cli.mask_labels(args), args.workers)
     errors += sorted({f.error for f in found.values() if f.error})
+    out_of_range = [f for f in found.values() if f.bad_labels]
+    if out_of_range:
+        largest = max(max(f.bad_labels) for f in out_of_range)
+        errors.append(
+            f"in all, {len(out_of_range)} mask(s) have labels outside [0, {args.num_classes}) (data.num_classes), "
+            f"the largest {largest}: set data.num_classes to at least {largest + 1} if those are classes, or map "
+            "them with data.label_map (cityscapes for Cityscapes' label ids) or data.ignore_labels"
+        )
+    else:
+        class_problems(args, lists, found, errors, warnings)
 
     rows, digests, first_by_hash = [], {}, {}
     for name in names:
@@ -214,6 +240,43 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
 
     training_problems(args, lists["labeled"], found, errors, warnings)
     return errors, warnings, rows, digests
+
+
+def class_problems(args, lists: dict, found: dict, errors: list, warnings: list) -> None:
+    """A class with no pixel in any labeled mask and no pixel in any val mask is an error (no
+    model learns it, no evaluation judges it: a run would print a number for nothing); masks of
+    0 and 255 with two classes get the label map that fixes them. A class absent from the
+    labeled masks only is a warning: a real split may lack a rare class."""
+    names = args.class_names or [str(c) for c in range(args.num_classes)]
+
+    def present(name: str) -> tuple[int, bool]:
+        masks = [found[("mask", s.mask)] for s in lists.get(name, []) if s.mask]
+        classes = ignored = 0
+        for f in masks:
+            classes, ignored = classes | f.classes, ignored or f.ignored
+        return classes, bool(ignored)
+
+    (labeled, labeled_ignored), (val, val_ignored) = present("labeled"), present("val")
+    absent = [c for c in range(args.num_classes) if not (labeled | val) >> c & 1]
+    binary = args.num_classes == 2 and absent == [1] and (labeled_ignored or val_ignored)
+    if binary and not args.label_map.table:
+        errors.append(
+            f"class 1 ({names[1]}) has no pixel in any labeled or val mask: they hold only 0 and ignored pixels "
+            "(255). Binary masks stored as 0/255 need data.label_map: {255: 1} in the config"
+        )
+    elif absent:
+        errors += [
+            f"class {c} ({names[c]}) has no pixel in any labeled mask ({args.labeled}) nor in any val mask "
+            f"({args.val}): no model would learn it and no evaluation judge it; check data.num_classes, "
+            "data.label_map and data.ignore_labels"
+            for c in absent
+        ]
+    warnings += [
+        f"class {c} ({names[c]}) has no pixel in any labeled mask ({args.labeled}), only in val: the teacher "
+        "cannot learn it, and its IoU will be 0 unless the students pick it up"
+        for c in range(args.num_classes)
+        if c not in absent and not labeled >> c & 1
+    ]
 
 
 def training_problems(args, labeled: list[Sample], found: dict, errors: list, warnings: list) -> None:

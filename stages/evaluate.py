@@ -76,7 +76,7 @@ def evaluate(args) -> None:
     device = resolve_device(args.device)
     model = speed.for_inference(load_model(args.model, device, args.num_classes), device, args)
     dataset = EvalDataset(
-        args.data_root, read_split_list(args.list, need_masks=True), args.num_classes, args.ignore_labels
+        args.data_root, read_split_list(args.list, need_masks=True), args.num_classes, cli.mask_labels(args)
     )
     log.info("evaluating %s on %d images of %s", args.model, len(dataset), args.list)
     per_image = {} if args.per_image else None

@@ -65,14 +65,17 @@ def scores_figure(args) -> None:
     fig, axes = plt.subplots(1, 2 if per_image else 1, figsize=(11 if per_image else 5.5, 4), squeeze=False)
     ax = axes[0][0]
     halves = [[v for i, v in scores.items() if i in chosen], [v for i, v in scores.items() if i not in chosen]]
+    threshold = score_threshold(scores, reliable)
+    edges = np.histogram_bin_edges(list(scores.values()), bins=min(30, max(5, len(scores) // 4)))
+    if threshold is not None:  # a bin edge at the cut: no bar straddles it, so no reliable colour below it
+        edges = np.unique(np.append(edges[(edges < threshold) | (edges > threshold)], threshold))
     ax.hist(
         halves,
-        bins=min(30, max(5, len(scores) // 4)),
+        bins=edges,
         stacked=True,
         color=["#55a868", "#c44e52"],
         label=[f"reliable ({len(halves[0])})", f"unreliable ({len(halves[1])})"],
     )
-    threshold = score_threshold(scores, reliable)
     if threshold is not None:
         ax.axvline(threshold, color="black", linestyle="--", label="the split's cut")
     ax.legend()
@@ -137,7 +140,7 @@ def contact_figure(args) -> None:
                 colour(relabeled[image_id], colours) if image_id in relabeled else (*empty, "reliable:\nnot relabeled")
             )
         if s.mask:
-            truth = decode_mask(Path(args.data_root) / s.mask, args.num_classes, args.ignore_labels, s.origin)
+            truth = decode_mask(Path(args.data_root) / s.mask, args.num_classes, cli.mask_labels(args), s.origin)
             cells.append(colour(truth, colours))
         else:
             cells.append((*empty, "no mask\nin the list"))

@@ -42,8 +42,7 @@ def build_parser():
     p.add_argument(
         "--review-masks", "--masks", dest="masks", default=None, help="review.masks: corrected masks (<image path>.png)"
     )
-    p.add_argument("--num-classes", type=int, required=True, help="data.num_classes")
-    p.add_argument("--ignore-labels", type=int, nargs="*", default=[], help="data.ignore_labels")
+    cli.add_label_args(p)
     p.add_argument("--kept", required=True, help="kept_ids.txt to write")
     p.add_argument("--corrected", required=True, help="corrected_ids.txt to write")
     p.add_argument("--corrected-masks", required=True, help="corrected_masks.h5 to write")
@@ -59,7 +58,8 @@ def review(args) -> None:
         raise ValueError("the review has files the data check refuses; run the data check (snakemake runs it first)")
     with MaskStoreWriter(args.corrected_masks, {"source": str(args.masks)}) as store:
         for image_id, path in masks.items():
-            store.write(image_id, decode_mask(path, args.num_classes, args.ignore_labels, f"review.masks {args.masks}"))
+            mask = decode_mask(path, args.num_classes, cli.mask_labels(args), f"review.masks {args.masks}")
+            store.write(image_id, mask)
     write_split_list(args.kept, [s for s in samples if s.id not in excluded and s.id not in masks])
     write_split_list(args.corrected, [s for s in samples if s.id in masks])
     log.info(

@@ -14,7 +14,8 @@ audit.json: MSRC-21's cats that the teacher calls dogs). For each, under its ima
 - ``masks/``: the teacher's pseudo-mask, a palette PNG of class indices. Edit one in any image
   editor that keeps the palette, put it in the ``review.masks`` folder, and every student trains
   on it instead of the teacher's;
-- ``overlays/``: the image with the mask's colours over it, half and half;
+- ``overlays/``: the image with the mask's colours over it, half and half, and a legend below it
+  (a swatch and the name of each class the mask holds);
 
 and ``review.tsv``: id, score, reliable (1/0), why it was chosen, and each class's share of the
 pseudo-mask's pixels. Rows deleted down to the images to drop, its id column is an exclusion
@@ -29,7 +30,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from .export_masks import save_palette_png
 from .figures import colour, select_ids
@@ -50,6 +51,7 @@ def build_parser():
     p.add_argument("--scores", required=True, help="stability_scores.tsv")
     p.add_argument("--reliable", required=True, help="reliable_ids.txt")
     p.add_argument("--audit", default=None, help="audit.json, for the classes it flags")
+    p.add_argument("--corrected", default=None, help="the review's corrected_ids.txt: those images are reliable")
     p.add_argument("--size", type=int, default=16, help="review.sheet_size: the least stable images shown")
     p.add_argument("--class-names", nargs="*", default=None, help="one name per class (default: 0..C-1)")
     p.add_argument("--palette", default="pascal", help="data.palette")
@@ -70,7 +72,7 @@ def choose(args, samples, scores: dict, reliable: set, flagged: list[str], names
         if s.id in reliable and s.mask and flagged_ids:
             present = set(
                 np.unique(
-                    decode_mask(Path(args.data_root) / s.mask, args.num_classes, args.ignore_labels, s.origin)
+                    decode_mask(Path(args.data_root) / s.mask, args.num_classes, cli.mask_labels(args), s.origin)
                 ).tolist()
             )
             shown = [names[k] for k in sorted(present & flagged_ids)]
@@ -84,6 +86,8 @@ def review_sheet(args) -> None:
     samples = {s.id: s for s in read_split_list(args.list)}
     scores = read_scores(args.scores)
     reliable = {s.id for s in read_split_list(args.reliable)}
+    if args.corrected:  # a corrected image counts as reliable (every student trains on its mask)
+        reliable |= {s.id for s in read_split_list(args.corrected, allow_empty=True)}
     flagged = json.loads(Path(args.audit).read_text()).get("under_predicted_classes", []) if args.audit else []
     why = choose(args, samples.values(), scores, reliable, flagged, names)
     store, colours, out = MaskStore(args.teacher_masks), palette(args.palette), Path(args.out)
@@ -92,7 +96,8 @@ def review_sheet(args) -> None:
         s, mask = samples[image_id], store[image_id]
         image = decode_image(Path(args.data_root) / s.image, s.origin)
         name = png_name(image_id)
-        for folder, array in (("images", image), ("overlays", overlay(image, mask, colours))):
+        shown = with_legend(overlay(image, mask, colours), mask, colours, names)
+        for folder, array in (("images", image), ("overlays", shown)):
             with atomic_path(out / folder / name) as tmp:
                 Image.fromarray(array).save(tmp, format="PNG")
         save_palette_png(out / "masks" / name, mask, flat(colours))
@@ -126,6 +131,34 @@ def overlay(image: np.ndarray, mask: np.ndarray, colours) -> np.ndarray:
     painted = colour(np.where(mask == IGNORE_INDEX, 0, mask), colours).astype(np.uint16)
     mixed = ((image.astype(np.uint16) + painted) // 2).astype(np.uint8)
     return np.where((mask == IGNORE_INDEX)[..., None], image, mixed)
+
+
+def with_legend(overlaid: np.ndarray, mask: np.ndarray, colours, names: list[str]) -> np.ndarray:
+    """The overlay with a strip below it: a swatch and the name of each class the mask holds,
+    so that a reviewer reads the colours without a palette at hand (masks/ stay the image's size)."""
+    present = [int(c) for c in np.unique(mask) if c != IGNORE_INDEX]
+    font = ImageFont.load_default()
+    line_height, pad = 14, 4
+    width = max(overlaid.shape[1], 160)  # a small image's legend still shows a name a line
+    lines, line = [], []
+    for c in present:  # as many entries a line as fit
+        entry_width = line_height + pad + int(font.getlength(names[c])) + 2 * pad
+        if line and sum(w for _, w in line) + entry_width > width:
+            lines.append(line)
+            line = []
+        line.append((c, entry_width))
+    lines += [line] if line else []
+    strip = Image.new("RGB", (width, max(1, len(lines)) * (line_height + pad) + pad), "white")
+    draw = ImageDraw.Draw(strip)
+    for row, entries in enumerate(lines):
+        x, y = pad, pad + row * (line_height + pad)
+        for c, entry_width in entries:
+            draw.rectangle([x, y, x + line_height - 1, y + line_height - 1], fill=tuple(colours[c]), outline="black")
+            draw.text((x + line_height + pad, y), names[c], fill="black", font=font)
+            x += entry_width
+    top = np.full((overlaid.shape[0], width, 3), 255, np.uint8)
+    top[:, : overlaid.shape[1]] = overlaid
+    return np.concatenate([top, np.asarray(strip)], axis=0)
 
 
 def main(argv=None) -> None:

@@ -2,7 +2,9 @@
 
     python -m stages.summarize --out summary.tsv SupOnly=sup/metrics.json ST=st/metrics.json ...
 
-One row per method: mIoU and the IoU of every class, in percent with two decimals.
+One row per method: mIoU and the IoU of every class, in percent with two decimals, and
+``miou_classes``: how many classes the mIoU is the mean of (``3/4``: a class that neither the
+masks nor the predictions hold has no IoU, and that mIoU is over fewer classes than C).
 """
 
 from __future__ import annotations
@@ -32,10 +34,30 @@ def summary_table(methods: list[tuple[str, dict]]) -> str:
     for method, m in methods:
         if m["class_names"] != names:
             raise ValueError(f"{method} was evaluated with classes {m['class_names']}, the first method with {names}")
-    lines = ["\t".join(["method", "miou", *names])]
+    lines = ["\t".join(["method", "miou", *names, "miou_classes"])]
     for method, m in methods:
-        lines.append("\t".join([method, _pct(m["miou"]), *(_pct(m["iou"][n]) for n in names)]))
+        measured = sum(m["iou"][n] is not None and m["iou"][n] == m["iou"][n] for n in names)
+        row = [method, _pct(m["miou"]), *(_pct(m["iou"][n]) for n in names), f"{measured}/{len(names)}"]
+        lines.append("\t".join(row))
     return "\n".join(lines) + "\n"
+
+
+def fewer_classes(table: str) -> list[str]:
+    """A line for each method of a summary.tsv whose mIoU is over fewer classes than C."""
+    header, *rows = [line.split("\t") for line in table.strip().splitlines()]
+    if "miou_classes" not in header:  # a summary written before the column
+        return []
+    at = header.index("miou_classes")
+    out = []
+    for row in rows:
+        measured, total = map(int, row[at].split("/"))
+        if measured < total:
+            missing = [name for name, value in zip(header[2:at], row[2:at], strict=True) if value == "nan"]
+            out.append(
+                f"{row[0]}: mIoU over {measured} of {total} classes; no mask and no prediction holds "
+                f"{', '.join(missing)} (check data.num_classes and data.label_map)"
+            )
+    return out
 
 
 def against_supervised(table: str) -> list[str]:

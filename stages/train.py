@@ -325,7 +325,7 @@ def build_data(args: argparse.Namespace, world: distributed.World, device: torch
     strong = StrongAugment() if args.strong else None
     dataset = SeededSamples(
         training_set(
-            args.data_root, labeled, pseudo, weak, strong, args.num_classes, args.ignore_labels, args.min_labeled
+            args.data_root, labeled, pseudo, weak, strong, args.num_classes, cli.mask_labels(args), args.min_labeled
         )
     )
     iters_per_epoch = len(dataset) // args.batch_size
@@ -351,7 +351,7 @@ def build_data(args: argparse.Namespace, world: distributed.World, device: torch
     val_set = None
     if args.val:
         val_list = read_split_list(args.val, need_masks=True)
-        val_set = EvalDataset(args.data_root, val_list, args.num_classes, args.ignore_labels)
+        val_set = EvalDataset(args.data_root, val_list, args.num_classes, cli.mask_labels(args))
     return TrainingData(
         dataset, Schedule(epochs, iters_per_epoch, checkpoint_epochs(epochs, args.checkpoints)), val_set
     )

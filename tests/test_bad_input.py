@@ -194,7 +194,7 @@ def test_colour_mask(data, capsys):
         data,
         capsys,
         f"mask {data / 'gt/2.png'} ({data / 'labeled.txt'}:3) has mode RGB",
-        "convert colour masks to class indices",
+        "for colour masks set data.mask_colors",
     )
 
 
@@ -266,8 +266,8 @@ def test_every_problem_at_once(data, capsys):
     (data / "img/0.png").unlink()
     png(data / "gt/5.png", np.full((SIZE, SIZE), 9))
     (data / "img/8.png").write_bytes(b"junk")
-    log = assert_refused(data, capsys, "img/0.png", "gt/5.png", "img/8.png", "3 problem(s)")
-    assert log.count(" ERROR ") == 4
+    log = assert_refused(data, capsys, "img/0.png", "gt/5.png", "img/8.png", "4 problem(s)")
+    assert log.count(" ERROR ") == 5  # the three, the labels' summary line, the count
 
 
 # -- stages at run time: the same errors, named, where no data check ran --------------------
@@ -595,3 +595,77 @@ def test_a_bad_review_is_refused_by_name(data, capsys, case, needles):
         png(masks / "4.png", np.zeros((SIZE, SIZE, 3)))
     review = ("--review-exclude", str(data / "exclude.txt"), "--review-masks", str(data / "review_masks"))
     assert_refused(data, capsys, *needles, extra=review)
+
+
+# -- what the masks mean: label maps, classes no mask holds, values out of range -------------------
+
+
+def rewrite_masks(root: Path, ids, values) -> None:
+    """The masks of images ``ids``, redrawn from ``values`` (random, seeded)."""
+    rng = np.random.default_rng(1)
+    for i in ids:
+        png(root / f"gt/{i}.png", rng.choice(values, (SIZE, SIZE)))
+
+
+def test_binary_masks_stored_as_0_and_255_are_refused_with_the_label_map_that_fixes_them(data, capsys):
+    """The usual foreground/background format: 255 is ignore, so the foreground class was in no
+    mask, every model trained on background alone and the summary printed mIoU 100.00."""
+    rewrite_masks(data, range(9), [0, 255])
+    assert_refused(data, capsys, "class 1 (1) has no pixel", "data.label_map: {255: 1}", extra=("--num-classes", "2"))
+    code, log = run_check(data, capsys, "--num-classes", "2", "--label-map", "255:1")
+    assert code == 0, log
+    assert "has no pixel" not in log
+
+
+def test_a_class_in_no_labeled_and_no_val_mask_is_refused_and_one_in_val_only_is_a_warning(data, capsys):
+    names = ("--class-names", "road", "car", "dog")
+    rewrite_masks(data, [*range(0, 4), 7, 8], [0, 1])  # labeled and val: no dog
+    assert_refused(data, capsys, "class 2 (dog) has no pixel in any labeled mask", "nor in any val mask", extra=names)
+    rewrite_masks(data, [7, 8], [0, 1, 2])  # a dog in val only: a split may lack a rare class
+    code, log = run_check(data, capsys, *names)
+    assert code == 0, log
+    assert "WARNING class 2 (dog) has no pixel in any labeled mask" in log
+
+
+def test_labels_out_of_range_end_with_one_line_of_the_largest_value_and_the_fix(data, capsys):
+    rewrite_masks(data, [0, 7], [0, 1, 20])
+    log = assert_refused(data, capsys, "in all, 2 mask(s) have labels outside [0, 3)", "the largest 20", "at least 21")
+    assert log.count("has labels [20] outside") == 2  # each mask named too
+    assert "has no pixel" not in log  # the class findings wait until the values are right
+
+
+def test_a_label_map_maps_stored_values_wherever_a_mask_is_read(data, capsys, tmp_path):
+    """--label-map on the data check and on evaluation: stored 7 is class 2, 9 is ignored."""
+    rewrite_masks(data, range(9), [0, 1, 7, 9])
+    assert_refused(data, capsys, "labels [7, 9] outside [0, 3)")
+    code, log = run_check(data, capsys, "--label-map", "7:2", "9:ignore")
+    assert code == 0, log
+    spec = dict(arch="deeplabv3plus", backbone="resnet18", num_classes=C, output_stride=16, head_channels=8)
+    save_model(tmp_path / "model.pt", build_model(**spec).eval(), spec)
+    common = ["--model", str(tmp_path / "model.pt"), "--list", str(data / "val.txt"), "--data-root", str(data)]
+    common += ["--num-classes", str(C), "--device", "cpu", "--out", str(tmp_path / "metrics.json")]
+    with pytest.raises(SystemExit):
+        evaluate.main(common)
+    assert "labels [7, 9] outside [0, 3)" in capsys.readouterr().err
+    evaluate.main([*common, "--label-map", "7:2", "9:ignore"])
+    assert (tmp_path / "metrics.json").exists()
+    with pytest.raises(SystemExit):
+        evaluate.main([*common, "--label-map", "7=2"])
+    assert "write STORED:CLASS" in capsys.readouterr().err
+
+
+def test_colour_masks_are_read_by_their_palette_and_an_unknown_colour_is_named(data, capsys):
+    from stages.seg.palettes import palette
+
+    colours = np.array(palette("camvid")[:C], np.uint8)
+    rng = np.random.default_rng(2)
+    for i in range(9):
+        png(data / f"gt/{i}.png", colours[rng.integers(0, C, (SIZE, SIZE))])
+    assert_refused(data, capsys, "has mode RGB", "set data.mask_colors")
+    code, log = run_check(data, capsys, "--mask-colors", "camvid")
+    assert code == 0, log
+    shutil.rmtree(data.parent / "check")
+    odd = np.array(Image.open(data / "gt/7.png"))
+    odd[:2, :3] = (1, 2, 3)
+    png(data / "gt/7.png", odd)
+    assert_refused(data, capsys, "gt/7.png", "(1, 2, 3) on 6 pixels", extra=("--mask-colors", "camvid"))

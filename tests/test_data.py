@@ -323,3 +323,21 @@ def test_merge_stores_refuses_duplicates(tmp_path):
     with pytest.raises(ValueError, match="a/b/c.png"):
         merge_stores([a, b], out)
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_a_label_map_turns_stored_values_into_classes(tmp_path):
+    from stages.seg.images import IGNORE_INDEX, LabelMap, decode_mask
+
+    arr = np.array([[0, 255], [7, 26]], np.uint8)
+    path = write_png(tmp_path / "m.png", arr)
+    with pytest.raises(DataError, match=r"labels \[7, 26\] after data.label_map outside \[0, 2\)"):
+        decode_mask(path, 2, LabelMap.parse(["255:1"]))
+    binary = write_png(tmp_path / "b.png", np.array([[0, 255]], np.uint8))
+    assert decode_mask(binary, 2, LabelMap.parse(["255:1"])).tolist() == [[0, 1]]
+    assert decode_mask(binary, 2).tolist() == [[0, IGNORE_INDEX]]  # 255 is ignore without a map
+    # Cityscapes' label ids: 7 road -> 0, 26 car -> 13, 0 (unlabeled) and anything unnamed -> ignore
+    assert decode_mask(path, 19, LabelMap.parse(["cityscapes"])).tolist() == [[IGNORE_INDEX, IGNORE_INDEX], [0, 13]]
+    both = LabelMap.parse(["7:1"])
+    assert decode_mask(path, 27, both.__class__(both.table, ignore=(26,))).tolist() == [[0, IGNORE_INDEX], [1, 255]]
+    with pytest.raises(ValueError, match="write STORED:CLASS"):
+        LabelMap.parse(["seven:1"])

@@ -15,6 +15,7 @@ from PIL import Image
 from stages import audit, review, review_sheet
 from stages.seg.images import decode_mask
 from stages.seg.maskstore import MaskStore, MaskStoreWriter
+from stages.seg.palettes import palette
 from stages.seg.splits import parse_split_list, png_name, read_split_list
 
 NAMES = ["bg", "cat", "dog"]
@@ -89,7 +90,10 @@ def test_the_audit_flags_the_class_called_another_and_the_sheet_shows_its_reliab
     exported = Image.open(out / "masks" / "img" / "a.png")
     assert exported.mode == "P" and np.array_equal(np.array(exported), DOG)  # class indices, a palette
     overlay = np.array(Image.open(out / "overlays" / "img" / "a.png"))
-    assert overlay.shape == (4, 4, 3) and not np.array_equal(overlay[0, 0], [200, 200, 200])
+    assert overlay.shape[1:] == (160, 3) and not np.array_equal(overlay[0, 0], [200, 200, 200])
+    # below the 4x4 overlay, the legend: a swatch of each class the mask holds (dog's, class 2)
+    legend = overlay[4:]
+    assert (legend == palette("pascal")[2]).all(-1).sum() >= 100 and not (legend == palette("pascal")[1]).all(-1).any()
     # the id column, rows of the kept images deleted, is an exclusion list
     (case / "exclude.txt").write_text("".join(r["id"] + "\n" for r in rows[1:]))
     samples, problems = parse_split_list(case / "exclude.txt")

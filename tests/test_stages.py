@@ -451,7 +451,7 @@ def test_student_and_summary(demo, teacher, pseudo_store, reliable_split, work, 
     summarize.main(["--out", str(out), *(f"{n}={p}" for n, p in paths.items())])
     rows = read_tsv(out)
     assert [r["method"] for r in rows] == list(paths)
-    assert list(rows[0]) == ["method", "miou", *CLASS_NAMES]
+    assert list(rows[0]) == ["method", "miou", *CLASS_NAMES, "miou_classes"]
     for r in rows:
         m = metrics[r["method"]]
         assert r["miou"] == f"{100 * m['miou']:.2f}"

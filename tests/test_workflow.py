@@ -526,6 +526,7 @@ def test_a_review_excludes_and_corrects_and_re_trains_only_the_students(tiny_run
     png = review / "masks" / Path(unlabeled[2].id).with_suffix(".png")
     edited = np.array(Image.open(png))
     edited[:8, :8] = 3
+    edited[8:12, :8] = 255  # painted "ignore", as docs/review.md allows
     Image.fromarray(edited).save(png)
     reviewed["review"]["masks"] = "review/masks"
     run(*targets)
@@ -541,6 +542,13 @@ def test_a_review_excludes_and_corrects_and_re_trains_only_the_students(tiny_run
     dataset = training_set(workdir / "resources" / "demo", labeled, pseudo, identity, None, 4)
     assert np.array_equal(dataset.datasets[-1][0][1].numpy(), edited)
     assert unlabeled[2].id not in (results / "stpp_split" / "reliable_ids.txt").read_text()
+    # the audit measures the corrected mask where it was painted (before: "prediction has class 255"),
+    # and reports the corrected image as reliable, as every student treats it
+    run("results/reviewed/audit/audit.json")
+    with open(results / "audit" / "per_image.tsv", newline="") as f:
+        row = {r["id"]: r for r in csv.DictReader(f, delimiter="\t")}[unlabeled[2].id]
+    assert row["review"] == "corrected" and row["reliable"] == "1"
+    assert json.loads((results / "audit" / "audit.json").read_text())["review"]["corrected"] == 1
 
     # bad corrected masks: named by the data check, nothing trains
     good = png.read_bytes()

@@ -133,4 +133,30 @@ def test_shipped_demo_config_runs_to_a_summary(tmp_path):
         rows = list(csv.DictReader(f, delimiter="\t"))
     assert [r["method"] for r in rows] == ["SupOnly", "ST", "ST++ student 1", "ST++ final"]
     assert all(np.isfinite(float(r["miou"])) for r in rows)
-    assert all(set(r) == {"method", "miou", *experiment["data"]["class_names"]} for r in rows)
+    assert all(set(r) == {"method", "miou", *experiment["data"]["class_names"], "miou_classes"} for r in rows)
+
+
+def test_every_fault_of_a_config_is_named_at_once_with_the_fix(tmp_path):
+    """Four faults in one config: one dry run names all four, each with its key, the value and
+    what is allowed, a misspelt key with the key meant, and no schema dump (before: the first
+    fault, then about 90 lines of schema; three runs to see them all)."""
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    e = config["experiments"]["tiny"]
+    e["stpp"]["reliabel_ratio"] = 0.5
+    e["train"]["lr"] = -1
+    e["model"]["arch"] = "unet"
+    config["methods"] = ["ST", "STT"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", "--configfile", str(path), "--directory", str(tmp_path), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    for line in (
+        "the config has 4 problem(s)",
+        "experiments.tiny.stpp.reliabel_ratio: no such key; did you mean experiments.tiny.stpp.reliable_ratio?",
+        "experiments.tiny.train.lr: -1 is not allowed; allowed: number > 0",
+        "experiments.tiny.model.arch: 'unet' is not allowed; allowed: one of deeplabv3plus, pspnet, deeplabv2",
+        "methods.1: 'STT' is not allowed; allowed: one of SupOnly, ST, ST++",
+    ):
+        assert line in out, out[-3000:]
+    assert "Failed validating" not in out and "properties" not in out

@@ -261,7 +261,13 @@ def schema_leaves(node: dict, prefix: str = "") -> dict[str, dict]:
 
 def other_values(schema: dict, value) -> list:
     """Values other than ``value`` that the schema allows, most likely to be coherent first."""
+    if "oneOf" in schema:
+        return [v for option in schema["oneOf"] for v in other_values(option, value) if v != value]
     types = schema.get("type", [])
+    if types == "null":
+        return [None]
+    if types == "object":
+        return [{1: 0}]
     types = [types] if isinstance(types, str) else types
     if "enum" in schema:
         return [v for v in reversed(schema["enum"]) if v != value]
@@ -277,7 +283,7 @@ def other_values(schema: dict, value) -> list:
         if schema["items"].get("type") == "string":
             return [list(reversed(value or ["a", "b", "c", "d"]))]
         return [[*value[:-1], value[-1] * 1.5] if value else [1]]
-    return [f"{value}_other" if value else "other"]
+    return [f"{value}_other" if value else "other", "camvid"]  # camvid: a palette's name
 
 
 def config_with(config: dict, key: str, value) -> dict:
@@ -395,3 +401,42 @@ def test_the_rules_read_an_experiments_settings_only_through_the_plans_steps():
         text = path.read_text()
         for forbidden in ("exp(wildcards)", "config[", "PLAN.exp("):
             assert forbidden not in text, f"{path.name} reads {forbidden}: take it from the rule's step"
+
+
+def test_a_label_map_reaches_every_stage_that_reads_masks_and_is_checked():
+    """data.label_map is a setting of every rule that reads a mask (the data check, training,
+    evaluation, the audit, figures and the review), so changing it re-trains the teacher and
+    re-copies nothing; a map to a class that does not exist is named before any job."""
+    p = plan(experiments__tiny__data__label_map={255: 1, 254: "ignore"})
+    for rule, wildcards in [
+        ("check_data", {}),
+        ("train_teacher", {}),
+        ("train_student", {"model": "st_student"}),
+        ("evaluate", {"model": "teacher"}),
+        ("audit", {}),
+        ("apply_review", {}),
+        ("review_sheet", {}),
+        ("figure_contact_sheet", {"selection": "random"}),
+    ]:
+        assert "--label-map 254:ignore 255:1" in p.step(rule, "tiny", **wildcards).args, rule
+    assert "--label-map" not in p.step("label_shard", "tiny", model="teacher", subset="unlabeled").args
+    assert options(
+        plan(experiments__tiny__data__label_map="cityscapes").step("evaluate", "tiny", model="teacher").args
+    )["label-map"] == ["cityscapes"]
+    with pytest.raises(ValueError, match=r"label_map maps 255 to class 4, outside \[0, 4\)"):
+        plan(experiments__tiny__data__label_map={255: 4}).check()
+    with pytest.raises(ValueError, match="maps 11, which data.ignore_labels also ignores"):
+        plan(experiments__tiny__data__label_map={11: 1}, experiments__tiny__data__ignore_labels=[11]).check()
+
+
+def test_the_settings_that_cannot_work_are_named_all_at_once():
+    """Plan.check: every experiment's every fault in one message, not the first alone."""
+    with pytest.raises(ValueError) as found:
+        plan(
+            experiments__tiny__data__class_names=["a", "b"],
+            experiments__tiny__label__weights="best",
+            experiments__tiny__data__label_map={255: 9},
+        ).check()
+    lines = str(found.value).splitlines()
+    assert len(lines) == 3 and "class_names has 2 names" in lines[0] and "label.weights is 'best'" in lines[1]
+    assert "maps 255 to class 9" in lines[2]

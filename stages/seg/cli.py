@@ -7,11 +7,14 @@ model, such as the data check, starts in a fraction of a second.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from typing import Callable, Sequence
 
 from .files import CheckpointError
+from .images import LabelMap
+from .palettes import palette
 from .preemption import EXIT_PREEMPTED, Preempted
 from .splits import DataError
 
@@ -25,17 +28,59 @@ def parser(description: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
+class _LabelMapAction(argparse.Action):
+    """--label-map tokens, parsed into a LabelMap at once (a bad token is a usage error)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            setattr(namespace, self.dest, LabelMap.parse(values))
+        except ValueError as err:
+            parser.error(str(err))
+
+
 def add_data_args(p: argparse.ArgumentParser, labels: bool = True) -> None:
     p.add_argument("--data-root", default=".", help="folder the split-list paths are relative to")
     if labels:
-        p.add_argument("--num-classes", type=int, required=True, help="number of classes C")
-        p.add_argument(
-            "--ignore-labels",
-            type=int,
-            nargs="*",
-            default=[],
-            help="mask values to ignore (mapped to 255), e.g. 11 for CamVid's void",
-        )
+        add_label_args(p)
+
+
+def add_label_args(p: argparse.ArgumentParser) -> None:
+    """How stored mask values become classes: --num-classes, --ignore-labels, --label-map."""
+    p.add_argument("--num-classes", type=int, required=True, help="number of classes C")
+    p.add_argument(
+        "--ignore-labels",
+        type=int,
+        nargs="*",
+        default=[],
+        help="mask values to ignore (mapped to 255), e.g. 11 for CamVid's void",
+    )
+    p.add_argument(
+        "--label-map",
+        nargs="*",
+        action=_LabelMapAction,
+        default=LabelMap(),
+        metavar="STORED:CLASS",
+        help="data.label_map: stored mask values to classes (255:1 for 0/255 masks; CLASS 'ignore' ignores "
+        "the value), or a built-in table: cityscapes (label ids to the 19 train ids)",
+    )
+    p.add_argument(
+        "--mask-colors",
+        default=None,
+        help="data.mask_colors: read colour (RGB) masks by this palette (pascal, camvid, msrc21, or a file of "
+        "one 'R G B' line per class): a pixel of class c's colour is class c, of index 255's colour ignored",
+    )
+
+
+def mask_labels(args: argparse.Namespace) -> LabelMap:
+    """How this stage reads a mask's values: --mask-colors, --label-map and --ignore-labels."""
+    colours, name = (), getattr(args, "mask_colors", None)
+    if name:
+        full = palette(name)
+        values = sorted({*range(args.num_classes), *args.ignore_labels, 255})
+        colours = tuple((*full[v], v) for v in values if v < len(full))
+    return dataclasses.replace(
+        args.label_map, ignore=tuple(args.ignore_labels), colours=colours, colours_name=name or ""
+    )
 
 
 def add_runtime_args(p: argparse.ArgumentParser) -> None:

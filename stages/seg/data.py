@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset
 from torchvision import tv_tensors
 
-from .images import decode_image, decode_mask, where
+from .images import as_label_map, decode_image, decode_mask, where
 from .maskstore import MaskStore
 from .splits import DataError, Sample, parse_split_list, read_split_list, repeats, write_split_list  # noqa: F401
 from .transforms import StrongAugment, WeakAugment, to_training_pair
@@ -68,7 +68,7 @@ class EvalDataset(ImageDataset):
         missing = [s.image for s in self.samples if not s.mask]
         if missing:
             raise ValueError(f"evaluation needs a mask for every image; none for {missing[:3]}")
-        self.num_classes, self.ignore_labels = num_classes, tuple(ignore_labels)
+        self.num_classes, self.ignore_labels = num_classes, as_label_map(ignore_labels)
 
     def __getitem__(self, i: int):
         s = self.samples[i]
@@ -97,7 +97,7 @@ class TrainDataset(Dataset):
     ):
         self.root, self.samples = Path(root), list(samples)
         self.weak, self.strong = weak, strong
-        self.num_classes, self.ignore_labels = num_classes, tuple(ignore_labels)
+        self.num_classes, self.ignore_labels = num_classes, as_label_map(ignore_labels)
         self.store = MaskStore(store) if store else None
         if self.store is None and any(not s.mask for s in self.samples):
             raise ValueError("labeled training samples need a mask path on every line")

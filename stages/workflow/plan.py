@@ -20,6 +20,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..seg.palettes import BUILT_IN as BUILT_IN_PALETTES
 from ..seg.splits import parse_split_list, reliable_count
 from . import layout as L
 from .layout import fill
@@ -68,6 +69,16 @@ def flat(tree: dict, prefix: str = "") -> dict:
     for key, value in tree.items():
         out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
     return out
+
+
+def label_map_args(label_map) -> list[str]:
+    """data.label_map as the stages' --label-map takes it: a built-in table's name, or sorted
+    STORED:CLASS pairs ([] for none)."""
+    if not label_map:
+        return []
+    if isinstance(label_map, str):
+        return [label_map]
+    return [f"{int(stored)}:{target}" for stored, target in sorted(label_map.items(), key=lambda kv: int(kv[0]))]
 
 
 def pairs_args(flag: str, paths) -> str:
@@ -161,6 +172,7 @@ class Plan:
             **lists,
             **self.review_settings(experiment),
             **self.data_settings(experiment),
+            "class_names": self.class_names(experiment),
             **{key: t[key] for key in ("batch_size", "min_labeled", "crop_size", "base_size", "scale_range")},
             "allow_labeled_in_unlabeled": e["data"]["allow_labeled_in_unlabeled"] or None,
         }
@@ -235,12 +247,7 @@ class Plan:
         )
 
     def apply_review(self, experiment: str) -> Step:
-        data = self.exp(experiment)["data"]
-        settings = {
-            **self.review_settings(experiment),
-            "num_classes": data["num_classes"],
-            "ignore_labels": data["ignore_labels"],
-        }
+        settings = {**self.review_settings(experiment), **self.label_settings(experiment)}
         return Step({"images": self.split_list(experiment, "unlabeled")}, settings)
 
     def review_sheet(self, experiment: str) -> Step:
@@ -250,6 +257,8 @@ class Plan:
             "scores": self.path(L.SCORES, experiment),
             "reliable": self.path(L.RELIABLE, experiment),
             "audit": self.path(L.AUDIT_JSON, experiment),
+            # corrected images are reliable: every student trains on them as on reliable ones
+            **dict(("corrected", source) for source, _ in self.corrections_source(experiment)),
         }
         size = self.exp(experiment)["review"]["sheet_size"]
         return Step(inputs, {**self.figure_settings(experiment), "size": size})
@@ -308,10 +317,18 @@ class Plan:
     # -- settings several steps share -----------------------------------------------------------
 
     def data_settings(self, experiment: str, labels: bool = True) -> dict:
+        root = {"data_root": self.exp(experiment)["data"]["root"]}
+        return {**root, **self.label_settings(experiment)} if labels else root
+
+    def label_settings(self, experiment: str) -> dict:
+        """How a stage reads a mask's stored values: classes, ignored values, the label map."""
         data = self.exp(experiment)["data"]
-        if not labels:
-            return {"data_root": data["root"]}
-        return {"data_root": data["root"], "num_classes": data["num_classes"], "ignore_labels": data["ignore_labels"]}
+        return {
+            "num_classes": data["num_classes"],
+            "ignore_labels": data["ignore_labels"],
+            "label_map": label_map_args(data.get("label_map")),
+            "mask_colors": data.get("mask_colors"),
+        }
 
     def figure_settings(self, experiment: str) -> dict:
         palette = self.exp(experiment)["data"]["palette"]
@@ -349,24 +366,67 @@ class Plan:
     # -- checks the schema cannot make ----------------------------------------------------------
 
     def check(self) -> None:
-        """Raise ValueError naming the key of a setting that cannot work."""
+        """Raise ValueError naming, one line each, every setting that cannot work (its key)."""
+        problems = []
         for name, e in self.config["experiments"].items():
-            names = e["data"].get("class_names")
-            if names is not None and len(names) != e["data"]["num_classes"]:
+            for check in (
+                self._check_settings,
+                self._check_label_map,
+                self._check_teacher_from,
+                self._check_reliable_ratio,
+            ):
+                try:
+                    check(name, e)
+                except ValueError as err:
+                    problems.append(str(err))
+        if problems:
+            raise ValueError("\n".join(problems))
+
+    @staticmethod
+    def _check_settings(name: str, e: dict) -> None:
+        problems = []
+        names = e["data"].get("class_names")
+        if names is not None and len(names) != e["data"]["num_classes"]:
+            problems.append(
+                f"config: experiments.{name}.data.class_names has {len(names)} names "
+                f"for num_classes {e['data']['num_classes']}"
+            )
+        if e["label"]["weights"] == "best" and e["train"]["val_every"] == 0:
+            problems.append(
+                f"config: experiments.{name}.label.weights is 'best' but train.val_every is 0; "
+                "set val_every > 0 so training keeps best-on-validation weights"
+            )
+        if e["stpp"]["checkpoints"] > e["train"]["epochs"]:
+            problems.append(f"config: experiments.{name}.stpp.checkpoints exceeds train.epochs")
+        if problems:
+            raise ValueError("\n".join(problems))
+
+    @staticmethod
+    def _check_label_map(name: str, e: dict) -> None:
+        """Each class a label map names exists; no stored value is both mapped and ignored."""
+        data = e["data"]
+        colours = data.get("mask_colors")
+        if colours and colours not in BUILT_IN_PALETTES and not os.path.isfile(colours):
+            raise ValueError(
+                f"config: experiments.{name}.data.mask_colors {colours!r} is neither one of "
+                f"{', '.join(BUILT_IN_PALETTES)} nor a file of 'R G B' lines"
+            )
+        label_map = data.get("label_map")
+        if not isinstance(label_map, dict):
+            return
+        where = f"config: experiments.{name}.data.label_map"
+        for stored, target in label_map.items():
+            if not str(stored).isdigit():
+                raise ValueError(f"{where} maps {stored!r}: a stored mask value is a whole number (e.g. 255: 1)")
+            if target != "ignore" and not 0 <= target < data["num_classes"]:
                 raise ValueError(
-                    f"config: experiments.{name}.data.class_names has {len(names)} names "
-                    f"for num_classes {e['data']['num_classes']}"
+                    f"{where} maps {stored} to class {target}, outside [0, {data['num_classes']}) "
+                    "(data.num_classes); map it to a class, or to ignore"
                 )
-            if e["label"]["weights"] == "best" and e["train"]["val_every"] == 0:
+            if int(stored) in data["ignore_labels"]:
                 raise ValueError(
-                    f"config: experiments.{name}.label.weights is 'best' but train.val_every is 0; "
-                    "set val_every > 0 so training keeps best-on-validation weights"
+                    f"{where} maps {stored}, which data.ignore_labels also ignores; keep it in one of the two"
                 )
-            if e["stpp"]["checkpoints"] > e["train"]["epochs"]:
-                raise ValueError(f"config: experiments.{name}.stpp.checkpoints exceeds train.epochs")
-            if e["teacher_from"] is not None:
-                self._check_teacher_from(name, e)
-            self._check_reliable_ratio(name, e)
 
     def _check_reliable_ratio(self, name: str, e: dict) -> None:
         """ST++ needs a reliable and an unreliable image: a ratio that leaves one half empty would
@@ -386,6 +446,8 @@ class Plan:
             )
 
     def _check_teacher_from(self, name: str, e: dict) -> None:
+        if e["teacher_from"] is None:
+            return
         source, experiments = e["teacher_from"], self.config["experiments"]
         where = f"config: experiments.{name}.teacher_from"
         if source not in experiments:
