@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import math
 import time
@@ -102,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def json_object(text: str) -> str:
+    """A JSON object's canonical text (sorted keys), or a usage error."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("a JSON object ({...}) of the factory's keyword arguments")
+    return json.dumps(value, sort_keys=True)
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("model")
     m.add_argument("--arch", choices=ARCHS, default="deeplabv3plus")
@@ -114,6 +126,14 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
     m.add_argument(
         "--head-channels", type=int, default=None, help="ASPP/decoder (PSP) width; default: the paper's 256 (512)"
+    )
+    m.add_argument(
+        "--factory",
+        default=None,
+        help="--arch custom: package.module:function or path/file.py:function (model.factory)",
+    )
+    m.add_argument(
+        "--model-kwargs", type=json_object, default=None, help="--arch custom: the factory's further arguments, JSON"
     )
     m.add_argument(
         "--sync-bn",
@@ -377,6 +397,8 @@ def build_trained_model(args: argparse.Namespace, world: distributed.World, devi
         "num_classes": args.num_classes,
         "output_stride": args.output_stride,
         "head_channels": args.head_channels,
+        "factory": args.factory,
+        "kwargs": args.model_kwargs,
     }
     torch.manual_seed(init_seed(args.seed, args.model_name))
     net = build_model(pretrained=args.pretrained, **spec).to(device)

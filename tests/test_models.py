@@ -7,6 +7,7 @@ import torchvision
 from stages.seg.models import (
     ARCHS,
     BACKBONES,
+    BUILT_IN_ARCHS,
     build_model,
     default_head_lr_multiplier,
     param_groups,
@@ -18,7 +19,7 @@ def _seed():
     torch.manual_seed(0)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", BUILT_IN_ARCHS)
 @pytest.mark.parametrize("size", [(33, 47), (65, 65)])
 def test_output_shape_resnet18(arch, size):
     model = build_model(arch, "resnet18", num_classes=5)
@@ -115,7 +116,7 @@ def test_pretrained_wrong_backbone(tmp_path):
         build_model("deeplabv2", "resnet50", num_classes=2, pretrained=str(path))
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", BUILT_IN_ARCHS)
 def test_param_groups(arch):
     model = build_model(arch, "resnet18", num_classes=3)
     mult = default_head_lr_multiplier(arch)
@@ -147,5 +148,23 @@ def test_bad_choices(kwargs, match):
 
 
 def test_constants():
-    assert set(ARCHS) == {"deeplabv3plus", "pspnet", "deeplabv2"}
+    assert set(ARCHS) == {"deeplabv3plus", "pspnet", "deeplabv2", "custom"}
     assert set(BACKBONES) == {"resnet18", "resnet50", "resnet101", "efficientnet_lite0"}
+
+
+def test_a_custom_network_from_its_factory_trains_in_one_group_and_is_named_when_it_cannot_be_built(tmp_path):
+    from pathlib import Path
+
+    factory = f"{Path(__file__).parent / 'tiny_unet.py'}:build"
+    model = build_model("custom", None, num_classes=3, factory=factory, kwargs='{"width": 4}')
+    assert model(torch.zeros(2, 3, 10, 12)).shape == (2, 3, 10, 12)
+    groups = param_groups(model, lr=0.01, head_lr_multiplier=10.0)
+    assert len(groups[0]["params"]) == len(list(model.parameters())) and groups[1]["params"] == []
+    for bad, match in [
+        (None, "needs model.factory"),
+        ("tiny_unet", "write package.module:function"),
+        (f"{tmp_path / 'nope.py'}:build", "cannot be imported"),
+        (factory.replace(":build", ":nothing"), "has no function 'nothing'"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            build_model("custom", None, num_classes=3, factory=bad)

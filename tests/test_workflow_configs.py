@@ -160,3 +160,24 @@ def test_every_fault_of_a_config_is_named_at_once_with_the_fix(tmp_path):
     ):
         assert line in out, out[-3000:]
     assert "Failed validating" not in out and "properties" not in out
+
+
+def test_your_own_network_trains_labels_scores_and_evaluates_through_the_workflow(tmp_path):
+    """model.arch: custom with model.factory (a file's function) and model.kwargs: a tiny U-Net
+    of the tests' own is the teacher and every student; each checkpoint records the factory, so
+    that labeling, scoring, evaluation and load_model rebuild it from the file alone."""
+    from stages.seg.io import load_model
+
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    e = config["experiments"]["tiny"]
+    e["model"] = {"arch": "custom", "factory": f"{REPO / 'tests' / 'tiny_unet.py'}:build", "kwargs": {"width": 4}}
+    e["label"]["shards"] = 1
+    path = tmp_path / "unet.yaml"
+    path.write_text(yaml.safe_dump(config))
+    snakemake("--cores", "2", "--configfile", str(path), "--directory", str(tmp_path))
+    rows = list(csv.DictReader(open(tmp_path / "results" / "tiny" / "summary.tsv"), delimiter="\t"))
+    assert [r["method"] for r in rows] == ["SupOnly", "ST", "ST++ student 1", "ST++ final"]
+    assert all(0 <= float(r["miou"]) <= 100 for r in rows)
+    model = load_model(tmp_path / "results" / "tiny" / "stpp_student2" / "model.pt")
+    assert type(model.backbone).__name__ == "TinyUNet" and model.backbone.enc1[0].out_channels == 4
+    assert (tmp_path / "results" / "tiny" / "audit" / "audit.json").exists()

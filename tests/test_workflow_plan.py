@@ -255,7 +255,7 @@ def schema_leaves(node: dict, prefix: str = "") -> dict[str, dict]:
     """{dotted key: its schema} of every leaf of an experiment's settings."""
     out = {}
     for key, sub in node.get("properties", {}).items():
-        out.update(schema_leaves(sub, f"{prefix}{key}.") if sub.get("type") == "object" else {prefix + key: sub})
+        out.update(schema_leaves(sub, f"{prefix}{key}.") if "properties" in sub else {prefix + key: sub})
     return out
 
 
@@ -267,7 +267,8 @@ def other_values(schema: dict, value) -> list:
     if types == "null":
         return [None]
     if types == "object":
-        return [{1: 0}]
+        # data.label_map's mapping (stored value: class), else model.kwargs (the factory's arguments)
+        return [{1: 0} if "oneOf" in schema.get("additionalProperties", {}) else {"width": 4}]
     types = [types] if isinstance(types, str) else types
     if "enum" in schema:
         return [v for v in reversed(schema["enum"]) if v != value]
@@ -388,6 +389,8 @@ def test_every_setting_changes_the_copy_key_of_exactly_the_files_downstream_of_i
         "train.sync_bn",  # with one process per job
         "label.batch_size",
         "label.shards",  # any number of shards writes the same files
+        "model.factory",  # a custom network's alone (model.arch is deeplabv3plus here)
+        "model.kwargs",
     }
 
 

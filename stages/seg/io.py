@@ -15,16 +15,18 @@ from .models import build_model
 
 # A checkpoint is a plain dict of tensors and primitives so that it loads with
 # weights_only=True: the model's state dict plus what is needed to rebuild the model.
-MODEL_KEYS = ("arch", "backbone", "num_classes", "output_stride", "head_channels")
+# factory and kwargs (a JSON object): a custom model's (model.arch: custom), so that every stage
+# rebuilds it from the checkpoint alone.
+MODEL_KEYS = ("arch", "backbone", "num_classes", "output_stride", "head_channels", "factory", "kwargs")
 # Keys a checkpoint from an earlier version may lack, with the value that version meant.
-MODEL_KEY_DEFAULTS = {"head_channels": None}
+MODEL_KEY_DEFAULTS = {"head_channels": None, "factory": None, "kwargs": None}
 
 log = logging.getLogger("stpp")
 
 
 def save_model(path: str | os.PathLike, model: torch.nn.Module, spec: dict, **extra: Any) -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_torch({"model": state, **{k: spec[k] for k in MODEL_KEYS}, **extra}, path)
+    save_torch({"model": state, **{k: spec.get(k) for k in MODEL_KEYS}, **extra}, path)
 
 
 def load_model(

@@ -38,8 +38,10 @@ Choices made here
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -49,13 +51,15 @@ from torch import nn
 from .efficientnet import EfficientNetLite0Trunk, map_lite0_state, packaged_weights
 from .files import load_torch
 
-ARCHS = ("deeplabv3plus", "pspnet", "deeplabv2")
+BUILT_IN_ARCHS = ("deeplabv3plus", "pspnet", "deeplabv2")
+ARCHS = (*BUILT_IN_ARCHS, "custom")  # custom: model.factory's network
 BACKBONES = ("resnet18", "resnet50", "resnet101", "efficientnet_lite0")
 OUTPUT_STRIDES = (8, 16)
 # Which backbones each architecture accepts (resnet18 everywhere is for CPU runs and tests).
 VALID_COMBOS = {
     "deeplabv3plus": BACKBONES,
     "pspnet": BACKBONES,
+    "custom": (),
     "deeplabv2": ("resnet18", "resnet50", "resnet101"),
 }
 ASPP_RATES = {8: (12, 24, 36), 16: (6, 12, 18)}
@@ -288,15 +292,60 @@ class SegModel(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
+class CustomSegModel(SegModel):
+    """A user's network (config ``model.arch: custom``, built by ``model.factory``) as stpp
+    trains and runs it: its class scores bilinearly upsampled to the input size; every parameter
+    in the backbone's group (the base learning rate), none in the head's."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__(net, nn.Identity(), "custom")
+
+
+def load_factory(factory: str):
+    """``package.module:function``, or ``path/to/file.py:function``: the function."""
+    import importlib
+    import importlib.util
+
+    where, sep, name = factory.rpartition(":")
+    if not sep or not where or not name:
+        raise ValueError(f"model.factory {factory!r}: write package.module:function or path/file.py:function")
+    try:
+        if where.endswith(".py"):
+            spec = importlib.util.spec_from_file_location(Path(where).stem, where)
+            if spec is None or not Path(where).is_file():
+                raise FileNotFoundError(where)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except (ImportError, FileNotFoundError) as err:
+        raise ValueError(f"model.factory {factory!r}: {where} cannot be imported ({err})") from None
+    if not callable(getattr(module, name, None)):
+        raise ValueError(f"model.factory {factory!r}: {where} has no function {name!r}")
+    return getattr(module, name)
+
+
+def build_custom(factory: str, num_classes: int, kwargs: str | None) -> CustomSegModel:
+    """The factory's network for ``num_classes`` (``kwargs``: a JSON object of its further arguments)."""
+    net = load_factory(factory)(num_classes=int(num_classes), **json.loads(kwargs or "{}"))
+    if not isinstance(net, nn.Module):
+        raise ValueError(f"model.factory {factory!r} returned a {type(net).__name__}, not a torch.nn.Module")
+    return CustomSegModel(net)
+
+
 def build_model(
     arch: str,
-    backbone: str,
+    backbone: str | None,
     num_classes: int,
     output_stride: int = 8,
     pretrained: str | None = None,
     head_channels: int | None = None,
+    factory: str | None = None,
+    kwargs: str | None = None,
 ) -> SegModel:
     """Build ``arch`` on a dilated ``backbone``; load ImageNet trunk weights from ``pretrained``.
+    ``arch`` custom: the network of ``factory`` (docs/method.md, "Your own model"); the backbone,
+    stride, width and pretrained settings are then the factory's own business.
 
     ``pretrained``: None (random init), ``imagenet`` (the packaged EfficientNet-Lite0 weights) or
     a local weights file (see :func:`resolve_pretrained`). ``head_channels``: the width of the
@@ -305,6 +354,10 @@ def build_model(
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; valid choices: {', '.join(ARCHS)}")
+    if arch == "custom":
+        if not factory:
+            raise ValueError("arch custom needs model.factory (package.module:function)")
+        return build_custom(factory, num_classes, kwargs)
     if backbone not in VALID_COMBOS[arch]:
         combos = "; ".join(f"{a}: {', '.join(b)}" for a, b in VALID_COMBOS.items())
         raise ValueError(f"backbone {backbone!r} is not supported for {arch}; valid choices: {combos}")
@@ -336,7 +389,7 @@ def default_head_lr_multiplier(arch: str) -> float:
     """Head lr / backbone lr: 1 for DeepLabV2, 10 otherwise (docs/method.md, Training details)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; valid choices: {', '.join(ARCHS)}")
-    return 1.0 if arch == "deeplabv2" else 10.0
+    return 1.0 if arch in ("deeplabv2", "custom") else 10.0
 
 
 def param_groups(model: nn.Module, lr: float, head_lr_multiplier: float) -> list[dict]:

@@ -98,24 +98,25 @@ def configure_backends(device: torch.device, cudnn_benchmark: bool) -> None:
         torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
 
 
-def fold_batch_norm(module: nn.Module) -> nn.Module:
+def fold_batch_norm(module: nn.Module, attributes: bool = True) -> nn.Module:
     """Fold every eval-mode ``BatchNorm2d`` that directly follows a ``Conv2d`` into it, in place.
 
     Pairs are found where the models of this project have them: consecutive members of an
     ``nn.Sequential`` (the EfficientNet blocks, the heads, ResNet's downsample) and the
-    ``conv<i>`` / ``bn<i>`` attributes of a ResNet stem and blocks. The norm becomes an
-    ``Identity``. For inference only: the folded model has no batch statistics to train."""
+    ``conv<i>`` / ``bn<i>`` attributes of a ResNet stem and blocks (``attributes``: not in a
+    custom model, whose names mean what its author meant). The norm becomes an ``Identity``. For
+    inference only: the folded model has no batch statistics to train."""
     if module.training:
         raise ValueError("fold_batch_norm is for a model in eval mode")
     for child in module.children():
-        fold_batch_norm(child)
+        fold_batch_norm(child, attributes)
     if isinstance(module, nn.Sequential):
         members = list(module)
         for i in range(len(members) - 1):
             if isinstance(members[i], nn.Conv2d) and isinstance(members[i + 1], nn.BatchNorm2d):
                 module[i] = fuse_conv_bn_eval(members[i], members[i + 1])
                 module[i + 1] = nn.Identity()
-    for i in range(1, 4):
+    for i in range(1, 4) if attributes else ():
         conv, norm = getattr(module, f"conv{i}", None), getattr(module, f"bn{i}", None)
         if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
             setattr(module, f"conv{i}", fuse_conv_bn_eval(conv, norm))
@@ -127,7 +128,7 @@ def for_inference(model: nn.Module, device: torch.device, args) -> nn.Module:
     """A loaded eval-mode model with the inference switches of ``args`` (``cli.add_speed_args``)."""
     configure_backends(device, args.cudnn_benchmark)
     if args.fold_batch_norm:
-        fold_batch_norm(model)
+        fold_batch_norm(model, attributes=getattr(model, "arch", "") != "custom")
     if channels_last_wanted(args.channels_last, device, "", training=False):
         model.use_channels_last()
     return model

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
+import json
 import os
 import re
 import shlex
@@ -350,6 +351,8 @@ class Plan:
         return {
             **self.data_settings(experiment),
             **{key: m[key] for key in ("arch", "backbone", "output_stride", "pretrained", "head_channels")},
+            "factory": m.get("factory") if m["arch"] == "custom" else None,
+            "model_kwargs": json.dumps(m.get("kwargs") or {}, sort_keys=True) if m["arch"] == "custom" else None,
             **{key: t[key] for key in ("lr", "head_lr_multiplier", "momentum", "weight_decay", "poly_power")},
             **{key: t[key] for key in ("seed", "batch_size", "amp", "crop_size", "base_size", "scale_range")},
             "epochs": self.train_epochs(experiment, student),
@@ -398,6 +401,11 @@ class Plan:
             )
         if e["stpp"]["checkpoints"] > e["train"]["epochs"]:
             problems.append(f"config: experiments.{name}.stpp.checkpoints exceeds train.epochs")
+        if e["model"]["arch"] == "custom" and not e["model"].get("factory"):
+            problems.append(
+                f"config: experiments.{name}.model.arch is custom but model.factory is not set; set it to the "
+                "function that builds your network (package.module:function or path/file.py:function)"
+            )
         if problems:
             raise ValueError("\n".join(problems))
 
