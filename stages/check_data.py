@@ -109,7 +109,13 @@ def check_file(root: str, path: str, kind: str, origin: str, num_classes: int, l
     try:
         data = full.read_bytes()
     except FileNotFoundError:
-        return FileCheck(error=f"{kind} not found: {full} ({origin}); check data.root and the split list")
+        hint = (
+            "; a list line names each file with its folder and extension, relative to data.root "
+            "(`python -m stages.make_lists` writes lists from a folder layout such as Pascal VOC's)"
+            if not Path(path).suffix
+            else ""
+        )
+        return FileCheck(error=f"{kind} not found: {full} ({origin}); check data.root and the split list{hint}")
     except OSError as err:
         return FileCheck(error=f"{kind} {full} ({origin}) cannot be read: {err}")
     found = FileCheck(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())

@@ -669,3 +669,9 @@ def test_colour_masks_are_read_by_their_palette_and_an_unknown_colour_is_named(d
     odd[:2, :3] = (1, 2, 3)
     png(data / "gt/7.png", odd)
     assert_refused(data, capsys, "gt/7.png", "(1, 2, 3) on 6 pixels", extra=("--mask-colors", "camvid"))
+
+
+def test_a_list_of_bare_ids_is_refused_with_the_line_format_and_the_list_maker(data, capsys):
+    """Pascal VOC's ImageSets lists hold ids; as split lists each was 'image not found' alone."""
+    (data / "labeled.txt").write_text("0\n1\n2\n3\n")
+    assert_refused(data, capsys, "image not found", "with its folder and extension", "stages.make_lists")
