@@ -169,14 +169,8 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
 
     # The same image in two lists, by id.
     ids = {name: {s.id: s for s in samples} for name, samples in lists.items()}
-    pairs = [
-        ("labeled", "val"),
-        ("unlabeled", "val"),
-        ("labeled", "unlabeled"),
-        ("labeled", "test"),
-        ("unlabeled", "test"),
-        ("val", "test"),
-    ]
+    pairs = [("labeled", "val"), ("unlabeled", "val"), ("labeled", "unlabeled")]
+    pairs += [("labeled", "test"), ("unlabeled", "test"), ("val", "test")]
     for a, b in (pair for pair in pairs if set(pair) <= set(names)):
         for image_id in sorted(ids[a].keys() & ids[b].keys()):
             _overlap(
@@ -200,15 +194,7 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
         files.setdefault(("mask", str(path.resolve())), f"review.masks {args.review_masks}")
     found = check_files(args.data_root, files, args.num_classes, cli.mask_labels(args), args.workers)
     errors += sorted({f.error for f in found.values() if f.error})
-    out_of_range = [f for f in found.values() if f.bad_labels]
-    if out_of_range:
-        largest = max(max(f.bad_labels) for f in out_of_range)
-        errors.append(
-            f"in all, {len(out_of_range)} mask(s) have labels outside [0, {args.num_classes}) (data.num_classes), "
-            f"the largest {largest}: set data.num_classes to at least {largest + 1} if those are classes, or map "
-            "them with data.label_map (cityscapes for Cityscapes' label ids) or data.ignore_labels"
-        )
-    else:
+    if not label_range_problem(args, found, errors):  # the classes mean something once the values fit
         class_problems(args, lists, found, errors, warnings)
 
     rows, digests, first_by_hash = [], {}, {}
@@ -246,6 +232,20 @@ def check(args) -> tuple[list[str], list[str], list[list[str]], dict[str, str]]:
 
     training_problems(args, lists["labeled"], found, errors, warnings)
     return errors, warnings, rows, digests
+
+
+def label_range_problem(args, found: dict, errors: list) -> bool:
+    """After each mask with values outside [0, C) (named by its own error), one line: how many
+    masks, the largest value and the fix. Whether there was any."""
+    out_of_range = [f for f in found.values() if f.bad_labels]
+    if out_of_range:
+        largest = max(max(f.bad_labels) for f in out_of_range)
+        errors.append(
+            f"in all, {len(out_of_range)} mask(s) have labels outside [0, {args.num_classes}) (data.num_classes), "
+            f"the largest {largest}: set data.num_classes to at least {largest + 1} if those are classes, or map "
+            "them with data.label_map (cityscapes for Cityscapes' label ids) or data.ignore_labels"
+        )
+    return bool(out_of_range)
 
 
 def class_problems(args, lists: dict, found: dict, errors: list, warnings: list) -> None:

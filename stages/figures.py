@@ -57,6 +57,15 @@ def save(fig, path: str, dpi: int = 100) -> None:
     log.info("wrote %s", path)
 
 
+def histogram_edges(values: list[float], cut: float | None) -> np.ndarray:
+    """The score histogram's bin edges, one of them at the split's cut: no bar straddles it, so
+    the reliable colour never stands below the cut line (it did where a bin held both halves)."""
+    edges = np.histogram_bin_edges(values, bins=min(30, max(5, len(values) // 4)))
+    if cut is None:
+        return edges
+    return np.unique(np.append(edges, cut))
+
+
 def scores_figure(args) -> None:
     scores = read_scores(args.scores)
     reliable = [s.id for s in read_split_list(args.reliable)]
@@ -66,9 +75,7 @@ def scores_figure(args) -> None:
     ax = axes[0][0]
     halves = [[v for i, v in scores.items() if i in chosen], [v for i, v in scores.items() if i not in chosen]]
     threshold = score_threshold(scores, reliable)
-    edges = np.histogram_bin_edges(list(scores.values()), bins=min(30, max(5, len(scores) // 4)))
-    if threshold is not None:  # a bin edge at the cut: no bar straddles it, so no reliable colour below it
-        edges = np.unique(np.append(edges[(edges < threshold) | (edges > threshold)], threshold))
+    edges = histogram_edges(list(scores.values()), threshold)
     ax.hist(
         halves,
         bins=edges,

@@ -200,3 +200,18 @@ def test_the_scores_figure_marks_the_split_that_was_made(tmp_path):
             ]
         )
         assert png_size(tmp_path / f"{selection}.png")
+
+
+def test_the_score_histogram_has_a_bin_edge_at_the_split_so_no_reliable_bar_stands_below_it():
+    from stages.figures import histogram_edges
+    from stages.seg.splits import score_threshold
+
+    rng = np.random.default_rng(0)
+    scores = {f"u{i}": float(v) for i, v in enumerate(rng.uniform(0.2, 1.8, 41))}
+    reliable = sorted(scores, key=lambda i: -scores[i])[:20]
+    cut = score_threshold(scores, reliable)
+    edges = histogram_edges(list(scores.values()), cut)
+    assert cut in edges and np.all(np.diff(edges) > 0)
+    for low, high in zip(edges[:-1], edges[1:], strict=True):  # each bar is of one half alone
+        inside = [i for i, v in scores.items() if low <= v < high or (high == edges[-1] and v == high)]
+        assert len({i in reliable for i in inside}) <= 1, (low, high)

@@ -38,6 +38,8 @@ def _allowed(node: dict) -> str:
         return "one of " + ", ".join(map(str, node["enum"]))
     if "oneOf" in node:
         return "; or ".join(_allowed(option) for option in node["oneOf"])
+    if "pattern" in node and "description" in node:  # the description says it in words
+        return node["description"]
     kind = node.get("type", "a value")
     kinds = " or ".join(kind) if isinstance(kind, list) else kind
     bounds = [
