@@ -25,6 +25,7 @@ include: "rules/review.smk"
 include: "rules/students.smk"
 include: "rules/evaluate.smk"
 include: "rules/audit.smk"
+include: "rules/predict.smk"
 
 
 rule all:
@@ -35,6 +36,7 @@ rule all:
         data_checks=expand(L.MANIFEST, experiment=EXPERIMENTS),
         audits=PLAN.audit_targets(),
         test_metrics=PLAN.test_targets(),
+        predictions=PLAN.predict_targets(),
 
 
 onsuccess:

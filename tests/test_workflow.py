@@ -570,3 +570,30 @@ def test_a_review_excludes_and_corrects_and_re_trains_only_the_students(tiny_run
         ours, theirs = (plain_plan.step("train_student", e, model=student).files() for e in ("reviewed", "tiny"))
         assert ours == [path.replace("results/tiny/", "results/reviewed/") for path in theirs]
     assert "apply_review" not in planned_rules(run(dry=True))
+
+
+def test_predict_segments_new_images_with_st_plus_plus_final_and_reruns_only_for_a_new_image(tiny_run):
+    """predict.images: rule predict writes results/<experiment>/predictions/<model>/ for ST++
+    final by default (masks, colour masks, overlays, predictions.tsv), re-runs when an image
+    changes, and nothing else re-runs."""
+    workdir, _ = tiny_run
+    snakemake("--cores", "2", "--configfile", str(workdir / "tiny.yaml"), "--directory", str(workdir))
+    photos = workdir / "photos"
+    photos.mkdir(exist_ok=True)
+    for image in sorted((workdir / "resources" / "demo" / "images").glob("val_*.png"))[:2]:
+        (photos / image.name).write_bytes(image.read_bytes())
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["experiments"]["tiny"]["predict"] = {"images": "photos"}
+    path = workdir / "tiny_predict.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = ("--configfile", str(path), "--directory", str(workdir))
+    assert planned_rules(snakemake("-n", *run)) == {"predict", "all"}
+    snakemake("--cores", "2", *run)
+    out = workdir / "results" / "tiny" / "predictions" / "stpp_student2"
+    names = sorted(p.name for p in photos.iterdir())
+    for folder in ("masks", "color", "overlays"):
+        assert sorted(p.name for p in (out / folder).iterdir()) == names
+    assert len((out / "predictions.tsv").read_text().splitlines()) == 1 + len(names)
+    assert planned_rules(snakemake("-n", *run)) == set()
+    (photos / "new.png").write_bytes((photos / names[0]).read_bytes())  # a new image: the predictions again
+    assert planned_rules(snakemake("-n", *run)) == {"predict", "all"}

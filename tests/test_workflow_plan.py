@@ -281,6 +281,8 @@ def other_values(schema: dict, value) -> list:
     if "number" in types:
         return [(value or 0.4) * 1.5, (value or 0.4) * 0.5]
     if "array" in types:
+        if "enum" in schema["items"]:
+            return [[schema["items"]["enum"][0]]]
         if schema["items"].get("type") == "string":
             return [list(reversed(value or ["a", "b", "c", "d"]))]
         return [[*value[:-1], value[-1] * 1.5] if value else [1]]
@@ -352,6 +354,7 @@ def test_every_setting_changes_the_copy_key_of_exactly_the_files_downstream_of_i
     base["experiments"]["tiny"]["data"]["test"] = "test.txt"  # so that the test evaluations are planned
     del base["experiments"]["tiny"]["data"]["class_names"]  # so that num_classes may change alone
     base["experiments"]["tiny"]["train"]["val_every"] = 1  # so that label.weights may be best
+    base["experiments"]["tiny"]["predict"] = {"images": "photos"}  # so that predict.models reaches a rule
     schema = yaml.safe_load((REPO / "config" / "config.schema.yaml").read_text())
     validate(base, str(REPO / "config" / "config.schema.yaml"))
     before = Plan(base)

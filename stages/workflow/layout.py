@@ -93,6 +93,8 @@ DATA_CHECK = f"{EXPERIMENT}/data_check"
 MANIFEST = f"{DATA_CHECK}/manifest.tsv"
 DIGESTS = {name: f"{DATA_CHECK}/{name}.digest" for name in (*SPLIT_LISTS, "review")}
 
+PREDICTIONS = f"{EXPERIMENT}/predictions/{{model}}"  # rule predict: masks/, color/, overlays/, predictions.tsv
+
 REVIEW_KEPT = f"{EXPERIMENT}/review/kept_ids.txt"
 REVIEW_CORRECTED = f"{EXPERIMENT}/review/corrected_ids.txt"
 REVIEW_CORRECTED_MASKS = f"{EXPERIMENT}/review/corrected_masks.h5"
@@ -127,6 +129,7 @@ OUTPUTS = {
     "split_reliable": {"reliable": RELIABLE, "unreliable": UNRELIABLE},
     "apply_review": {"kept": REVIEW_KEPT, "corrected": REVIEW_CORRECTED, "masks": REVIEW_CORRECTED_MASKS},
     "review_sheet": {"sheet": REVIEW_SHEET},
+    "predict": {"folder": PREDICTIONS},
     "evaluate": {"metrics": METRICS, "per_image": PER_IMAGE},
     "evaluate_test": {"metrics": TEST_METRICS, "per_image": TEST_PER_IMAGE},
     "summarize": {"summary": SUMMARY},
@@ -156,6 +159,7 @@ JOBS = {
     "split_reliable": "{experiment}/stpp_split/split_reliable",
     "apply_review": "{experiment}/review/apply_review",
     "review_sheet": "{experiment}/review/review_sheet",
+    "predict": "{experiment}/{model}/predict",
     "evaluate": "{experiment}/{model}/evaluate",
     "evaluate_test": "{experiment}/{model}/evaluate_test",
     "summarize": "{experiment}/summarize",

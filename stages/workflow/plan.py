@@ -278,6 +278,23 @@ class Plan:
     def evaluate_test(self, experiment: str, model: str) -> Step:
         return self.evaluate(experiment, model, "test")
 
+    def predict(self, experiment: str, model: str) -> Step:
+        """New images (predict.images) segmented by one model: its masks, colours and overlays."""
+        e = self.exp(experiment)
+        images = e["predict"]["images"]
+        if images and images.endswith(".txt"):  # a split list: its paths are the data's
+            where = {"images": os.path.join(e["data"]["root"], images), "data_root": e["data"]["root"]}
+        else:
+            where = {"images": images}
+        settings = {
+            **where,
+            "num_classes": e["data"]["num_classes"],
+            "class_names": self.class_names(experiment),
+            "palette": e["data"]["palette"],
+            **e["evaluate"],
+        }
+        return Step({"model": self.path(L.MODEL, experiment, model=model)}, settings)
+
     def summarize(self, experiment: str) -> Step:
         return Step({"metrics": self.summary_inputs(experiment)})
 
@@ -436,6 +453,16 @@ class Plan:
                     f"{where} maps {stored}, which data.ignore_labels also ignores; keep it in one of the two"
                 )
 
+    def _check_predict(self, name: str, e: dict) -> None:
+        """predict.models names methods this experiment trains."""
+        trained = [method for method, _ in self.method_models(name)]
+        missing = [m for m in e["predict"]["models"] or [] if m not in trained]
+        if missing:
+            raise ValueError(
+                f"config: experiments.{name}.predict.models names {', '.join(missing)}, which this experiment "
+                f"does not train (its methods: {', '.join(trained)}); name one of those"
+            )
+
     def _check_reliable_ratio(self, name: str, e: dict) -> None:
         """ST++ needs a reliable and an unreliable image: a ratio that leaves one half empty would
         fail only at student 1's training, after the teacher. Checked where the unlabeled list
@@ -529,7 +556,7 @@ class Plan:
     def targets(self, experiment: str) -> list[str]:
         """What rule all makes of an experiment (its data check aside)."""
         mine = f"{self.path(L.EXPERIMENT, experiment)}/"
-        every = [self.path(L.SUMMARY, experiment), *self.audit_targets(), *self.test_targets()]
+        every = [self.path(L.SUMMARY, experiment), *self.audit_targets(), *self.test_targets(), *self.predict_targets()]
         return [path for path in every if path.startswith(mine)]
 
     def files(self, experiment: str, targets: list[str]) -> dict[str, tuple[str, dict]]:
@@ -684,6 +711,39 @@ class Plan:
         """MODEL=train_log.tsv per method, as stages.figures curves takes them."""
         logs = self.figure_training_curves(experiment).inputs["logs"]
         return shlex.join(f"{m}={p}" for (_, m), p in zip(self.method_models(experiment), logs, strict=True))
+
+    def predicting_models(self, experiment: str) -> list[str]:
+        """The models that segment predict.images: predict.models' methods, by default the last
+        method of the summary (ST++ final, else ST, else SupOnly); [] without predict.images."""
+        predict, rows = self.exp(experiment)["predict"], dict(self.method_models(experiment))
+        if not predict["images"]:
+            return []
+        methods = predict["models"] or [self.method_models(experiment)[-1][0]]
+        return [rows[m] for m in methods if m in rows]
+
+    def predict_targets(self) -> list[str]:
+        return [self.path(L.PREDICTIONS, e, model=m) for e in self.experiments for m in self.predicting_models(e)]
+
+    def images_stamp(self, experiment: str) -> str:
+        """A fingerprint of predict.images' files (path, size, time), so that a new, changed or
+        removed image re-runs the predictions as an input file would."""
+        step = self.predict(experiment, L.TEACHER)
+        images = step.settings["images"]
+        if not images:
+            return ""
+        if images.endswith(".txt"):
+            files = [os.path.join(step.settings["data_root"], s.image) for s in parse_split_list(images)[0]]
+            files.append(images)
+        else:
+            files = sorted(str(p) for p in Path(images).rglob("*") if p.is_file())
+        stamp = hashlib.sha256()
+        for f in files:
+            try:
+                st = os.stat(f)
+                stamp.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            except OSError:
+                stamp.update(f"{f}\0missing\n".encode())
+        return stamp.hexdigest()
 
     def test_targets(self) -> list[str]:
         """Every trained model's evaluation on data.test, for the experiments that have one."""
