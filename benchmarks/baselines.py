@@ -6,7 +6,8 @@ a process of its own as each stage is.
 - ``plain-train``: a training loop as torchvision's references/segmentation would write it
   (PIL decoding, the weak augmentation written out plainly, the model, SGD);
 - ``naive-label``: TTA labeling one image at a time, one PNG each (as the reference code does);
-- ``naive-evaluate``: one image at a time, one pass, a confusion matrix by bincount.
+- ``naive-evaluate``: one image at a time, one pass, a confusion matrix by bincount;
+- ``naive-predict``: one image at a time, one pass, the mask as a PNG.
 """
 
 from __future__ import annotations
@@ -164,7 +165,33 @@ def naive_evaluate(argv) -> None:
     Path(out).write_text(json.dumps({"miou": float(np.nanmean(np.diag(cm) / (cm.sum(0) + cm.sum(1) - np.diag(cm))))}))
 
 
-BASELINES = {"plain-train": plain_train, "naive-label": naive_label, "naive-evaluate": naive_evaluate}
+def naive_predict(argv) -> None:
+    """One image at a time: decode, one pass, argmax, the mask as a PNG (what a user's first
+    script for new images does; stages.predict also writes colour masks and overlays)."""
+    import torch
+    from PIL import Image
+
+    from stages.seg.io import load_model
+
+    model_path, lst, root, out, threads = argv
+    torch.set_num_threads(int(threads))
+    model = load_model(model_path)
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        for line in Path(lst).read_text().splitlines():
+            name = line.split()[0]
+            img = torch.from_numpy(np.asarray(Image.open(Path(root) / name).convert("RGB")).copy())
+            mask = model((img.permute(2, 0, 1)[None].float() / 255 - mean) / std).argmax(1)[0]
+            Image.fromarray(mask.byte().numpy()).save(Path(out) / Path(name).name)
+
+
+BASELINES = {
+    "plain-train": plain_train,
+    "naive-label": naive_label,
+    "naive-evaluate": naive_evaluate,
+    "naive-predict": naive_predict,
+}
 
 
 def main(argv=None) -> None:

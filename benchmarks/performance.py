@@ -25,6 +25,8 @@ memory is the process tree's peak resident set.
   TTA's ``resize_logits``) on and off, on this CPU.
 - ``backbones``: EfficientNet-Lite0 and ResNet-18 side by side (train and TTA images/s, peak memory).
 - ``memory``: labeling's peak memory for N and 4N images (it should not grow with N).
+- ``predict``: ``stages.predict`` (rule predict's command) against a naive one-image loop, and
+  its peak memory for N and 4N images.
 - ``dag``: ``snakemake -n`` and a no-op re-run on lists of Pascal VOC's size (10,582 images,
   1,464 of them labeled; tiny generated images), timed after a real run of the whole workflow on
   them (minutes; a tiny model).
@@ -57,7 +59,9 @@ from stages.workflow import cli_args
 CAMVID_CONFIG = ROOT / "config" / "camvid.yaml"
 
 
-def camvid(a, backbone: str = "efficientnet_lite0", workers: int = 1, num_classes: int | None = None):
+def camvid(
+    a, backbone: str = "efficientnet_lite0", workers: int = 1, num_classes: int | None = None, predict_images=None
+):
     """(the workflow's plan, the experiment's name) of config/camvid.yaml on ``a``'s data, lists
     and budget: every stage command below is that plan's, as the workflow would run it."""
     config = yaml.safe_load(CAMVID_CONFIG.read_text())
@@ -70,6 +74,7 @@ def camvid(a, backbone: str = "efficientnet_lite0", workers: int = 1, num_classe
     e["train"].update(epochs=a.train_epochs, min_labeled=a.train_images, workers=workers)
     e["stpp"]["checkpoints"] = max(2, min(e["stpp"]["checkpoints"], a.train_epochs))
     e["label"]["batch_size"] = a.label_batch
+    e["predict"] = {"images": predict_images}
     config["device"] = "cpu"
     return workflow_plan(config), name
 
@@ -406,6 +411,35 @@ def part_backbones(a, work: Path) -> dict:
     return out
 
 
+def part_predict(a, work: Path) -> dict:
+    """stages.predict (rule predict's command: masks, colour masks, overlays) against the naive
+    one-image loop, and its peak memory for N and 4N images (it should not grow with N)."""
+    model = model_file(a, work, "efficientnet_lite0")
+    out = {}
+    for n in (a.memory_images, 4 * a.memory_images):
+        images = first_lines(Path(a.data_root) / a.unlabeled, n, work / f"predict_{n}.txt")
+        n = len(images.read_text().splitlines())
+        plan, name = camvid(a, predict_images=str(images))
+        step = plan.step("predict", name, model="teacher")
+        cmd = stage("predict", "--model", model, *shlex.split(step.args), *shlex.split(plan.runtime_args(a.threads)))
+        seconds, peak = measured([*cmd, "--out", work / f"predict_{n}"], work / f"predict_{n}.log")
+        out[n] = {"images_per_s": n / seconds, "seconds": seconds, "peak_mb": peak}
+    n = a.memory_images
+    naive_seconds, _ = measured(
+        baseline("naive-predict", model, work / f"predict_{n}.txt", a.data_root, work / "predict_naive", a.threads),
+        work / "predict_naive.log",
+    )
+    out["naive_images_per_s"] = n / naive_seconds
+    out["ratio"] = naive_seconds / out[n]["seconds"]
+    print(
+        f"prediction ({n} images; masks, colour masks and overlays): stages.predict {out[n]['images_per_s']:.2f} "
+        f"images/s, naive loop (masks only) {out['naive_images_per_s']:.2f} images/s: {out['ratio']:.2f}x; peak "
+        f"{out[n]['peak_mb']:.0f} MB for {n} images, {out[4 * n]['peak_mb']:.0f} MB for {4 * n}",
+        flush=True,
+    )
+    return out
+
+
 def part_memory(a, work: Path) -> dict:
     model = model_file(a, work, "efficientnet_lite0")
     out = {}
@@ -579,6 +613,7 @@ PARTS = {
     "switches": part_switches,
     "backbones": part_backbones,
     "memory": part_memory,
+    "predict": part_predict,
     "dag": part_dag,
 }
 
