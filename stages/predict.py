@@ -50,8 +50,12 @@ def build_parser():
     p.add_argument("--data-root", default=".", help="what a split list's paths are relative to")
     p.add_argument("--out", required=True, help="the folder masks/, color/, overlays/ and predictions.tsv go to")
     p.add_argument("--num-classes", type=int, default=None, help="refuse a model for another number of classes")
-    p.add_argument("--class-names", nargs="*", default=None, help="one name per class (predictions.tsv's columns)")
-    p.add_argument("--palette", default="pascal", help=f"{', '.join(BUILT_IN)}, or a file of 'R G B' lines")
+    p.add_argument(
+        "--class-names", nargs="*", default=None, help="one name per class (default: those the checkpoint records)"
+    )
+    p.add_argument(
+        "--palette", default=None, help=f"{', '.join(BUILT_IN)}, or a file of 'R G B' lines (default: the checkpoint's)"
+    )
     p.add_argument("--window", type=int, default=None, help="sliding-window size (none: whole image)")
     p.add_argument("--stride", type=int, default=None, help="sliding-window stride (default: 2/3 of the window)")
     cli.add_tta_args(p, default_on=False)
@@ -140,7 +144,7 @@ def predict_images(args) -> None:
     images = find_images(args.images, args.data_root)
     predictor = load_predictor(args)
     out, failures, rows, t0 = Path(args.out), [], [], time.time()
-    names = args.class_names
+    names = predictor.class_names
     options = dict(tta=args.tta, scales=args.scales, flip=args.flip, window=args.window, stride=args.stride)
     log.info("segmenting %d images with %s -> %s", len(images), args.model, out)
     for batch_names, batch in batches(images, args.batch_size, failures):

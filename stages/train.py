@@ -425,7 +425,8 @@ def build_trained_model(args: argparse.Namespace, world: distributed.World, devi
         param_groups(net, base_lr, head_mult), lr=base_lr, momentum=args.momentum, weight_decay=args.weight_decay
     )
     amp_dtype, scaler = mixed_precision(args.amp, device)
-    return Model(Trained(net, optimizer, scaler, spec), module, base_lr, amp_dtype)
+    labels = {key: value for key in ("class_names", "palette") if (value := getattr(args, key, None))}
+    return Model(Trained(net, optimizer, scaler, spec, labels), module, base_lr, amp_dtype)
 
 
 def epoch_loader(args, dataset: SeededSamples, epoch: int, skip: int, world, device) -> DataLoader:

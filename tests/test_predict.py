@@ -110,3 +110,11 @@ def test_bad_input_is_named_with_the_fix_and_nothing_is_written(setup, tmp_path,
     log = capsys.readouterr().err
     assert needle in log and str(tmp_path) in log
     assert not (tmp_path / "out").exists()
+
+
+def test_the_predictor_takes_the_class_names_and_palette_the_checkpoint_records(tmp_path):
+    spec = dict(arch="deeplabv3plus", backbone="resnet18", num_classes=2, output_stride=16, head_channels=8)
+    save_model(tmp_path / "m.pt", build_model(**spec).eval(), spec, class_names=["sea", "boat"], palette="camvid")
+    predictor = Predictor.load(tmp_path / "m.pt", device="cpu")
+    assert predictor.class_names == ["sea", "boat"] and predictor.colours[1] == (128, 0, 0)  # camvid's
+    assert Predictor.load(tmp_path / "m.pt", device="cpu", class_names=["a", "b"]).class_names == ["a", "b"]

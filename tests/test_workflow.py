@@ -593,7 +593,8 @@ def test_predict_segments_new_images_with_st_plus_plus_final_and_reruns_only_for
     names = sorted(p.name for p in photos.iterdir())
     for folder in ("masks", "color", "overlays"):
         assert sorted(p.name for p in (out / folder).iterdir()) == names
-    assert len((out / "predictions.tsv").read_text().splitlines()) == 1 + len(names)
+    table = (out / "predictions.tsv").read_text().splitlines()
+    assert len(table) == 1 + len(names) and "share_circle" in table[0]  # the names the checkpoint records
     assert planned_rules(snakemake("-n", *run)) == set()
     (photos / "new.png").write_bytes((photos / names[0]).read_bytes())  # a new image: the predictions again
     assert planned_rules(snakemake("-n", *run)) == {"predict", "all"}

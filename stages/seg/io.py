@@ -52,6 +52,12 @@ def load_model(
     return model.to(device).eval()
 
 
+def model_labels(path: str | os.PathLike) -> dict:
+    """The class names and palette a checkpoint records ({} for one written before they were)."""
+    ckpt = load_torch(path, "model checkpoint")
+    return {key: ckpt[key] for key in ("class_names", "palette") if ckpt.get(key)}
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error.
 

@@ -1,7 +1,7 @@
 """Use a trained model from Python: load a checkpoint and segment images.
 
     from stages.seg.predictor import Predictor
-    predictor = Predictor.load("results/demo/stpp_student2/model.pt", class_names=[...], palette="pascal")
+    predictor = Predictor.load("results/demo/stpp_student2/model.pt")  # its class names and palette too
     mask = predictor(Image.open("photo.jpg"))              # (H, W) uint8 class indices
     mask = predictor(Image.open("photo.jpg"), tta=True)    # the paper's TTA (scales x flip)
     Image.fromarray(predictor.overlay(Image.open("photo.jpg"), mask)).save("overlay.png")
@@ -25,7 +25,7 @@ from . import speed
 from .cli import DEFAULT_TTA_SCALES
 from .images import IGNORE_INDEX
 from .inference import predict
-from .io import load_model, resolve_device
+from .io import load_model, model_labels, resolve_device
 from .palettes import palette as load_palette
 
 
@@ -61,14 +61,18 @@ class Predictor:
         path: str | os.PathLike,
         device: str = "auto",
         class_names: Sequence[str] | None = None,
-        palette: str = "pascal",
+        palette: str | None = None,
         num_classes: int | None = None,
         amp: str = "none",
         fold_batch_norm: bool = True,
         channels_last: str = "auto",
     ) -> Predictor:
-        """The checkpoint of ``path`` (written by stages.train), on ``device``. ``num_classes``
-        refuses a model for another number of classes; ``class_names`` must then match it."""
+        """The checkpoint of ``path`` (written by stages.train), on ``device``, with the class
+        names and palette it records unless given. ``num_classes`` refuses a model for another
+        number of classes."""
+        recorded = model_labels(path)
+        class_names = class_names or recorded.get("class_names")
+        palette = palette or recorded.get("palette") or "pascal"
         where = resolve_device(device)
         switches = argparse.Namespace(
             fold_batch_norm=fold_batch_norm, channels_last=channels_last, cudnn_benchmark=True

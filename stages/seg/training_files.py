@@ -47,6 +47,8 @@ NOT_FINGERPRINTED = {
     "cudnn_benchmark",
     "prefetch_factor",
     "compile",
+    "class_names",  # recorded in the checkpoints for their users (stages.predict), not learned
+    "palette",
 }
 
 
@@ -89,6 +91,7 @@ class Trained:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     spec: dict  # the model's constructor arguments, saved with every checkpoint
+    labels: dict = field(default_factory=dict)  # class names and palette, saved for the model's users
 
 
 class TrainingFiles:
@@ -193,14 +196,14 @@ class TrainingFiles:
 
     def stage(self, key, trained: Trained, **meta) -> None:
         """Rank 0: checkpoint j (or "best") into staging until training ends."""
-        save_model(self.staged[key], trained.net, trained.spec, **meta)
+        save_model(self.staged[key], trained.net, trained.spec, **trained.labels, **meta)
 
     def publish(self, trained: Trained, epochs: int) -> None:
         """Rank 0, after the last epoch: the staged checkpoints and best.pt into --out-dir, then
         model.pt; only then the resume state and the staged files go."""
         for key, dst in self.published.items():
             _publish(self.staged[key], dst)
-        save_model(self.out_dir / MODEL_FILE, trained.net, trained.spec, epoch=epochs)
+        save_model(self.out_dir / MODEL_FILE, trained.net, trained.spec, **trained.labels, epoch=epochs)
         log.info("wrote %s", self.out_dir / MODEL_FILE)
         # Finished: the outputs are the state now. The resume state goes first, its staged files after.
         resume = [self.resume_path] if self.resume_path else []

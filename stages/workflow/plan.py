@@ -820,7 +820,12 @@ class Plan:
         return " ".join(
             [
                 self.runtime_args(max(1, threads // t["gpus"]), workers=t["workers"], training=True),
-                cli_args(save_every_minutes=t["save_every_minutes"]),
+                # recorded in the checkpoints for their users: renaming a class re-trains nothing
+                cli_args(
+                    save_every_minutes=t["save_every_minutes"],
+                    class_names=self.class_names(experiment),
+                    palette=self.exp(experiment)["data"]["palette"],
+                ),
             ]
         )
 
