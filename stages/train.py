@@ -128,6 +128,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         "--head-channels", type=int, default=None, help="ASPP/decoder (PSP) width; default: the paper's 256 (512)"
     )
     m.add_argument(
+        "--class-names", nargs="*", default=None, help="recorded in the checkpoints for stages.predict (not learned)"
+    )
+    m.add_argument("--palette", default=None, help="recorded in the checkpoints for stages.predict (data.palette)")
+    m.add_argument(
         "--factory",
         default=None,
         help="--arch custom: package.module:function or path/file.py:function (model.factory)",

@@ -118,3 +118,13 @@ def test_the_predictor_takes_the_class_names_and_palette_the_checkpoint_records(
     predictor = Predictor.load(tmp_path / "m.pt", device="cpu")
     assert predictor.class_names == ["sea", "boat"] and predictor.colours[1] == (128, 0, 0)  # camvid's
     assert Predictor.load(tmp_path / "m.pt", device="cpu", class_names=["a", "b"]).class_names == ["a", "b"]
+
+
+def test_an_image_smaller_than_the_sliding_window_is_padded_as_evaluation_pads_it(setup, tmp_path):
+    """A decision, not an error: an image smaller than the window is padded with the mean colour
+    (as evaluation's sliding window does) and its mask cut back to the image's size."""
+    demo, model = setup
+    run(model, "--images", photos(demo, tmp_path / "photos"), "--out", tmp_path / "out", "--window", "64")
+    for mask in sorted((tmp_path / "out" / "masks").rglob("*.png")):
+        windowed = np.array(Image.open(mask))
+        assert windowed.shape == (32, 40) and windowed.max() < 4
