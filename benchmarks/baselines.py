@@ -111,11 +111,10 @@ def plain_train(argv) -> None:
     Path(a.out).write_text(json.dumps({"images_per_s": speeds}))
 
 
-def naive_label(argv) -> None:
-    """One image at a time: decode, 10 passes (the paper's scales x flip, softmax at the scaled
-    size, resized back, summed), argmax, one PNG per image (as the reference code writes them)."""
+def one_at_a_time(argv):
+    """A naive loop's model, its images one at a time ((name, normalised (1, 3, H, W)) as a
+    generator) and its output folder, from the arguments MODEL LIST ROOT OUT THREADS."""
     import torch
-    import torch.nn.functional as F
     from PIL import Image
 
     from stages.seg.io import load_model
@@ -125,11 +124,26 @@ def naive_label(argv) -> None:
     model = load_model(model_path)
     mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
     Path(out).mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+
+    def images():
         for line in Path(lst).read_text().splitlines():
             name = line.split()[0]
             img = torch.from_numpy(np.asarray(Image.open(Path(root) / name).convert("RGB")).copy())
-            x = (img.permute(2, 0, 1)[None].float() / 255 - mean) / std
+            yield name, (img.permute(2, 0, 1)[None].float() / 255 - mean) / std
+
+    return model, images(), Path(out)
+
+
+def naive_label(argv) -> None:
+    """One image at a time: decode, 10 passes (the paper's scales x flip, softmax at the scaled
+    size, resized back, summed), argmax, one PNG per image (as the reference code writes them)."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    model, images, out = one_at_a_time(argv)
+    with torch.no_grad():
+        for name, x in images:
             h, w = x.shape[-2:]
             total = 0
             for s in TTA_SCALES:
@@ -171,19 +185,10 @@ def naive_predict(argv) -> None:
     import torch
     from PIL import Image
 
-    from stages.seg.io import load_model
-
-    model_path, lst, root, out, threads = argv
-    torch.set_num_threads(int(threads))
-    model = load_model(model_path)
-    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
-    Path(out).mkdir(parents=True, exist_ok=True)
+    model, images, out = one_at_a_time(argv)
     with torch.no_grad():
-        for line in Path(lst).read_text().splitlines():
-            name = line.split()[0]
-            img = torch.from_numpy(np.asarray(Image.open(Path(root) / name).convert("RGB")).copy())
-            mask = model((img.permute(2, 0, 1)[None].float() / 255 - mean) / std).argmax(1)[0]
-            Image.fromarray(mask.byte().numpy()).save(Path(out) / Path(name).name)
+        for name, x in images:
+            Image.fromarray(model(x).argmax(1)[0].byte().numpy()).save(out / Path(name).name)
 
 
 BASELINES = {

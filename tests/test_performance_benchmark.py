@@ -111,3 +111,24 @@ def test_each_stage_command_is_the_workflows_own_on_the_camvid_config(tmp_path):
     assert "--tta --weights final" in label and "--scales 0.5 0.75 1.0 1.5 2.0" in label
     plain = " ".join(map(str, performance.plain_train_command(a, "resnet18", 0, tmp_path / "p.json")))
     assert "baselines.py plain-train" in plain and "--backbone resnet18" in plain and "--pretrained" not in plain
+
+
+def test_the_naive_prediction_loops_masks_are_the_predict_stages(tmp_path):
+    from PIL import Image
+
+    from stages import predict
+
+    demo = tmp_path / "demo"
+    make_demo(demo, num_labeled=2, num_unlabeled=2, num_val=1, size=(32, 40), seed=0)
+    spec = dict(arch="deeplabv3plus", backbone="resnet18", num_classes=4, output_stride=16, head_channels=16)
+    torch.manual_seed(0)
+    save_model(tmp_path / "model.pt", build_model(**spec).eval(), spec)
+    lst = demo / "unlabeled.txt"
+    baselines.naive_predict([str(tmp_path / "model.pt"), str(lst), str(demo), str(tmp_path / "naive"), "1"])
+    predict.main(
+        ["--model", str(tmp_path / "model.pt"), "--images", str(lst), "--data-root", str(demo)]
+        + ["--out", str(tmp_path / "stage"), "--device", "cpu", "--no-fold-batch-norm", "--channels-last", "off"]
+    )
+    for mask in (tmp_path / "naive").iterdir():
+        stage = np.array(Image.open(tmp_path / "stage" / "masks" / "images" / mask.name))
+        assert np.array_equal(np.array(Image.open(mask)), stage)

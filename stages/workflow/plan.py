@@ -82,6 +82,20 @@ def label_map_args(label_map) -> list[str]:
     return [f"{int(stored)}:{target}" for stored, target in sorted(label_map.items(), key=lambda kv: int(kv[0]))]
 
 
+def files_stamp(files) -> str:
+    """A fingerprint of files by path, size and modification time (a missing one as missing):
+    a params value that re-runs a job when a file it reads changes, without Snakemake resolving
+    each file as an input."""
+    stamp = hashlib.sha256()
+    for f in files:
+        try:
+            st = os.stat(f)
+            stamp.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            stamp.update(f"{f}\0missing\n".encode())
+    return stamp.hexdigest()
+
+
 def pairs_args(flag: str, paths) -> str:
     """``--flag a b --flag c d`` for the paths a, b, c, d (a stage option of two values, repeated)."""
     paths = list(paths)
@@ -631,14 +645,7 @@ class Plan:
         files = [
             os.path.join(root, p) for path in lists for s in parse_split_list(path)[0] for p in (s.image, s.mask) if p
         ]
-        stamp = hashlib.sha256()
-        for f in files + self.review_files(experiment):
-            try:
-                st = os.stat(f)
-                stamp.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-            except OSError:
-                stamp.update(f"{f}\0missing\n".encode())
-        return stamp.hexdigest()
+        return files_stamp(files + self.review_files(experiment))
 
     def has_test(self, experiment: str) -> bool:
         return self.exp(experiment)["data"]["test"] is not None
@@ -736,14 +743,7 @@ class Plan:
             files.append(images)
         else:
             files = sorted(str(p) for p in Path(images).rglob("*") if p.is_file())
-        stamp = hashlib.sha256()
-        for f in files:
-            try:
-                st = os.stat(f)
-                stamp.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-            except OSError:
-                stamp.update(f"{f}\0missing\n".encode())
-        return stamp.hexdigest()
+        return files_stamp(files)
 
     def test_targets(self) -> list[str]:
         """Every trained model's evaluation on data.test, for the experiments that have one."""
