@@ -138,6 +138,7 @@ def per_image(args, samples, scores: dict, reliable: set, unreliable: set, revie
     }
     corrected_masks = MaskStore(args.corrected_masks) if review.get("corrected") else None
     status = {i: what for what in ("excluded", "corrected") for i in review.get(what, ())}
+    labels = cli.mask_labels(args)  # how the true masks' values read, made once
     rows = []
     for n, s in enumerate(samples, start=1):
         row = {
@@ -150,7 +151,7 @@ def per_image(args, samples, scores: dict, reliable: set, unreliable: set, revie
             "review": status.get(s.id, ""),
         }
         if has_truth:
-            truth = decode_mask(Path(args.data_root) / s.mask, c, cli.mask_labels(args), s.origin)
+            truth = decode_mask(Path(args.data_root) / s.mask, c, labels, s.origin)
             cm = confusion_matrix(teacher[s.id], truth, c).numpy()
             row["teacher_miou"] = f"{mean_iou(cm):.6f}"
             cms["teacher_all"] += cm

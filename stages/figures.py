@@ -36,7 +36,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from .seg import cli  # noqa: E402
 from .seg.files import atomic_path  # noqa: E402
-from .seg.images import IGNORE_INDEX, decode_image, decode_mask  # noqa: E402
+from .seg.images import IGNORE_INDEX, colour, decode_image, decode_mask  # noqa: E402
 from .seg.maskstore import MaskStore  # noqa: E402
 from .seg.palettes import palette  # noqa: E402
 from .seg.splits import read_scores, read_split_list, score_threshold  # noqa: E402
@@ -110,10 +110,6 @@ def select_ids(ids: list[str], scores: dict[str, float], how: str, n: int) -> li
     return ranked[:n] if how == "most_stable" else ranked[::-1][:n]
 
 
-def colour(mask: np.ndarray, colours: list[tuple[int, int, int]]) -> np.ndarray:
-    return np.asarray(colours, dtype=np.uint8)[mask]
-
-
 def contact_figure(args) -> None:
     samples = {s.id: s for s in read_split_list(args.list)}
     ids = list(samples)
@@ -122,7 +118,7 @@ def contact_figure(args) -> None:
     teacher = MaskStore(args.teacher_masks)
     checkpoints = MaskStore(args.checkpoint_masks) if args.checkpoint_masks else None
     relabeled = MaskStore(args.relabeled) if args.relabeled else None
-    colours = palette(args.palette)
+    colours, labels = palette(args.palette), cli.mask_labels(args)
     names = args.class_names or [str(c) for c in range(args.num_classes)]
 
     columns = ["image", "teacher (TTA)"]
@@ -147,7 +143,7 @@ def contact_figure(args) -> None:
                 colour(relabeled[image_id], colours) if image_id in relabeled else (*empty, "reliable:\nnot relabeled")
             )
         if s.mask:
-            truth = decode_mask(Path(args.data_root) / s.mask, args.num_classes, cli.mask_labels(args), s.origin)
+            truth = decode_mask(Path(args.data_root) / s.mask, args.num_classes, labels, s.origin)
             cells.append(colour(truth, colours))
         else:
             cells.append((*empty, "no mask\nin the list"))

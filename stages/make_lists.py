@@ -32,11 +32,10 @@ from fractions import Fraction
 from pathlib import Path
 
 from .seg import cli
+from .seg.images import IMAGE_SUFFIXES
 from .seg.splits import DataError, Sample, write_split_list
 
 log = logging.getLogger("stpp")
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
 def build_parser():
@@ -137,7 +136,7 @@ def draw(groups: list[list[Sample]], n: int, rng: random.Random) -> tuple[list[S
 
 def make_lists(args) -> None:
     root = Path(args.root)
-    images = index_images(root, args.images, (args.image_ext.lower(),) if args.image_ext else IMAGE_EXTENSIONS)
+    images = index_images(root, args.images, (args.image_ext.lower(),) if args.image_ext else IMAGE_SUFFIXES)
     masks = index_images(root, args.masks, (args.mask_ext.lower(),))
     problems: list[str] = []
     train_ids = read_ids(root, args.ids) if args.ids else list(images)

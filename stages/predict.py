@@ -33,14 +33,12 @@ from PIL import Image
 from .export_masks import save_palette_png
 from .seg import cli
 from .seg.files import atomic_path
-from .seg.images import decode_image
+from .seg.images import IMAGE_SUFFIXES, decode_image
 from .seg.palettes import BUILT_IN, flat
 from .seg.predictor import Predictor
 from .seg.splits import DataError, parse_split_list
 
 log = logging.getLogger("stpp")
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
 def build_parser():

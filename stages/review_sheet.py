@@ -33,10 +33,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .export_masks import save_palette_png
-from .figures import colour, select_ids
+from .figures import select_ids
 from .seg import cli
 from .seg.files import atomic_path
-from .seg.images import IGNORE_INDEX, decode_image, decode_mask
+from .seg.images import IGNORE_INDEX, decode_image, decode_mask, overlay
 from .seg.maskstore import MaskStore
 from .seg.palettes import flat, palette
 from .seg.splits import png_name, read_scores, read_split_list
@@ -67,13 +67,11 @@ def choose(args, samples, scores: dict, reliable: set, flagged: list[str], names
         i: f"least stable ({rank})"
         for rank, i in enumerate(select_ids(list(scores), scores, "least_stable", args.size), 1)
     }
-    flagged_ids = {names.index(n) for n in flagged}
+    flagged_ids, labels = {names.index(n) for n in flagged}, cli.mask_labels(args)
     for s in samples:
         if s.id in reliable and s.mask and flagged_ids:
             present = set(
-                np.unique(
-                    decode_mask(Path(args.data_root) / s.mask, args.num_classes, cli.mask_labels(args), s.origin)
-                ).tolist()
+                np.unique(decode_mask(Path(args.data_root) / s.mask, args.num_classes, labels, s.origin)).tolist()
             )
             shown = [names[k] for k in sorted(present & flagged_ids)]
             if shown:
@@ -124,13 +122,6 @@ def review_sheet(args) -> None:
         ", ".join(flagged) or "none",
         out,
     )
-
-
-def overlay(image: np.ndarray, mask: np.ndarray, colours) -> np.ndarray:
-    """The image with the mask's colours over it, half and half; ignored pixels show the image."""
-    painted = colour(np.where(mask == IGNORE_INDEX, 0, mask), colours).astype(np.uint16)
-    mixed = ((image.astype(np.uint16) + painted) // 2).astype(np.uint8)
-    return np.where((mask == IGNORE_INDEX)[..., None], image, mixed)
 
 
 def with_legend(overlaid: np.ndarray, mask: np.ndarray, colours, names: list[str]) -> np.ndarray:

@@ -67,7 +67,11 @@ def test_training_arguments_per_model():
 
 def test_labeling_scoring_and_the_students_sources():
     p = plan()
-    assert p.shard_files("tiny", "f", ".h5") == ["f/shard_0_of_2.h5", "f/shard_1_of_2.h5"]  # label.shards 2
+    shards = "results/tiny/teacher/pseudo_masks_unlabeled.shards"
+    assert p.step("merge_label_shards", "tiny", model="teacher", subset="unlabeled").inputs["shards"] == [
+        f"{shards}/shard_0_of_2.h5",  # label.shards 2
+        f"{shards}/shard_1_of_2.h5",
+    ]
     assert p.teacher_checkpoints("tiny") == [
         "results/tiny/teacher/checkpoints/checkpoint_1.pt",
         "results/tiny/teacher/checkpoints/checkpoint_2.pt",

@@ -100,6 +100,22 @@ class LabelMap:
         return lut[stored]
 
 
+# The image files the project reads as images (stages.predict's folders, stages.make_lists).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def colour(mask: np.ndarray, colours: Sequence[tuple[int, int, int]]) -> np.ndarray:
+    """(H, W, 3) uint8: each pixel of a class-index mask in its class's colour (a palette)."""
+    return np.asarray(colours, dtype=np.uint8)[mask]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, colours) -> np.ndarray:
+    """The image with the mask's colours over it, half and half; ignored pixels show the image."""
+    painted = colour(np.where(mask == IGNORE_INDEX, 0, mask), colours).astype(np.uint16)
+    mixed = ((image.astype(np.uint16) + painted) // 2).astype(np.uint8)
+    return np.where((mask == IGNORE_INDEX)[..., None], image, mixed)
+
+
 def where(path, origin: str) -> str:
     """A file and, if known, the list line it came from."""
     return f"{path} ({origin})" if origin else str(path)

@@ -23,7 +23,7 @@ from PIL import Image
 
 from . import speed
 from .cli import DEFAULT_TTA_SCALES
-from .images import IGNORE_INDEX
+from .images import colour, overlay
 from .inference import predict
 from .io import load_model, model_labels, resolve_device
 from .palettes import palette as load_palette
@@ -110,10 +110,8 @@ class Predictor:
 
     def colour(self, mask: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8: each pixel in its class's colour."""
-        return np.asarray(self.colours, dtype=np.uint8)[np.asarray(mask)]
+        return colour(np.asarray(mask), self.colours)
 
     def overlay(self, image, mask: np.ndarray) -> np.ndarray:
         """The image with its mask's colours over it, half and half (ignored pixels: the image)."""
-        rgb = as_rgb_tensor(image).permute(1, 2, 0).numpy()
-        mixed = ((rgb.astype(np.uint16) + self.colour(mask)) // 2).astype(np.uint8)
-        return np.where((np.asarray(mask) == IGNORE_INDEX)[..., None], rgb, mixed)
+        return overlay(as_rgb_tensor(image).permute(1, 2, 0).numpy(), np.asarray(mask), self.colours)

@@ -223,8 +223,7 @@ class Plan:
         )
 
     def merge_label_shards(self, experiment: str, model: str, subset: str) -> Step:
-        folder = self.path(L.PSEUDO_MASKS, experiment, model=model, subset=subset).removesuffix(".h5")
-        return Step({"shards": self.shard_files(experiment, f"{folder}.shards", ".h5")})
+        return Step({"shards": self.shard_paths(experiment, L.PSEUDO_MASKS_SHARD, model=model, subset=subset)})
 
     def score_shard(self, experiment: str) -> Step:
         e = self.exp(experiment)
@@ -242,10 +241,7 @@ class Plan:
         return Step(inputs, settings)
 
     def merge_score_shards(self, experiment: str) -> Step:
-        shards = [
-            fill(L.SCORES_SHARD, experiment=experiment, shard=i, shards=self.exp(experiment)["label"]["shards"])
-            for i in range(self.exp(experiment)["label"]["shards"])
-        ]
+        shards = self.shard_paths(experiment, L.SCORES_SHARD)
         return Step(
             {
                 "scores": [f"{s}.tsv" for s in shards],
@@ -849,10 +845,10 @@ class Plan:
             return self.path(L.UNRELIABLE, experiment)
         return self.split_list(experiment, "unlabeled")
 
-    def shard_files(self, experiment: str, folder: str, suffix: str) -> list[str]:
-        """``folder``'s shard files shard_<i>_of_<n><suffix>, one per label.shards."""
+    def shard_paths(self, experiment: str, pattern: str, **wildcards) -> list[str]:
+        """A layout pattern's shard files, one per label.shards."""
         n = self.exp(experiment)["label"]["shards"]
-        return [f"{folder}/shard_{i}_of_{n}{suffix}" for i in range(n)]
+        return [self.path(pattern, experiment, shard=i, shards=n, **wildcards) for i in range(n)]
 
     def pseudo_sources(self, experiment: str, student: str) -> list[tuple[str, str]]:
         """(split list, mask store) pairs a student trains on, by the ST / ST++ recipe."""
