@@ -55,7 +55,7 @@ from .seg.metrics import mean_iou
 from .seg.models import ARCHS, BACKBONES, build_model, default_head_lr_multiplier, param_groups
 from .seg.preemption import Preempted, StopRequests, ignore_stop_signals
 from .seg.training_files import Progress, Trained, TrainingFiles
-from .seg.transforms import IGNORE_INDEX, StrongAugment, WeakAugment
+from .seg.transforms import IGNORE_INDEX, STRONG_OPS, StrongAugment, WeakAugment
 
 log = logging.getLogger("stpp")
 
@@ -188,9 +188,25 @@ def _augmentation_and_validation_args(p: argparse.ArgumentParser) -> None:
     a.add_argument("--scale-range", type=float, nargs=2, default=(0.5, 2.0))
     a.add_argument(
         "--strong",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="strong augmentation on pseudo-labeled images (--no-strong: the ablation)",
+        choices=STRONG_ON,
+        nargs="?",
+        const="pseudo_labeled",
+        default="pseudo_labeled",
+        help="which images get strong augmentation: the pseudo-labeled (the paper's ST), all (the "
+        "labeled too) or none (Table 5's ablations)",
+    )
+    a.add_argument("--no-strong", dest="strong", action="store_const", const="none", help="--strong none")
+    a.add_argument(
+        "--strong-ops",
+        nargs="+",
+        choices=STRONG_OPS,
+        default=list(STRONG_OPS),
+        help="which strong augmentations (Figure 2: each alone)",
+    )
+    a.add_argument(
+        "--labeled-cutout",
+        action="store_true",
+        help="Cutout alone on the labeled images too (Figure 2's grey column)",
     )
     a.add_argument(
         "--min-labeled",
@@ -328,6 +344,28 @@ class TrainingData:
     val_set: EvalDataset | None
 
 
+# train.strong_augmentation's values: which images get strong augmentation (the paper's Table 5)
+STRONG_ON = ("pseudo_labeled", "all", "none")
+
+
+def strong_augmentation(args: argparse.Namespace) -> tuple[StrongAugment | None, StrongAugment | None]:
+    """(the pseudo-labeled images', the labeled images') strong augmentation. Without
+    pseudo-labels (the teacher) there is none: the ablations change the students alone."""
+    if not args.pseudo or args.strong == "none":
+        strong = None
+    else:
+        strong = StrongAugment(ops=args.strong_ops)
+    if not args.pseudo:
+        labeled = None
+    elif args.strong == "all":
+        labeled = StrongAugment(ops=args.strong_ops)
+    elif args.labeled_cutout:
+        labeled = StrongAugment(ops=("cutout",))
+    else:
+        labeled = None
+    return strong, labeled
+
+
 def build_data(args: argparse.Namespace, world: distributed.World, device: torch.device) -> TrainingData:
     """The training set, its schedule (a student's epochs set by stpp.student_schedule) and the
     validation set."""
@@ -346,10 +384,18 @@ def build_data(args: argparse.Namespace, world: distributed.World, device: torch
             args.teacher_epochs,
         )
     weak = WeakAugment(args.crop_size, args.base_size, tuple(args.scale_range))
-    strong = StrongAugment() if args.strong else None
+    strong, labeled_strong = strong_augmentation(args)
     dataset = SeededSamples(
         training_set(
-            args.data_root, labeled, pseudo, weak, strong, args.num_classes, cli.mask_labels(args), args.min_labeled
+            args.data_root,
+            labeled,
+            pseudo,
+            weak,
+            strong,
+            args.num_classes,
+            cli.mask_labels(args),
+            args.min_labeled,
+            labeled_strong,
         )
     )
     iters_per_epoch = len(dataset) // args.batch_size

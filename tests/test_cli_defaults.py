@@ -43,6 +43,8 @@ STAGES = {
             "scale_range": "train.scale_range",
             "min_labeled": "train.min_labeled",
             "strong": "train.strong_augmentation",
+            "strong_ops": "train.strong_ops",
+            "labeled_cutout": "train.labeled_cutout",
             "seed": "train.seed",
             "amp": "train.amp",
             "workers": "train.workers",

@@ -322,3 +322,33 @@ def test_each_model_starts_from_its_own_head(demo, tmp_path, monkeypatch):
     assert all(torch.equal(teacher[k], again[k]) for k in teacher)  # the same model of two runs
     assert all(torch.equal(shared[0][k], shared[1][k]) for k in teacher)  # train.init: shared
     assert train.init_seed(3, None) == 3 and train.init_seed(3, "teacher") != train.init_seed(4, "teacher")
+
+
+@pytest.mark.parametrize(
+    "options,pseudo_ops,labeled_ops",
+    [
+        ([], ("colour_jitter", "grayscale", "blur", "cutout"), None),
+        (
+            ["--strong", "all"],
+            ("colour_jitter", "grayscale", "blur", "cutout"),
+            ("colour_jitter", "grayscale", "blur", "cutout"),
+        ),
+        (["--strong", "none"], None, None),
+        (["--no-strong"], None, None),
+        (["--strong-ops", "cutout", "blur"], ("blur", "cutout"), None),
+        (["--labeled-cutout"], ("colour_jitter", "grayscale", "blur", "cutout"), ("cutout",)),
+        (["--strong", "none", "--labeled-cutout"], None, ("cutout",)),
+    ],
+)
+def test_which_images_get_which_strong_augmentation(options, pseudo_ops, labeled_ops):
+    """The paper's Table 5 and Figure 2 as trainer options: a student's pseudo-labeled and
+    labeled images each get the named strong augmentations; the teacher none, whatever they say."""
+    from stages import train
+
+    base = ["--labeled", "l.txt", "--data-root", ".", "--num-classes", "3", "--out-dir", "m"]
+    student = train.build_parser().parse_args([*base, "--pseudo", "u.txt", "u.h5", *options])
+    pseudo, labeled = train.strong_augmentation(student)
+    assert (pseudo and pseudo.ops) == pseudo_ops
+    assert (labeled and labeled.ops) == labeled_ops
+    teacher = train.build_parser().parse_args([*base, *options])
+    assert train.strong_augmentation(teacher) == (None, None)

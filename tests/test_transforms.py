@@ -390,3 +390,25 @@ def test_to_training_pair_types():
     assert m.dtype == torch.int64 and m.shape == (H, W)
     assert type(img) is torch.Tensor and type(m) is torch.Tensor
     assert torch.equal(m, mask.as_subclass(torch.Tensor).long())
+
+
+@pytest.mark.parametrize("op", ["colour_jitter", "grayscale", "blur", "cutout"])
+def test_each_strong_augmentation_alone(op):
+    """train.strong_ops (the paper's Figure 2): with one op named, only that one changes the pair,
+    even where the others' probabilities are 1."""
+    image, mask = coord_pair()
+    aug = StrongAugment(jitter_p=1.0, grayscale_p=1.0, blur_p=1.0, cutout_p=1.0, ops=[op])
+    torch.manual_seed(0)
+    out_img, out_mask = aug(image, mask)
+    assert (aug.last_cutout_box is not None) == (op == "cutout")
+    assert torch.equal(out_mask, mask) == (op != "cutout")
+    gray = torch.equal(out_img[0], out_img[1]) and torch.equal(out_img[1], out_img[2])
+    assert gray == (op == "grayscale")
+    assert not torch.equal(out_img, image)
+
+
+def test_strong_ops_are_checked():
+    with pytest.raises(ValueError, match="subset of"):
+        StrongAugment(ops=["mixup"])
+    with pytest.raises(ValueError, match="subset of"):
+        StrongAugment(ops=[])

@@ -79,7 +79,8 @@ class EvalDataset(ImageDataset):
 
 
 class TrainDataset(Dataset):
-    """Training pairs: weak augmentation always, strong augmentation on pseudo-labels only.
+    """Training pairs: weak augmentation always, then ``strong`` where given (pseudo-labeled
+    images; labeled ones under train.strong_augmentation: all or train.labeled_cutout).
 
     Labeled samples read their mask from the data root; pseudo-labeled samples read it from an
     HDF5 mask store written by ``stages.label`` (opened lazily, once per DataLoader worker).
@@ -171,15 +172,25 @@ def training_set(
     num_classes: int,
     ignore_labels: Sequence[int] = (),
     min_labeled: int = 200,
+    labeled_strong: StrongAugment | None = None,
 ) -> Dataset:
     """Labeled + pseudo-labeled training set, one loss, equal weight (docs/method.md).
 
     With pseudo-labels the labeled list is over-sampled to about the number of pseudo-labeled
     images; without (the teacher) it is repeated up to ``min_labeled`` images per epoch.
+    ``strong`` augments the pseudo-labeled images, ``labeled_strong`` the labeled ones (the
+    paper's Table 5 and Figure 2 ablations).
     """
     num_pseudo = sum(len(samples) for samples, _ in pseudo)
     parts: list[Dataset] = [
-        TrainDataset(root, oversample(labeled, num_pseudo or min_labeled), weak, num_classes, ignore_labels)
+        TrainDataset(
+            root,
+            oversample(labeled, num_pseudo or min_labeled),
+            weak,
+            num_classes,
+            ignore_labels,
+            strong=labeled_strong,
+        )
     ]
     for samples, store in pseudo:
         parts.append(TrainDataset(root, samples, weak, num_classes, ignore_labels, store=store, strong=strong))

@@ -8,10 +8,11 @@ Weak augmentation (every training image, :class:`WeakAugment`), in this order:
 3. random ``crop_size x crop_size`` crop;
 4. horizontal flip with probability ``flip_p``.
 
-Strong augmentation (pseudo-labeled images only, after the weak one, :class:`StrongAugment`),
-in this order: ColorJitter(0.5, 0.5, 0.5, 0.25) with p 0.8; RandomGrayscale p 0.2 (3 channels
-kept); Gaussian blur with sigma ~ U(0.1, 2.0), p 0.5; Cutout with p 0.5 (:func:`cutout`).
-Image-only operations never touch the mask; only Cutout writes 255 into the mask.
+Strong augmentation (pseudo-labeled images, after the weak one, :class:`StrongAugment`), in this
+order: ColorJitter(0.5, 0.5, 0.5, 0.25) with p 0.8; RandomGrayscale p 0.2 (3 channels kept);
+Gaussian blur with sigma ~ U(0.1, 2.0), p 0.5; Cutout with p 0.5 (:func:`cutout`). Any subset of
+the four (``STRONG_OPS``) may be on, the paper's Figure 2. Image-only operations never touch the
+mask; only Cutout writes 255 into the mask.
 
 Finally :func:`to_training_pair` turns the uint8 pair into a float image normalised with the
 ImageNet mean/std and an int64 mask.
@@ -32,6 +33,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from ..workflow.layout import STRONG_OPS  # train.strong_ops' names, in the order they are applied
 from .images import IGNORE_INDEX  # noqa: F401  (the ignore value, with the transforms that keep it)
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "IMAGENET_STD",
     "WeakAugment",
     "StrongAugment",
+    "STRONG_OPS",
     "random_rescale",
     "gaussian_kernel_size",
     "cutout",
@@ -256,7 +259,8 @@ def cutout(
 class StrongAugment:
     """ColorJitter (p ``jitter_p``) -> RandomGrayscale (p ``grayscale_p``) -> Gaussian blur
     (sigma ~ U(``blur_sigma``), p ``blur_p``, kernel :func:`gaussian_kernel_size`) -> Cutout
-    (p ``cutout_p``, :func:`cutout`).
+    (p ``cutout_p``, :func:`cutout`); of these only the ``ops`` named (a subset of ``STRONG_OPS``)
+    are applied, the others skipped without a random draw.
 
     ``__call__(image uint8 (3, H, W), mask uint8 (H, W)) -> (image, mask)``; the colour and blur
     operations touch only the image, Cutout sets the mask to 255 inside its box. The box of the
@@ -273,7 +277,12 @@ class StrongAugment:
         cutout_p: float = 0.5,
         cutout_area: Sequence[float] = (0.02, 0.4),
         cutout_aspect: Sequence[float] = (0.3, 1 / 0.3),
+        ops: Sequence[str] = STRONG_OPS,
     ) -> None:
+        unknown = set(ops) - set(STRONG_OPS)
+        if unknown or not ops:
+            raise ValueError(f"strong augmentations are a non-empty subset of {STRONG_OPS}, got {list(ops)}")
+        self.ops = tuple(op for op in STRONG_OPS if op in ops)
         brightness, contrast, saturation, hue = (float(x) for x in jitter)
         self.jitter = v2.RandomApply(
             [v2.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue)],
@@ -289,7 +298,7 @@ class StrongAugment:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(jitter={self.jitter}, grayscale={self.grayscale}, "
+            f"{type(self).__name__}(ops={self.ops}, jitter={self.jitter}, grayscale={self.grayscale}, "
             f"blur_p={self.blur_p}, blur_sigma={self.blur_sigma}, cutout_p={self.cutout_p}, "
             f"cutout_area={self.cutout_area}, cutout_aspect={self.cutout_aspect})"
         )
@@ -305,11 +314,13 @@ class StrongAugment:
         _check_pair(image, mask)
         self.last_cutout_box = None
 
-        image = self.jitter(image)
-        image = self.grayscale(image)
-        if _bernoulli(self.blur_p):
+        if "colour_jitter" in self.ops:
+            image = self.jitter(image)
+        if "grayscale" in self.ops:
+            image = self.grayscale(image)
+        if "blur" in self.ops and _bernoulli(self.blur_p):
             image = self.blur(image)
-        if _bernoulli(self.cutout_p):
+        if "cutout" in self.ops and _bernoulli(self.cutout_p):
             image, mask, box = cutout(image, mask, self.cutout_area, self.cutout_aspect)
             self.last_cutout_box = box
         return image, mask

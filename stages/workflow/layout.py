@@ -32,6 +32,7 @@ MODELS = (TEACHER, *STUDENTS)
 SUBSETS = ("unlabeled", "unreliable")  # what a model pseudo-labels: the unlabeled list, or ST++'s unreliable half
 SPLIT_LISTS = ("labeled", "unlabeled", "val", "test")  # the config's data lists (test: optional)
 SELECTIONS = ("most_stable", "least_stable", "random")  # the contact sheets' rows
+STRONG_OPS = ("colour_jitter", "grayscale", "blur", "cutout")  # strong augmentations, in their order
 
 
 def method_models(methods, rounds: int) -> list[tuple[str, str]]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..seg.palettes import BUILT_IN as BUILT_IN_PALETTES
 from ..seg.splits import parse_split_list, reliable_count
 from . import layout as L
-from .layout import fill
+from .layout import STRONG_OPS, fill
 
 # Rules whose outputs an experiment with teacher_from computes itself, whatever their key: the
 # teacher (rule copy_teacher copies it whole), a shard (temporary: its merge is what is copied)
@@ -386,11 +386,24 @@ class Plan:
             "checkpoints": checkpoints,
             "model_name": self.model_name(experiment, student),
             "teacher_epochs": self.teacher_epochs(experiment, student),
-            "strong": t["strong_augmentation"],
+            **self.strong_settings(experiment, student),
             "min_labeled": t["min_labeled"],
             "val": self.split_list(experiment, "val") if t["val_every"] else None,
             "eval_every": t["val_every"] or None,
             "sync_bn": t["sync_bn"] if t["gpus"] > 1 else None,
+        }
+
+    def strong_settings(self, experiment: str, student: str | None) -> dict:
+        """A student's strong augmentation: on which images, which ones. The teacher has none
+        (no pseudo-labels), so these settings are no part of its step."""
+        t = self.exp(experiment)["train"]
+        on = {True: "pseudo_labeled", False: "none"}.get(t["strong_augmentation"], t["strong_augmentation"])
+        if student is None:
+            return {}
+        return {
+            "strong": on,
+            "strong_ops": [op for op in STRONG_OPS if op in t["strong_ops"]] if on != "none" else None,
+            "labeled_cutout": (t["labeled_cutout"] and on != "all") or None,
         }
 
     # -- checks the schema cannot make ----------------------------------------------------------
@@ -622,12 +635,12 @@ class Plan:
         return fill(pattern, experiment=experiment, **wildcards)
 
     def split_list(self, experiment: str, key: str) -> str | None:
-        """Path of one of an experiment's split lists (relative to its data root unless
-        absolute); None for a test list the experiment does not have."""
+        """Path of one of an experiment's split lists (relative to data.lists_dir, by default the
+        data root, unless absolute); None for a test list the experiment does not have."""
         data = self.exp(experiment)["data"]
         if data.get(key) is None:
             return None
-        return os.path.join(data["root"], data[key])
+        return os.path.join(data.get("lists_dir") or data["root"], data[key])
 
     def lists(self, experiment: str) -> list[str]:
         """The split lists of an experiment (the data check's inputs)."""
