@@ -35,6 +35,7 @@ wildcard_constraints:
     shard=r"\d+",
     shards=r"\d+",
     selection=one_of(L.SELECTIONS),
+    phase=one_of(L.PIXEL_PHASES),
 
 
 # Which experiments train their teacher and which copy another's (rules train_teacher, copy_teacher),

@@ -116,3 +116,26 @@ rule split_reliable:
     shell:
         "python -m stages.split --scores {input.scores} --list {input.images} {params.settings}"
         " --reliable {output.reliable} --unreliable {output.unreliable} > {log} 2>&1"
+
+
+rule select_pixels:
+    input:
+        # the teacher's masks and, for student 2's masks, student 1's relabel of every image
+        unpack(inputs("select_pixels")),
+        data=checked_digests("unlabeled"),
+    output:
+        **outputs("select_pixels"),
+    log:
+        L.log_path("select_pixels"),
+    benchmark:
+        L.benchmark_path("select_pixels")
+    conda:
+        "../envs/stpp.yaml"
+    threads: resources_of("small")["threads"]
+    resources:
+        **job_resources("small"),
+    params:
+        settings=settings("select_pixels"),
+        inputs=input_args("select_pixels"),
+    shell:
+        "python -m stages.select_pixels {params.inputs} {params.settings} --out {output.masks} > {log} 2>&1"

@@ -35,6 +35,7 @@ import numpy as np
 from .seg import cli
 from .seg.files import atomic_path, write_json
 from .seg.images import IGNORE_INDEX, decode_mask
+from .seg.inference import confident
 from .seg.maskstore import MaskStore
 from .seg.metrics import confusion_matrix, iou_per_class, mean_iou, spearman
 from .seg.splits import read_scores, read_split_list
@@ -58,11 +59,24 @@ def build_parser():
     p.add_argument("--corrected", default=None, help="the review's corrected_ids.txt (with a review)")
     p.add_argument("--corrected-masks", default=None, help="the review's corrected_masks.h5 (with a review)")
     p.add_argument("--class-names", nargs="*", default=None, help="one name per class (default: 0..C-1)")
+    p.add_argument(
+        "--pixel-threshold",
+        type=float,
+        default=0.5,
+        help="stpp.pixel_threshold: the teacher's confident pixels (confidence at least this) are "
+        "measured apart from the rest, where its mask store holds confidences",
+    )
     p.add_argument("--out-json", required=True, help="audit.json to write")
     p.add_argument("--out-tsv", required=True, help="per_image.tsv to write")
     cli.add_data_args(p)
     p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
+
+
+# The confusion matrices the audit sums: whole images of each set, and pixels by the teacher's
+# confidence (stpp.pixel_threshold)
+SETS = ("teacher_all", "teacher_reliable", "teacher_unreliable", "student1_unreliable", "corrected")
+PIXEL_SETS = ("teacher_confident", "teacher_unconfident", "student1_unconfident")
 
 
 def quality(cm: np.ndarray, names: list[str]) -> dict:
@@ -132,10 +146,7 @@ def per_image(args, samples, scores: dict, reliable: set, unreliable: set, revie
     relabeled = MaskStore(args.relabeled) if args.relabeled else None
     has_truth = all(s.mask for s in samples)
     stpp = bool(args.reliable and args.unreliable)
-    cms = {
-        key: np.zeros((c, c), np.int64)
-        for key in ("teacher_all", "teacher_reliable", "teacher_unreliable", "student1_unreliable", "corrected")
-    }
+    cms = {key: np.zeros((c, c), np.int64) for key in (*SETS, *PIXEL_SETS)}
     corrected_masks = MaskStore(args.corrected_masks) if review.get("corrected") else None
     status = {i: what for what in ("excluded", "corrected") for i in review.get(what, ())}
     labels = cli.mask_labels(args)  # how the true masks' values read, made once
@@ -161,16 +172,44 @@ def per_image(args, samples, scores: dict, reliable: set, unreliable: set, revie
                 cms["corrected"] += confusion_matrix(corrected[painted], truth[painted], c).numpy()
             if s.id in reliable:
                 cms["teacher_reliable"] += cm
-            elif s.id in unreliable:
+            if s.id in unreliable:  # both with stpp.selection pixel: every image
                 cms["teacher_unreliable"] += cm
                 if relabeled is not None:
                     cm1 = confusion_matrix(relabeled[s.id], truth, c).numpy()
                     cms["student1_unreliable"] += cm1
                     row["student1_miou"] = f"{mean_iou(cm1):.6f}"
+            if teacher.has_confidence:
+                add_pixel_sets(cms, teacher, relabeled, s.id, truth, args.pixel_threshold, c)
         rows.append(row)
         if n % max(1, len(samples) // 10) == 0 or n == len(samples):
             log.info("audited %d/%d images", n, len(samples))
     return rows, cms
+
+
+def add_pixel_sets(cms: dict, teacher: MaskStore, relabeled, image_id: str, truth, threshold: float, c: int) -> None:
+    """The teacher's confident and unconfident pixels of one image against the truth, and
+    student 1's relabel of the unconfident ones where it relabeled the image."""
+    mask = teacher[image_id]
+    sure = confident(teacher.confidence(image_id), threshold)
+    cms["teacher_confident"] += confusion_matrix(mask[sure], truth[sure], c).numpy()
+    cms["teacher_unconfident"] += confusion_matrix(mask[~sure], truth[~sure], c).numpy()
+    if relabeled is not None and image_id in relabeled:
+        cms["student1_unconfident"] += confusion_matrix(relabeled[image_id][~sure], truth[~sure], c).numpy()
+
+
+def pixel_quality(result: dict, cms: dict, names: list[str], threshold: float) -> None:
+    """audit.json's pixel-level view (the paper's Table 8): the teacher's confident and
+    unconfident pixels' quality, and student 1's relabel of the unconfident ones."""
+    confident_pixels, unconfident_pixels = int(cms["teacher_confident"].sum()), int(cms["teacher_unconfident"].sum())
+    result["pixel_threshold"] = threshold
+    result["confident_pixel_share"] = confident_pixels / max(confident_pixels + unconfident_pixels, 1)
+    result["teacher"]["confident_pixels"] = quality(cms["teacher_confident"], names)
+    result["teacher"]["unconfident_pixels"] = quality(cms["teacher_unconfident"], names)
+    if cms["student1_unconfident"].sum():
+        relabel = quality(cms["student1_unconfident"], names)
+        result.setdefault("student1_relabel", {})["unconfident_pixels"] = relabel
+        before = result["teacher"]["unconfident_pixels"]["miou"]
+        result["pixel_relabel_gain"] = None if before is None or relabel["miou"] is None else relabel["miou"] - before
 
 
 def summarise(args, samples, names, scores, reliable, unreliable, rows, cms) -> dict:
@@ -206,6 +245,10 @@ def summarise(args, samples, names, scores, reliable, unreliable, rows, cms) -> 
             result["relabel_gain"] = None if before is None or after is None else after - before
         elif stpp:
             not_measured.append("relabel gain: no student-1 relabeling of the unreliable images")
+        if MaskStore(args.teacher_masks).has_confidence:
+            pixel_quality(result, cms, names, args.pixel_threshold)
+        else:
+            not_measured.append("confident vs unconfident pixels: the teacher's masks hold no confidences")
     if has_truth and scores:
         pairs = [
             (float(r["score"]), float(r["teacher_miou"]))

@@ -5,8 +5,10 @@
 
 Hard argmax of the summed softmax maps, no confidence threshold, no ignore pixels. Writes an
 HDF5 mask store (one compressed uint8 dataset per image id) whose attributes name the model
-file and the TTA settings. ``--shard i --num-shards n`` labels every n-th image starting at the
-i-th, so a cluster can split the list; ``stages.merge_masks`` joins the shards.
+file and the TTA settings, with each pixel's confidence beside each mask (the winning class's
+mean probability over the TTA passes, x 255: what stpp.selection: pixel selects by).
+``--shard i --num-shards n`` labels every n-th image starting at the i-th, so a cluster can split
+the list; ``stages.merge_masks`` joins the shards.
 """
 
 from __future__ import annotations
@@ -64,9 +66,7 @@ def label(args) -> None:
     attrs = {
         "model": str(weights),
         "list": str(args.list),
-        "tta_scales": tta["scales"],
-        "tta_flip": tta["flip"],
-        "tta_resize_logits": tta["resize_logits"],
+        **{f"tta_{key}": value for key, value in tta.items()},
         "shard": args.shard,
         "num_shards": args.num_shards,
     }
@@ -79,8 +79,9 @@ def label(args) -> None:
             "labeled",
             args.prefetch_factor,
         ):
-            for image_id, mask in zip(ids, predict(model, images, **tta, amp_dtype=amp).cpu().numpy(), strict=True):
-                store.write(image_id, mask)
+            masks, confidence = predict(model, images, **tta, amp_dtype=amp, confidence=True)
+            for image_id, mask, conf in zip(ids, masks.cpu().numpy(), confidence.cpu().numpy(), strict=True):
+                store.write(image_id, mask, conf)
     log.info("wrote %s", args.out)
 
 

@@ -143,7 +143,14 @@ def predict_images(args) -> None:
     predictor = load_predictor(args)
     out, failures, rows, t0 = Path(args.out), [], [], time.time()
     names = predictor.class_names
-    options = dict(tta=args.tta, scales=args.scales, flip=args.flip, window=args.window, stride=args.stride)
+    options = dict(
+        tta=args.tta,
+        scales=args.scales,
+        flip=args.flip,
+        window=args.window,
+        stride=args.stride,
+        geometry=args.tta_geometry,
+    )
     log.info("segmenting %d images with %s -> %s", len(images), args.model, out)
     for batch_names, batch in batches(images, args.batch_size, failures):
         for name, image, mask in zip(batch_names, batch, predictor.predict_batch(batch, **options), strict=True):

@@ -69,9 +69,7 @@ def score(args) -> None:
     header = "\t".join(["id", "score", *(f"miou_{j}" for j in range(1, k))])
     attrs = {
         "checkpoints": list(map(str, args.checkpoints)),
-        "tta_scales": tta["scales"],
-        "tta_flip": tta["flip"],
-        "tta_resize_logits": tta["resize_logits"],
+        **{f"tta_{key}": value for key, value in tta.items()},
         "shard": args.shard,
         "num_shards": args.num_shards,
     }

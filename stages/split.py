@@ -8,6 +8,9 @@ reliable. Both outputs are lines of the unlabeled list, so each is itself a vali
 
 ``--selection random`` is the paper's ablation (Table 7, "random"): the same number of images,
 drawn uniformly with ``--seed`` instead of by score; the scores are still read and checked.
+``--selection pixel`` (Table 8, pixel-level selective re-training) selects pixels, not images:
+every image is in both lists (student 1 learns from each one's confident pixels, then relabels
+each one's other pixels: stages.select_pixels).
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ def build_parser():
     p.add_argument("--unreliable", required=True, help="unreliable_ids.txt to write")
     p.add_argument(
         "--selection",
-        choices=("stability", "random"),
+        choices=("stability", "random", "pixel"),
         default="stability",
-        help="rank by stability score, or draw the reliable set at random (the ablation)",
+        help="rank by stability score, draw the reliable set at random (the ablation), or pixel: "
+        "every image in both lists (pixel-level selection)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of --selection random")
     return p
@@ -56,6 +60,8 @@ def split(args) -> None:
     samples = read_split_list(args.list)
     seed = args.seed if args.selection == "random" else None
     reliable, unreliable = rank(samples, read_scores(args.scores), args.ratio, seed)
+    if args.selection == "pixel":
+        reliable = unreliable = samples
     write_split_list(args.reliable, reliable)
     write_split_list(args.unreliable, unreliable)
     log.info(

@@ -18,10 +18,10 @@ TRUTH = np.array([[0, 1], [0, 1]], np.uint8)
 EXACT, ZEROS = TRUTH, np.zeros((2, 2), np.uint8)
 
 
-def store(path: Path, masks: dict) -> str:
+def store(path: Path, masks: dict, confidence: np.ndarray | None = None) -> str:
     with MaskStoreWriter(path) as w:
         for image_id, mask in masks.items():
-            w.write(image_id, mask)
+            w.write(image_id, mask, confidence)
     return str(path)
 
 
@@ -81,7 +81,8 @@ def test_audit_matches_a_hand_computation(case):
     assert result["relabel_gain"] == pytest.approx(7 / 12 - 1 / 4)
     # ranks of the scores 4 3 1 2 against per-image mIoU 1 1 .25 .25: r = 4 / sqrt(5 * 4)
     assert result["spearman_score_vs_miou"] == pytest.approx(4 / math.sqrt(20))
-    assert result["not_measured"] == [] and result["ground_truth"] is True
+    assert result["not_measured"] == ["confident vs unconfident pixels: the teacher's masks hold no confidences"]
+    assert result["ground_truth"] is True
 
     with open(root / "audit" / "per_image.tsv", newline="") as f:
         rows = {r["id"]: r for r in csv.DictReader(f, delimiter="\t")}
@@ -111,3 +112,25 @@ def test_audit_without_ground_truth_says_what_it_could_not_measure(case):
     assert "4 of 4 lines" in result["not_measured"][0] and "unlabeled.txt" in result["not_measured"][0]
     rows = (root / "audit" / "per_image.tsv").read_text().splitlines()
     assert rows[1].split("\t")[:3] == ["a.png", "1.900000", "1"]
+
+
+def test_confident_and_unconfident_pixels_match_a_hand_computation(case):
+    """stpp.selection pixel's view (the paper's Table 8): the teacher is confident on the left
+    column (truth bg) and not on the right (truth fg); student 1 relabels every image."""
+    root, argv = case
+    sure = np.array([[255, 0], [255, 127]], np.uint8)  # 127 < round(255 x 0.5) = 128
+    masks = {"a.png": EXACT, "b.png": EXACT, "c.png": ZEROS, "d.png": ZEROS}
+    argv[argv.index("--teacher-masks") + 1] = store(root / "t_conf.h5", masks, sure)
+    relabel = {"a.png": ZEROS, "b.png": EXACT, "c.png": EXACT, "d.png": EXACT}
+    argv[argv.index("--relabeled") + 1] = store(root / "s1_all.h5", relabel)
+    audit.main([*argv, "--pixel-threshold", "0.5"])
+    result = json.loads((root / "audit" / "audit.json").read_text())
+    assert result["confident_pixel_share"] == 0.5 and result["pixel_threshold"] == 0.5
+    # confident: 8 bg pixels, all right (fg absent: no IoU)
+    assert result["teacher"]["confident_pixels"]["iou"] == {"bg": 1.0, "fg": None}
+    # unconfident: 8 fg pixels, a and b right: fg TP 4 FN 4 -> 1/2, bg TP 0 FP 4 -> 0
+    assert result["teacher"]["unconfident_pixels"]["iou"] == pytest.approx({"bg": 0.0, "fg": 0.5})
+    # the relabel gets b, c, d right: fg TP 6 FN 2 -> 3/4
+    assert result["student1_relabel"]["unconfident_pixels"]["iou"] == pytest.approx({"bg": 0.0, "fg": 0.75})
+    assert result["pixel_relabel_gain"] == pytest.approx(0.375 - 0.25)
+    assert result["not_measured"] == []

@@ -18,7 +18,12 @@ SPEED = {
     "prefetch_factor": "speed.prefetch_factor",
 }
 INFERENCE = {**SPEED, "fold_batch_norm": "speed.fold_batch_norm", "amp": "speed.inference_amp", "device": "device"}
-TTA = {"scales": "label.scales", "flip": "label.flip", "resize_logits": "label.resize_logits"}
+TTA = {
+    "scales": "label.scales",
+    "flip": "label.flip",
+    "resize_logits": "label.resize_logits",
+    "tta_geometry": "label.tta_geometry",
+}
 STAGES = {
     "train": (
         train.build_parser,

@@ -195,3 +195,52 @@ def test_sliding_window_rejects_a_stride_that_leaves_gaps():
     model = torch.nn.Conv2d(3, 2, 1).eval()
     with pytest.raises(ValueError, match="stride"):
         sliding_window_logits(model, torch.zeros(1, 3, 20, 20), window=8, stride=9)
+
+
+def reference_tta(net: nn.Module, x: torch.Tensor, scales) -> torch.Tensor:
+    """The ST++ reference code's TTA (model/semseg/base.py, forward(tta=True)), rewritten: sizes
+    int(h * scale), align_corners=True both ways, softmax at the scaled size, flip pass added."""
+    h, w = x.shape[-2:]
+    total = 0
+    for scale in scales:
+        cur = F.interpolate(x, size=(int(h * scale), int(w * scale)), mode="bilinear", align_corners=True)
+        out = F.softmax(net(cur), dim=1)
+        total = total + F.interpolate(out, (h, w), mode="bilinear", align_corners=True)
+        out = F.softmax(net(cur.flip(3)), dim=1).flip(3)
+        total = total + F.interpolate(out, (h, w), mode="bilinear", align_corners=True)
+    return total
+
+
+@pytest.mark.parametrize("h,w", [(97, 131), (33, 17), (50, 75)])
+def test_reference_tta_geometry_matches_the_reference_arithmetic(h, w):
+    """label.tta_geometry: reference truncates the scaled sides and aligns corners both ways, as
+    the reference code: on odd sizes its summed maps equal the rewrite above; the default rounds
+    (at 0.75, 97 x 131 is 73 x 98 against the reference's 72 x 98) and differs."""
+    from stages.seg.inference import scaled_size
+
+    net = Pointwise().eval()
+    x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(2))
+    scales = (0.5, 0.75, 1.0, 1.5, 2.0)
+    expected = reference_tta(net, x, scales)
+    ours = tta_probabilities(net, x, scales, flip=True, geometry="reference")
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(tta_probabilities(net, x, scales, flip=True), expected, atol=1e-3)
+    assert scaled_size(97, 131, 0.75, "reference") == (72, 98)
+    assert scaled_size(97, 131, 0.75) == (73, 98)
+    with pytest.raises(ValueError, match="TTA geometry"):
+        tta_probabilities(net, x, scales, geometry="nearest")
+
+
+def test_predict_returns_each_pixels_mean_tta_confidence():
+    """The confidence stages.label stores: the winning class's probability averaged over the
+    passes, x 255 rounded; one scale without flip: the plain softmax's maximum."""
+    net = Pointwise().eval()
+    images = random_images(2, 12, 16)
+    masks, conf = predict(net, images, scales=[1.0], flip=False, confidence=True)
+    probs = net(normalize(images)).softmax(1)
+    assert torch.equal(masks, probs.argmax(1).to(torch.uint8))
+    assert torch.equal(conf, (probs.amax(1) * 255).round().to(torch.uint8))
+    masks2, conf2 = predict(net, images, scales=[0.5, 1.0], flip=True, confidence=True)
+    mean = tta_probabilities(net, normalize(images), [0.5, 1.0], True) / 4
+    assert torch.equal(conf2, (mean.amax(1) * 255).round().to(torch.uint8))
+    assert conf2.min() >= 255 // C  # a winning class has at least 1/C

@@ -108,7 +108,7 @@ def test_each_stage_command_is_the_workflows_own_on_the_camvid_config(tmp_path):
         assert expected in flags
     assert f"--data-root {tmp_path}" in flags and "--device cpu" in flags and "--model-name teacher" in flags
     label = " ".join(map(str, performance.label_command(a, "m.pt", "l.txt", "o.h5", 1)))
-    assert "--tta --weights final" in label and "--scales 0.5 0.75 1.0 1.5 2.0" in label
+    assert "--tta --tta-geometry rounded --weights final" in label and "--scales 0.5 0.75 1.0 1.5 2.0" in label
     plain = " ".join(map(str, performance.plain_train_command(a, "resnet18", 0, tmp_path / "p.json")))
     assert "baselines.py plain-train" in plain and "--backbone resnet18" in plain and "--pretrained" not in plain
 

@@ -498,3 +498,44 @@ def test_methods_against_supervised():
         "ST++ final: -0.50 mIoU under SupOnly (49.50 against 50.00)",
     ]
     assert against_supervised("method\tmiou\nST\t54.10\n") == []  # no SupOnly row, nothing to compare
+
+
+def test_select_pixels_keeps_the_confident_pixels_then_fills_in_the_relabel(tmp_path):
+    """stpp.selection pixel: student 1's masks are the teacher's confident pixels (the rest 255),
+    student 2's those and student 1's relabel elsewhere; shards merge with their confidences."""
+    from stages import merge_masks, select_pixels
+    from stages.seg.maskstore import MaskStore, MaskStoreWriter
+
+    teacher_mask = np.array([[1, 2], [3, 0]], np.uint8)
+    conf = np.array([[200, 128], [127, 0]], np.uint8)  # 128 = round(255 x 0.5): confident
+    for i, image_id in enumerate(("x/a.png", "b.png")):
+        with MaskStoreWriter(tmp_path / f"t{i}.h5") as w:
+            w.write(image_id, teacher_mask, conf)
+    merge_masks.main(["--out", str(tmp_path / "t.h5"), str(tmp_path / "t0.h5"), str(tmp_path / "t1.h5")])
+    merged = MaskStore(tmp_path / "t.h5")
+    assert sorted(merged.ids()) == ["b.png", "x/a.png"] and len(merged) == 2
+    assert np.array_equal(merged.confidence("x/a.png"), conf)
+    with MaskStoreWriter(tmp_path / "r.h5") as w:
+        for image_id in ("x/a.png", "b.png"):
+            w.write(image_id, np.full((2, 2), 4, np.uint8))
+    teacher = str(tmp_path / "t.h5")
+    select_pixels.main(["--teacher", teacher, "--threshold", "0.5", "--out", str(tmp_path / "c.h5")])
+    select_pixels.main(
+        [
+            "--teacher",
+            teacher,
+            "--relabel",
+            str(tmp_path / "r.h5"),
+            "--threshold",
+            "0.5",
+            "--out",
+            str(tmp_path / "m.h5"),
+        ]
+    )
+    assert np.array_equal(MaskStore(tmp_path / "c.h5")["b.png"], [[1, 2], [255, 255]])
+    assert np.array_equal(MaskStore(tmp_path / "m.h5")["x/a.png"], [[1, 2], [4, 4]])
+    with MaskStoreWriter(tmp_path / "old.h5") as w:  # a store written before confidences were
+        w.write("b.png", teacher_mask)
+    with pytest.raises(ValueError, match="holds no confidences .* re-run the teacher's labeling"):
+        select_pixels.main(["--teacher", str(tmp_path / "old.h5"), "--out", str(tmp_path / "x.h5")])
+    assert not (tmp_path / "x.h5").exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import assert_same_weights, train_args
 
 from stages import train
@@ -352,3 +353,18 @@ def test_which_images_get_which_strong_augmentation(options, pseudo_ops, labeled
     assert (labeled and labeled.ops) == labeled_ops
     teacher = train.build_parser().parse_args([*base, *options])
     assert train.strong_augmentation(teacher) == (None, None)
+
+
+def test_the_loss_is_the_mean_over_labeled_pixels_and_zero_without_any():
+    """A batch whose every pixel is ignored (an unconfident crop of pixel-level selection) gives
+    loss 0 and zero gradients, not nan: training goes on. Otherwise PyTorch's mean."""
+    from stages.train import segmentation_loss
+
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    masks = torch.randint(0, 3, (2, 4, 4))
+    masks[0, :2] = 255
+    torch.testing.assert_close(segmentation_loss(logits, masks), F.cross_entropy(logits, masks, ignore_index=255))
+    ignored = torch.full((2, 4, 4), 255)
+    loss = segmentation_loss(logits, ignored)
+    loss.backward()
+    assert loss.item() == 0 and torch.equal(logits.grad, torch.zeros_like(logits))

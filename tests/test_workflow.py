@@ -598,3 +598,35 @@ def test_predict_segments_new_images_with_st_plus_plus_final_and_reruns_only_for
     assert planned_rules(snakemake("-n", *run)) == set()
     (photos / "new.png").write_bytes((photos / names[0]).read_bytes())  # a new image: the predictions again
     assert planned_rules(snakemake("-n", *run)) == {"predict", "all"}
+
+
+def test_pixel_level_selection_runs_on_the_baselines_teacher(tiny_run):
+    """stpp.selection: pixel (the paper's Table 8) as an experiment with teacher_from: the
+    teacher's masks (with their confidences) are copied, student 1 learns from the confident
+    pixels, relabels, student 2 learns from the combined masks; the audit measures the confident
+    and unconfident pixels."""
+    workdir, _ = tiny_run
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    pixel = yaml.safe_load(yaml.safe_dump(config["experiments"]["tiny"]))
+    pixel["teacher_from"] = "tiny"
+    pixel["stpp"]["selection"] = "pixel"
+    config["experiments"]["tiny_pixel"] = pixel
+    path = workdir / "tiny_pixel.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = ("--cores", "2", "--configfile", str(path), "--directory", str(workdir))
+    targets = ["results/tiny_pixel/stpp_student2/metrics.json", "results/tiny_pixel/audit/audit.json"]
+    proc = snakemake(*args, *targets)
+    ran = ran_rules(proc)
+    assert {"select_pixels", "train_student", "copy_shared"} <= ran and "train_teacher" not in ran
+    results = workdir / "results" / "tiny_pixel"
+    teacher = MaskStore(results / "teacher" / "pseudo_masks_unlabeled.h5")
+    confident = MaskStore(results / "stpp_split" / "pixel_masks_confident.h5")
+    combined = MaskStore(results / "stpp_split" / "pixel_masks_combined.h5")
+    relabel = MaskStore(results / "stpp_student1" / "pseudo_masks_unreliable.h5")
+    for image_id in teacher.ids():
+        sure = teacher.confidence(image_id) >= 128
+        assert np.array_equal(confident[image_id], np.where(sure, teacher[image_id], 255))
+        assert np.array_equal(combined[image_id], np.where(sure, teacher[image_id], relabel[image_id]))
+    audit = json.loads((results / "audit" / "audit.json").read_text())
+    assert 0 < audit["confident_pixel_share"] <= 1
+    assert {"confident_pixels", "unconfident_pixels"} <= set(audit["teacher"])

@@ -85,6 +85,7 @@ def test_labeling_scoring_and_the_students_sources():
         "num-classes": ["4"],
         "scales": ["0.75", "1.0"],
         "tta": [],
+        "tta-geometry": ["rounded"],
         "weights": ["final"],
     }
     assert label.inputs == {"model": "results/tiny/teacher/model.pt", "images": "resources/demo/unlabeled.txt"}
@@ -450,3 +451,62 @@ def test_the_settings_that_cannot_work_are_named_all_at_once():
     lines = str(found.value).splitlines()
     assert len(lines) == 3 and "class_names has 2 names" in lines[0] and "label.weights is 'best'" in lines[1]
     assert "maps 255 to class 9" in lines[2]
+
+
+def test_the_papers_ablations_share_the_teacher_and_copy_all_they_do_not_change():
+    """Table 5 and Figure 2 (strong augmentation), Table 8 (pixel-level selection) and the TTA
+    geometry, each an experiment with teacher_from: none changes the teacher, so every one is
+    allowed; each copies exactly what it does not change."""
+    config = copy.deepcopy(TINY)
+    base = config["experiments"]["tiny"]
+    variants = {
+        "none": {"train": {"strong_augmentation": "none"}},
+        "old_false": {"train": {"strong_augmentation": False}},
+        "all": {"train": {"strong_augmentation": "all"}},
+        "blur": {"train": {"strong_ops": ["blur"]}},
+        "grey": {"train": {"labeled_cutout": True}},
+        "pixel": {"stpp": {"selection": "pixel"}},
+        "geometry": {"label": {"tta_geometry": "reference"}},
+    }
+    for name, change in variants.items():
+        e = config["experiments"][name] = yaml.safe_load(yaml.safe_dump(base))
+        e["teacher_from"] = "tiny"
+        for section, values in change.items():
+            e[section].update(values)
+    validate(config, str(REPO / "config" / "config.schema.yaml"))
+    p = Plan(config)
+    p.check()
+
+    def copied(name):
+        return sorted(k.removeprefix(f"results/{name}/") for k in p.copied_files(name))
+
+    labeling = ["teacher/pseudo_masks_unlabeled.h5", "teacher/stability_scores.tsv", "teacher/checkpoint_masks.h5"]
+    split = ["stpp_split/reliable_ids.txt", "stpp_split/unreliable_ids.txt"]
+    for name in ("none", "all", "blur", "grey"):  # every student trains anew
+        assert copied(name) == sorted(labeling + split), name
+    assert p.step("train_student", "none", model="st_student").args == p.step(
+        "train_student", "old_false", model="st_student"
+    ).args.replace("old_false", "none")
+    # pixel: the teacher's labels, its scores (for the audit) and ST are the baseline's
+    assert copied("pixel") == sorted([*labeling, "st_student/model.pt", "st_student/train_log.tsv"])
+    sources = {m: p.pseudo_sources("pixel", m) for m in ("stpp_student1", "stpp_student2")}
+    assert sources == {
+        "stpp_student1": [
+            ("results/pixel/stpp_split/reliable_ids.txt", "results/pixel/stpp_split/pixel_masks_confident.h5")
+        ],
+        "stpp_student2": [
+            ("results/pixel/stpp_split/reliable_ids.txt", "results/pixel/stpp_split/pixel_masks_combined.h5")
+        ],
+    }
+    combined = p.step("select_pixels", "pixel", phase="combined")
+    assert combined.inputs["relabel"] == "results/pixel/stpp_student1/pseudo_masks_unreliable.h5"
+    assert combined.args == "--threshold 0.5"
+    assert "--selection pixel" in p.step("split_reliable", "pixel").args
+    assert "--ratio" not in p.step("split_reliable", "pixel").args
+    # the geometry changes the pseudo-masks and all after them; scoring without TTA reads none
+    assert copied("geometry") == sorted(labeling[1:] + split)
+    # what the trainer is told
+    student = options(p.step("train_student", "grey", model="st_student").args)
+    assert student["strong"] == ["pseudo_labeled"] and "labeled-cutout" in student
+    assert options(p.step("train_student", "blur", model="st_student").args)["strong-ops"] == ["blur"]
+    assert "strong" not in options(p.step("train_teacher", "tiny").args)

@@ -21,6 +21,11 @@ from .splits import DataError
 # The paper's TTA scales (also the default of inference.tta_probabilities).
 DEFAULT_TTA_SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
 
+# label.tta_geometry: how TTA resizes. rounded: each scaled side rounded, bilinear resizes with
+# align_corners=False (this workflow's, as its models resize); reference: each scaled side
+# truncated (int(h * scale)), both resizes with align_corners=True, as the ST++ reference code.
+TTA_GEOMETRIES = ("rounded", "reference")
+
 log = logging.getLogger("stpp")
 
 
@@ -159,13 +164,25 @@ def add_tta_args(p: argparse.ArgumentParser, default_on: bool) -> None:
         "image's size, softmax there (one resize a pass, faster); default: the paper's softmax at "
         "the scaled size, then a resize back",
     )
+    p.add_argument(
+        "--tta-geometry",
+        choices=TTA_GEOMETRIES,
+        default="rounded",
+        help="rounded scaled sizes and align_corners=False resizes, or the reference code's truncated "
+        "sizes and align_corners=True (label.tta_geometry)",
+    )
 
 
 def tta_settings(args: argparse.Namespace) -> dict:
     """The TTA actually applied, for mask-store attributes and ``predict``."""
     if not args.tta:
-        return {"scales": None, "flip": False, "resize_logits": False}
-    return {"scales": list(args.scales), "flip": bool(args.flip), "resize_logits": bool(args.resize_logits)}
+        return {"scales": None, "flip": False, "resize_logits": False, "geometry": "rounded"}
+    return {
+        "scales": list(args.scales),
+        "flip": bool(args.flip),
+        "resize_logits": bool(args.resize_logits),
+        "geometry": args.tta_geometry,
+    }
 
 
 def setup_logging(verbose: bool = False) -> None:

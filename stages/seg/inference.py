@@ -10,12 +10,20 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from .cli import DEFAULT_TTA_SCALES
+from .cli import DEFAULT_TTA_SCALES, TTA_GEOMETRIES
 from .metrics import confusion_matrix
 from .models import ALIGN_CORNERS
 from .transforms import normalize
 
 log = logging.getLogger("stpp")
+
+
+def scaled_size(h: int, w: int, scale: float, geometry: str = "rounded") -> tuple[int, int]:
+    """The input size of one TTA scale: at 0.75, 97 x 131 becomes 73 x 98 rounded, 72 x 98 as
+    the reference code truncates."""
+    if geometry == "reference":
+        return max(1, int(h * scale)), max(1, int(w * scale))
+    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 @torch.inference_mode()
@@ -25,6 +33,7 @@ def tta_probabilities(
     scales: Sequence[float] = DEFAULT_TTA_SCALES,
     flip: bool = True,
     resize_logits: bool = False,
+    geometry: str = "rounded",
 ) -> torch.Tensor:
     """Sum of softmax maps over scales (x flip), each resized back to the input size.
 
@@ -33,13 +42,17 @@ def tta_probabilities(
     paper's softmax at the scaled size, resized back. ``resize_logits`` instead takes the
     model's class scores at its output resolution (``SegModel.logits``) straight to (H, W) and
     takes the softmax there: one resize a pass instead of two, the same at scale 1, not exactly
-    the paper's elsewhere.
+    the paper's elsewhere. ``geometry`` is how the sizes are computed and the resizes aligned
+    (``TTA_GEOMETRIES``).
     """
+    if geometry not in TTA_GEOMETRIES:
+        raise ValueError(f"TTA geometry is one of {TTA_GEOMETRIES}, got {geometry!r}")
+    corners = geometry == "reference"
     h, w = images.shape[-2:]
     total = None
     for scale in scales:
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        x = images if size == (h, w) else F.interpolate(images, size, mode="bilinear", align_corners=False)
+        size = scaled_size(h, w, scale, geometry)
+        x = images if size == (h, w) else F.interpolate(images, size, mode="bilinear", align_corners=corners)
         for flipped in (False, True) if flip else (False,):
             xi = x.flip(-1) if flipped else x
             if resize_logits:
@@ -49,7 +62,7 @@ def tta_probabilities(
             if flipped:
                 probs = probs.flip(-1)
             if probs.shape[-2:] != (h, w):
-                probs = F.interpolate(probs, (h, w), mode="bilinear", align_corners=False)
+                probs = F.interpolate(probs, (h, w), mode="bilinear", align_corners=corners)
             total = probs if total is None else total + probs
     return total
 
@@ -93,9 +106,13 @@ def predict(
     stride: int | None = None,
     resize_logits: bool = False,
     amp_dtype: torch.dtype | None = None,
-) -> torch.Tensor:
+    geometry: str = "rounded",
+    confidence: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Hard masks (N, H, W) uint8 for uint8 images: plain, TTA (``scales``) or sliding window.
-    ``amp_dtype``: autocast (bf16 / fp16 on CUDA, ``seg.speed.amp_dtype``); None is float32."""
+    ``amp_dtype``: autocast (bf16 / fp16 on CUDA, ``seg.speed.amp_dtype``); None is float32.
+    With ``confidence``, also each pixel's confidence (N, H, W) uint8: the winning class's
+    probability (with TTA its mean over the passes) x 255, rounded (:func:`confidence_uint8`)."""
     x = normalize(images_uint8)
     with (
         torch.inference_mode(),
@@ -104,10 +121,28 @@ def predict(
         if window:
             scores = sliding_window_logits(model, x, window, stride or max(1, window * 2 // 3))
         elif scales is not None:
-            scores = tta_probabilities(model, x, scales, flip, resize_logits)
+            scores = tta_probabilities(model, x, scales, flip, resize_logits, geometry)
         else:
             scores = model(x)
-    return scores.argmax(1).to(torch.uint8)
+    masks = scores.argmax(1).to(torch.uint8)
+    if not confidence:
+        return masks
+    if scales is not None and not window:  # a sum of softmax maps: the mean over the passes
+        probs = scores.float() / (len(scales) * (2 if flip else 1))
+    else:
+        probs = scores.float().softmax(1)
+    return masks, confidence_uint8(probs.amax(1))
+
+
+def confidence_uint8(probability: torch.Tensor) -> torch.Tensor:
+    """A probability in [0, 1] as uint8 0..255 (rounded): how mask stores keep a pixel's
+    confidence. A threshold t compares as ``stored >= round(255 t)`` (:func:`confident`)."""
+    return (probability.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def confident(stored, threshold: float):
+    """Which pixels of a stored uint8 confidence reach ``threshold`` (stpp.pixel_threshold)."""
+    return stored >= round(255 * threshold)
 
 
 def batches_by_size(

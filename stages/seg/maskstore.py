@@ -3,7 +3,10 @@
 A store holds the pseudo-masks of one labeling job (or the K checkpoint predictions of the
 scoring job, one ``(K, H, W)`` dataset per id). File attributes say what made it: the model
 file, the TTA scales and flip. Image ids are paths (``train/0001.png``); HDF5 would turn the
-slashes into groups, so dataset names escape them (see :func:`_key`).
+slashes into groups, so dataset names escape them (see :func:`_key`). A labeling job also
+stores each pixel's TTA confidence (uint8, ``inference.confidence_uint8``) in the group
+``CONFIDENCE``, under the same names: the pixel-level selection's input
+(``stpp.selection: pixel``). No escaped id can be that group's name: ``%`` is escaped.
 
 Writers build the file under a temporary name and rename it on success: a crashed labeling
 job leaves no store that looks complete.
@@ -20,6 +23,8 @@ import h5py
 import numpy as np
 
 from .files import atomic_path
+
+CONFIDENCE = "%confidence"
 
 
 def _key(image_id: str) -> str:
@@ -49,11 +54,15 @@ class MaskStoreWriter:
             self._file.attrs[k] = _attr(v)
         return self
 
-    def write(self, image_id: str, mask: np.ndarray) -> None:
-        mask = np.asarray(mask)
-        if mask.dtype != np.uint8:
-            raise TypeError(f"masks are stored as uint8, got {mask.dtype} for {image_id}")
-        self._file.create_dataset(_key(image_id), data=mask, compression="gzip", compression_opts=4)
+    def write(self, image_id: str, mask: np.ndarray, confidence: np.ndarray | None = None) -> None:
+        """Store one mask and, where given, its pixels' confidence (uint8, the mask's shape)."""
+        for name, array in (("masks", mask), ("confidences", confidence)):
+            if array is not None and np.asarray(array).dtype != np.uint8:
+                raise TypeError(f"{name} are stored as uint8, got {np.asarray(array).dtype} for {image_id}")
+        self._file.create_dataset(_key(image_id), data=np.asarray(mask), compression="gzip", compression_opts=4)
+        if confidence is not None:
+            group = self._file.require_group(CONFIDENCE)
+            group.create_dataset(_key(image_id), data=np.asarray(confidence), compression="gzip", compression_opts=4)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         self._file.close()
@@ -85,18 +94,35 @@ class MaskStore:
         except KeyError:
             raise KeyError(f"mask store {self.path} has no mask for {image_id}") from None
 
+    def _keys(self) -> list[str]:
+        return [k for k in self.file.keys() if k != CONFIDENCE]
+
     def __len__(self) -> int:
-        return len(self.file)
+        return len(self._keys())
 
     def ids(self) -> Iterator[str]:
-        return (_id(k) for k in self.file.keys())
+        return (_id(k) for k in self._keys())
 
     def __contains__(self, image_id: str) -> bool:
-        return _key(image_id) in self.file
+        return _key(image_id) in self.file  # never the confidence group: escaped ids hold no bare %
 
     def missing(self, ids: Iterable[str]) -> list[str]:
-        keys = set(self.file.keys())
+        keys = set(self._keys())
         return [i for i in ids if _key(i) not in keys]
+
+    @property
+    def has_confidence(self) -> bool:
+        return CONFIDENCE in self.file
+
+    def confidence(self, image_id: str) -> np.ndarray:
+        """The uint8 confidence of each pixel of one mask (a store written by stages.label)."""
+        try:
+            return self.file[CONFIDENCE][_key(image_id)][()]
+        except KeyError:
+            raise KeyError(
+                f"mask store {self.path} has no confidence for {image_id}; it was written before "
+                "stages.label stored confidences: re-run the labeling"
+            ) from None
 
     @property
     def attrs(self) -> dict:
@@ -119,6 +145,11 @@ def merge_stores(inputs: Iterable[str | os.PathLike], output: str | os.PathLike)
         for path in inputs:
             with h5py.File(path, "r") as src:
                 for key in src:
+                    if key == CONFIDENCE:
+                        group = out.require_group(CONFIDENCE)
+                        for name in src[key]:
+                            src.copy(src[key][name], group, name=name)
+                        continue
                     if key in out:
                         raise ValueError(f"{path}: mask {_id(key)} is in more than one shard")
                     src.copy(src[key], out, name=key)

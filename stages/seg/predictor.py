@@ -90,9 +90,11 @@ class Predictor:
         flip: bool = True,
         window: int | None = None,
         stride: int | None = None,
+        geometry: str = "rounded",
     ) -> torch.Tensor:
         """Masks (N, H, W) uint8 of uint8 images (N, 3, H, W) of one size: plain, TTA (the
-        summed softmax over ``scales`` x ``flip``), or a sliding window of ``window`` pixels."""
+        summed softmax over ``scales`` x ``flip``, resized by ``geometry``: label.tta_geometry),
+        or a sliding window of ``window`` pixels."""
         return predict(
             self.model,
             images.to(self.device),
@@ -101,6 +103,7 @@ class Predictor:
             window=window,
             stride=stride,
             amp_dtype=self.amp_dtype,
+            geometry=geometry,
         ).cpu()
 
     def __call__(self, image, **options) -> np.ndarray:

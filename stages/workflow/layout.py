@@ -83,6 +83,8 @@ CHECKPOINT_MASKS = f"{EXPERIMENT}/{TEACHER}/checkpoint_masks.h5"
 SCORES_SHARD = f"{EXPERIMENT}/{TEACHER}/stability_scores.shards/shard_{{shard}}_of_{{shards}}"  # .tsv and .h5
 RELIABLE = f"{EXPERIMENT}/stpp_split/reliable_ids.txt"
 UNRELIABLE = f"{EXPERIMENT}/stpp_split/unreliable_ids.txt"
+PIXEL_PHASES = ("confident", "combined")  # stpp.selection pixel: student 1's masks, student 2's
+PIXEL_MASKS = f"{EXPERIMENT}/stpp_split/pixel_masks_{{phase}}.h5"
 
 METRICS = f"{MODEL_DIR}/metrics.json"
 PER_IMAGE = f"{MODEL_DIR}/per_image_confusion.npz"  # each image's confusion matrix (paired bootstrap)
@@ -128,6 +130,7 @@ OUTPUTS = {
     "score_shard": {"scores": f"{SCORES_SHARD}.tsv", "masks": f"{SCORES_SHARD}.h5"},
     "merge_score_shards": {"scores": SCORES, "masks": CHECKPOINT_MASKS},
     "split_reliable": {"reliable": RELIABLE, "unreliable": UNRELIABLE},
+    "select_pixels": {"masks": PIXEL_MASKS},
     "apply_review": {"kept": REVIEW_KEPT, "corrected": REVIEW_CORRECTED, "masks": REVIEW_CORRECTED_MASKS},
     "review_sheet": {"sheet": REVIEW_SHEET},
     "predict": {"folder": PREDICTIONS},
@@ -158,6 +161,7 @@ JOBS = {
     "score_shard": "{experiment}/teacher/score_stability/shard_{shard}_of_{shards}",
     "merge_score_shards": "{experiment}/teacher/score_stability/merge",
     "split_reliable": "{experiment}/stpp_split/split_reliable",
+    "select_pixels": "{experiment}/stpp_split/select_pixels_{phase}",
     "apply_review": "{experiment}/review/apply_review",
     "review_sheet": "{experiment}/review/review_sheet",
     "predict": "{experiment}/{model}/predict",

@@ -122,7 +122,7 @@ class Step:
 
 
 # Each wildcard's values, for matching a path to the rule that writes it.
-_WILDCARD_VALUES = {"model": L.MODELS, "subset": L.SUBSETS, "selection": L.SELECTIONS}
+_WILDCARD_VALUES = {"model": L.MODELS, "subset": L.SUBSETS, "selection": L.SELECTIONS, "phase": L.PIXEL_PHASES}
 
 
 def _pattern_regex(pattern: str, rule: str) -> re.Pattern:
@@ -252,10 +252,21 @@ class Plan:
 
     def split_reliable(self, experiment: str) -> Step:
         e = self.exp(experiment)
-        return Step(
-            {"scores": self.path(L.SCORES, experiment), "images": self.pseudo_list(experiment)},
-            {"ratio": e["stpp"]["reliable_ratio"], "selection": e["stpp"]["selection"], "seed": e["train"]["seed"]},
-        )
+        selection = e["stpp"]["selection"]
+        settings = {"selection": selection}
+        if selection != "pixel":  # pixel: every image in both lists
+            settings.update(
+                ratio=e["stpp"]["reliable_ratio"], seed=e["train"]["seed"] if selection == "random" else None
+            )
+        return Step({"scores": self.path(L.SCORES, experiment), "images": self.pseudo_list(experiment)}, settings)
+
+    def select_pixels(self, experiment: str, phase: str) -> Step:
+        """stpp.selection pixel: the teacher's confident pixels (student 1's masks), or those
+        with student 1's relabel of the rest (student 2's)."""
+        inputs = {"teacher": self.path(L.PSEUDO_MASKS, experiment, model=L.TEACHER, subset="unlabeled")}
+        if phase == "combined":
+            inputs["relabel"] = self.path(L.PSEUDO_MASKS, experiment, model="stpp_student1", subset="unreliable")
+        return Step(inputs, {"threshold": self.exp(experiment)["stpp"]["pixel_threshold"]})
 
     def apply_review(self, experiment: str) -> Step:
         settings = {**self.review_settings(experiment), **self.label_settings(experiment)}
@@ -316,7 +327,12 @@ class Plan:
             **self.pseudo_label_artifacts(experiment, "scores", "reliable", "unreliable", "relabeled"),
             **self.review_artifacts(experiment),
         }
-        return Step(inputs, {**self.data_settings(experiment), "class_names": self.class_names(experiment)})
+        settings = {
+            **self.data_settings(experiment),
+            "class_names": self.class_names(experiment),
+            "pixel_threshold": self.exp(experiment)["stpp"]["pixel_threshold"],
+        }
+        return Step(inputs, settings)
 
     def figure_scores(self, experiment: str) -> Step:
         return Step(
@@ -364,7 +380,13 @@ class Plan:
 
     def tta_settings(self, experiment: str) -> dict:
         label = self.exp(experiment)["label"]
-        return {"tta": True, "scales": label["scales"], "flip": label["flip"], "resize_logits": label["resize_logits"]}
+        return {
+            "tta": True,
+            "scales": label["scales"],
+            "flip": label["flip"],
+            "resize_logits": label["resize_logits"],
+            "tta_geometry": label["tta_geometry"],
+        }
 
     def review_settings(self, experiment: str) -> dict:
         """The review's two keys as the data check and stages.review both take them."""
@@ -877,6 +899,10 @@ class Plan:
             "stpp_student2": [reliable, (self.path(L.UNRELIABLE, experiment), masks["stpp_student1"])],
             "stpp_student3": [(unlabeled, masks["stpp_student2"])],
         }[student]
+        if self.exp(experiment)["stpp"]["selection"] == "pixel" and student in ("stpp_student1", "stpp_student2"):
+            # every image, with its confident pixels (student 1) or those and the relabeled rest
+            phase = "confident" if student == "stpp_student1" else "combined"
+            sources = [(self.path(L.RELIABLE, experiment), self.path(L.PIXEL_MASKS, experiment, phase=phase))]
         return sources + self.corrections_source(experiment)  # a corrected image: reliable, never relabeled
 
     def pseudo_label_artifacts(self, experiment: str, *stpp_keys: str) -> dict[str, str]:
