@@ -247,7 +247,9 @@ def run_table(args, table: str) -> None:
             subprocess.run(cmd, cwd=REPO, check=True, stdout=log, stderr=subprocess.STDOUT)
         for variant in variants:
             name = experiment_name(args, seed, variant)
-            record, confusion = make_record(name, config["experiments"][name], workdir, config["methods"])
+            e = yaml.safe_load(yaml.safe_dump(config["experiments"][name]))
+            e["data"]["root"] = str(workdir / e["data"]["root"])  # the demo's is the work directory's
+            record, confusion = make_record(name, e, workdir, config["methods"])
             record["ablation"] = {"dataset": args.dataset, "seed": seed, "variant": variant}
             write_record(Path(args.records), f"ablations_{name}", record, confusion)
         print(f"{table}, seed {seed}: records written", flush=True)
