@@ -82,13 +82,17 @@ def camvid(
 # ---------------------------------------------------------------------------------------------
 # running and measuring
 # ---------------------------------------------------------------------------------------------
-def measured(cmd: list[str], log: Path | None = None, cwd: Path | None = None) -> tuple[float, float]:
-    """Run ``cmd``; (wall seconds, peak resident MB of it and its children). Output to ``log``."""
+def measured(
+    cmd: list[str], log: Path | None = None, cwd: Path | None = None, env: dict | None = None
+) -> tuple[float, float]:
+    """Run ``cmd``; (wall seconds, peak resident MB of it and its children). Output to ``log``.
+    ``env``: variables to set (a value of None removes one) on top of this process's."""
     out = open(log, "w") if log else subprocess.DEVNULL
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}
-    )
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for key, value in (env or {}).items():
+        environment.pop(key, None) if value is None else environment.__setitem__(key, value)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=environment)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -607,7 +611,97 @@ def bf16_agreement(a, work: Path) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# contention: a job beside one busy process
+# ---------------------------------------------------------------------------------------------
+# The OpenMP settings a job starts with (None: unset). "before" is libgomp's own default, what
+# every stage ran with before issue 45; "stages' default" is what stages/__init__.py sets now.
+THREAD_SETTINGS = {
+    "before: libgomp default (spin 300000)": {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": "300000"},
+    "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None},
+    "GOMP_SPINCOUNT=10000": {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": "10000"},
+    "GOMP_SPINCOUNT=1000": {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": "1000"},
+    "after: the stages' default": {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": None},
+}
+
+
+def demo_plan(work: Path, epochs: int):
+    """(plan, experiment) of the shipped demo config on demo data generated under ``work``."""
+    root = work / "demo"
+    if not root.exists():
+        measured(stage("make_demo", "--out", root), work / "make_demo.log")
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    ((name, e),) = config["experiments"].items()
+    e["data"]["root"] = str(root)
+    e["train"]["epochs"] = epochs
+    config["device"] = "cpu"
+    return workflow_plan(config), name
+
+
+def contention_jobs(a, work: Path, threads: int) -> dict[str, tuple[list, Path]]:
+    """The demo's teacher training (3 epochs, no DataLoader worker) and TTA labeling of 48
+    unlabeled images, as the workflow runs them: {job: (command, where its speed is read)}."""
+    plan, name = demo_plan(work, 3)
+    teacher = plan.step("train_teacher", name)
+    out = work / "contention_train"
+    train = stage(
+        "train", "--labeled", teacher.inputs["labeled"], *shlex.split(teacher.args),
+        *shlex.split(plan.train_runtime_args(name, threads)), "--out-dir", out,
+    )  # fmt: skip
+    model = work / "contention_model.pt"
+    if not model.exists():
+        measured(train, work / "contention_model.log")
+        shutil.copy(out / "model.pt", model)
+    images = first_lines(Path(plan.split_list(name, "unlabeled")), 48, work / "contention_images.txt")
+    labeling = plan.step("label_shard", name, model="teacher", subset="unlabeled")
+    label = stage(
+        "label", "--model", model, "--list", images, *shlex.split(labeling.args),
+        *shlex.split(plan.runtime_args(threads, 8)), "--out", work / "contention_masks.h5",
+    )  # fmt: skip
+    return {"train": (train, out / "train_log.tsv"), "label": (label, work / "contention_label.log")}
+
+
+def job_speed(job: str, cmd: list, where: Path, env: dict) -> float:
+    """Images/s of one run: training's epochs after the first (train_log.tsv), labeling's own
+    progress line (model loading and start-up left out)."""
+    log = where if job == "label" else where.parent.with_suffix(".log")
+    if job == "train":
+        shutil.rmtree(where.parent, ignore_errors=True)  # a fresh run, not a resumed or finished one
+    measured(cmd, log, env=env)
+    if job == "train":
+        rows = [line.split("\t") for line in where.read_text().splitlines()]
+        col = rows[0].index("images_per_s")
+        return float(np.mean([float(r[col]) for r in rows[2:]]))
+    return float(re.findall(r"\(([\d.]+) images/s\)", log.read_text())[-1])
+
+
+def part_contention(a, work: Path) -> dict:
+    """Each job alone and beside one busy process (``python -c "while True: pass"``), under each
+    of THREAD_SETTINGS and with --threads 1: images/s, and beside / alone."""
+    jobs = contention_jobs(a, work, a.threads)
+    single = contention_jobs(a, work, 1)
+    out = {}
+    for setting, env in [
+        *THREAD_SETTINGS.items(),
+        ("--threads 1 (before)", THREAD_SETTINGS[next(iter(THREAD_SETTINGS))]),
+    ]:
+        for job in ("train", "label"):
+            cmd, where = (single if setting.startswith("--threads") else jobs)[job]
+            alone = job_speed(job, cmd, where, env)
+            busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            try:
+                beside = job_speed(job, cmd, where, env)
+            finally:
+                busy.kill()
+                busy.wait()
+            out[f"{job}, {setting}"] = {"alone": alone, "beside_busy": beside, "kept": beside / alone}
+            print(f"{job:5s} {setting:40s} alone {alone:7.2f} images/s, beside a busy process {beside:7.2f} "
+                  f"({beside / alone:.2f}x)", flush=True)  # fmt: skip
+    return out
+
+
 PARTS = {
+    "contention": part_contention,
     "ratios": part_ratios,
     "bf16": part_bf16,
     "switches": part_switches,

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import REPO
 from torch import nn
 
 from stages.seg import speed
@@ -137,3 +141,34 @@ def test_resize_logits_is_the_paper_tta_at_scale_one_and_close_elsewhere():
     fast = tta_probabilities(model, x, [0.5, 1.5], flip=True, resize_logits=True).argmax(1)
     assert fast.shape == paper.shape == (1, 48, 64)
     assert (fast == paper).float().mean() > 0.9
+
+
+@pytest.mark.parametrize(
+    "given,expected",
+    [
+        ({}, "GOMP_SPINCOUNT=10000 OMP_WAIT_POLICY=None"),  # the stages' default
+        ({"OMP_WAIT_POLICY": "PASSIVE"}, "GOMP_SPINCOUNT=None OMP_WAIT_POLICY=PASSIVE"),  # the user's: kept
+        ({"GOMP_SPINCOUNT": "5"}, "GOMP_SPINCOUNT=5 OMP_WAIT_POLICY=None"),
+    ],
+)
+def test_the_stages_set_how_openmp_threads_wait_unless_the_user_did(given, expected):
+    """Importing stages (as every `python -m stages.<name>` does, before torch) sets a short
+    OpenMP spin, so that a job beside another busy process does not collapse; a user's own
+    OMP_WAIT_POLICY or GOMP_SPINCOUNT wins."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = (
+        "import os, stages; print(' '.join(f'{k}={os.environ.get(k)}' for k in ('GOMP_SPINCOUNT', 'OMP_WAIT_POLICY')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env={**env, **given}, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
+
+
+def test_torch_threads_never_exceed_the_cores_the_process_may_use():
+    """A job asking for more threads than its CPU affinity allows (a SLURM allocation, taskset)
+    gets one per core it may use."""
+    code = (
+        "import os, torch; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from stages.seg.cli import set_num_threads; set_num_threads(4); print(torch.get_num_threads())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "1"

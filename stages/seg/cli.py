@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -196,12 +197,19 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity: a SLURM job's, a taskset's), not the
+    machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def set_num_threads(threads: int | None) -> None:
-    """Respect the job's ``threads:`` so parallel Snakemake jobs do not oversubscribe cores."""
+    """Respect the job's ``threads:`` so parallel Snakemake jobs do not oversubscribe cores; never
+    more threads than the cores the process may use (more only wait on each other)."""
     if threads:
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(max(1, min(threads, usable_cores())))
 
 
 def out_of_memory_advice(args: argparse.Namespace) -> str:
