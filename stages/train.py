@@ -518,6 +518,7 @@ class Job:
     device: torch.device
     files: TrainingFiles
     stop: StopRequests
+    cores: speed.SharedCores = field(default_factory=lambda: speed.SharedCores(1, enabled=False))
 
     def preempted(self, model: Model, progress: Progress) -> Preempted:
         """Save the state at ``progress`` (unless just saved) and say where a re-run continues."""
@@ -549,6 +550,7 @@ def train_one_epoch(
         loss = world.mean(
             train_step(model.module, optimizer, model.trained.scaler, images, masks, device, model.amp_dtype)
         )
+        job.cores.adapt()
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"training diverged: the loss is {loss} at epoch {epoch + 1} iteration {i + 1}; {files.kept()}. "
@@ -649,7 +651,7 @@ def _train(args: argparse.Namespace, world: distributed.World, device: torch.dev
     elif progress.epoch:
         log.info("resuming from %s after epoch %d/%d", files.resume_path, progress.epoch, data.schedule.epochs)
     with StopRequests() as stop:
-        job = Job(args, world, device, files, stop)
+        job = Job(args, world, device, files, stop, speed.shared_cores(device))
         for epoch in range(progress.epoch, data.schedule.epochs):
             skip = progress.iteration if epoch == progress.epoch else 0
             meter = EpochMeter.resumed(progress.running) if skip else EpochMeter()

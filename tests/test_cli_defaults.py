@@ -16,6 +16,7 @@ SPEED = {
     "channels_last": "speed.channels_last",
     "cudnn_benchmark": "speed.cudnn_benchmark",
     "prefetch_factor": "speed.prefetch_factor",
+    "adapt_threads": "speed.adapt_threads",
 }
 INFERENCE = {**SPEED, "fold_batch_norm": "speed.fold_batch_norm", "amp": "speed.inference_amp", "device": "device"}
 TTA = {

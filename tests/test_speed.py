@@ -172,3 +172,43 @@ def test_torch_threads_never_exceed_the_cores_the_process_may_use():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "1"
+
+
+def test_shared_cores_follow_what_other_processes_leave_free(tmp_path, monkeypatch):
+    """speed.adapt_threads: over the cores this process may use, the CPU time other processes
+    took since the last check (/proc/stat's busy ticks less this process's) sets the threads:
+    one core taken leaves one thread of two, none taken gives both back; never more than asked."""
+    ticks = {"busy": 0, "ours": 0}
+    clock = {"now": 100.0}
+    stat, self_stat = tmp_path / "stat", tmp_path / "self_stat"
+
+    def write():
+        per_cpu = ticks["busy"] // 2  # user nice system idle iowait irq softirq steal
+        stat.write_text("cpu  0 0 0 0 0 0 0 0\n" + "".join(f"cpu{c} {per_cpu} 0 0 999 5 0 0 0\n" for c in (0, 1)))
+        self_stat.write_text(f"1 (py) R {' '.join(['0'] * 10)} {ticks['ours']} 0 0\n")
+
+    write()
+    monkeypatch.setattr(speed.SharedCores, "STAT", str(stat))
+    monkeypatch.setattr(speed.SharedCores, "SELF_STAT", str(self_stat))
+    monkeypatch.setattr(speed.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(speed.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(speed.time, "sleep", lambda s: clock.__setitem__("now", clock["now"] + s))
+    hz = os.sysconf("SC_CLK_TCK")
+    previous = torch.get_num_threads()
+    try:
+        cores = speed.SharedCores(2, every=1.0, probe=0.5)  # idle start: both cores free
+        assert cores.threads == 2
+        assert cores.adapt() == 2  # within `every` of the last check: not measured again
+        clock["now"] += 2
+        ticks["busy"] += 2 * hz + 2 * hz  # 2 s: this process 1 core, another process 1 core
+        ticks["ours"] += 2 * hz
+        write()
+        assert cores.adapt() == 1 and torch.get_num_threads() == 1
+        clock["now"] += 2
+        ticks["busy"] += 2 * hz  # the other process ended: only this one
+        ticks["ours"] += 2 * hz
+        write()
+        assert cores.adapt() == 2 and torch.get_num_threads() == 2
+        assert not speed.SharedCores(1).enabled and not speed.SharedCores(2, enabled=False).enabled
+    finally:
+        torch.set_num_threads(previous)

@@ -113,6 +113,12 @@ def add_speed_args(p: argparse.ArgumentParser, training: bool) -> None:
         help="let cuDNN pick the fastest convolution algorithm per input shape (CUDA only)",
     )
     s.add_argument("--prefetch-factor", type=int, default=2, help="batches each DataLoader worker loads ahead")
+    s.add_argument(
+        "--adapt-threads",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="on a CPU, use as many torch threads as other processes leave cores free (checked every 2 s)",
+    )
     if training:
         s.add_argument(
             "--compile",
@@ -203,13 +209,18 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def set_num_threads(threads: int | None) -> None:
+def set_num_threads(threads: int | None, adapt: bool = False) -> None:
     """Respect the job's ``threads:`` so parallel Snakemake jobs do not oversubscribe cores; never
-    more threads than the cores the process may use (more only wait on each other)."""
+    more threads than the cores the process may use (more only wait on each other). ``adapt``:
+    the stage's loops follow the cores other processes leave free (``speed.SharedCores``)."""
     if threads:
         import torch
 
         torch.set_num_threads(max(1, min(threads, usable_cores())))
+    if adapt:
+        from . import speed
+
+        speed.adapt_threads = True
 
 
 def out_of_memory_advice(args: argparse.Namespace) -> str:
@@ -231,7 +242,7 @@ def run(main: Callable[[argparse.Namespace], None], p: argparse.ArgumentParser, 
     key and the fix (exit 1) rather than a traceback."""
     args = p.parse_args(argv)
     setup_logging(getattr(args, "verbose", False))
-    set_num_threads(getattr(args, "threads", None))
+    set_num_threads(getattr(args, "threads", None), getattr(args, "adapt_threads", False))
     try:
         main(args)
     except Preempted as err:  # not an error: the job saved its state and a re-run continues

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from . import speed
 from .cli import DEFAULT_TTA_SCALES, TTA_GEOMETRIES
 from .metrics import confusion_matrix
 from .models import ALIGN_CORNERS
@@ -168,9 +169,11 @@ def batches_by_size(
         num_workers=num_workers,
         prefetch_factor=prefetch_factor if num_workers else None,
     )
+    cores = speed.shared_cores(device)  # threads that follow the cores other processes leave
     total, done, start = len(dataset), 0, time.time()
     every = max(1, total // 10)
     for group in _same_size_groups(loader, batch_size):
+        cores.adapt()
         ids = [item[0] for item in group]
         images = torch.stack([item[1] for item in group])
         images = images.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else images.to(device)

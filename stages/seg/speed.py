@@ -19,11 +19,15 @@ None changes the method. Each was measured with ``benchmarks/performance.py`` (R
   scale is a new shape to compile for).
 - pinned memory and non-blocking copies on CUDA, and DataLoader ``workers`` with
   ``prefetch_factor`` batches each, are the data side.
+- **adapt_threads** (:class:`SharedCores`): on a CPU, a job's torch threads follow the cores
+  that other processes leave it, checked every few seconds.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
 
 import torch
 from torch import nn
@@ -132,3 +136,89 @@ def for_inference(model: nn.Module, device: torch.device, args) -> nn.Module:
     if channels_last_wanted(args.channels_last, device, "", training=False):
         model.use_channels_last()
     return model
+
+
+class SharedCores:
+    """Torch's intra-op threads matched to the cores that other processes leave this job.
+
+    OpenMP threads wait for each other at the end of every parallel region, spinning first: a
+    2-thread job whose second core another busy process takes waits at each region for a
+    thread that is not running, and ran 3-5x slower beside one busy process on 2 cores
+    (docs/performance.md, "Sharing the CPU"); with one thread it keeps its one core's speed.
+    At the start (``probe`` seconds idle) and then every ``every`` seconds :meth:`adapt`
+    measures, over the cores this process may use (its affinity), the CPU time that other
+    processes took since the last check (/proc/stat's busy time of those cores less this
+    process's own), and sets the threads to the cores left free, rounded, at most ``requested``
+    and at least 1. Alone, nothing changes. A change is logged;
+    the thread count changes the order of float sums, so set ``speed.adapt_threads: false`` for
+    runs that must repeat bit for bit on a shared machine. Linux only (elsewhere: never adapts).
+    """
+
+    # where the CPU times are read (a test points them at files of its own)
+    STAT, SELF_STAT = "/proc/stat", "/proc/self/stat"
+
+    def __init__(self, requested: int, every: float = 1.0, enabled: bool = True, probe: float = 0.2):
+        self.requested, self.every = max(1, requested), every
+        self.cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        self.enabled = enabled and self.requested > 1 and os.path.exists(self.STAT) and bool(self.cpus)
+        self.threads = self.requested
+        self._last = self._sample() if self.enabled else None
+        if self.enabled and probe:
+            # a first look while this process is idle, so that the first batches do not run on
+            # a core another process holds: ``probe`` seconds once per loop
+            time.sleep(probe)
+            self.adapt(now=True)
+
+    def _sample(self) -> tuple[float, int, int]:
+        """(time, busy ticks of our cores, this process's ticks)."""
+        wanted, busy = {f"cpu{c}" for c in self.cpus}, 0
+        with open(self.STAT) as f:
+            for line in f:
+                fields = line.split()
+                if fields and fields[0] in wanted:  # user nice system idle iowait irq softirq steal
+                    ticks = [int(v) for v in fields[1:9]]
+                    busy += sum(ticks) - ticks[3] - ticks[4]
+        with open(self.SELF_STAT) as f:
+            ours = f.read().rsplit(")", 1)[1].split()
+        return time.monotonic(), busy, int(ours[11]) + int(ours[12])  # utime, stime
+
+    def others(self, now: bool = False) -> float | None:
+        """Cores other processes kept busy since the last check; None before ``every`` passed
+        (unless ``now``)."""
+        if not self.enabled or (not now and time.monotonic() - self._last[0] < self.every):
+            return None
+        sample = self._sample()
+        (t0, busy0, ours0), (t1, busy1, ours1) = self._last, sample
+        self._last = sample
+        hz = os.sysconf("SC_CLK_TCK")
+        return max(0.0, ((busy1 - busy0) - (ours1 - ours0)) / hz / (t1 - t0))
+
+    def adapt(self, now: bool = False) -> int:
+        """Check (at most every ``every`` seconds, or ``now``) and set torch's threads; returns them."""
+        others = self.others(now)
+        if others is None:
+            return self.threads
+        threads = max(1, min(self.requested, int(len(self.cpus) - others + 0.5)))
+        if threads != self.threads:
+            log.info(
+                "%.1f of the %d cores busy with other processes: %d torch threads instead of %d",
+                others,
+                len(self.cpus),
+                threads,
+                self.threads,
+            )
+            torch.set_num_threads(threads)
+            self.threads = threads
+        return threads
+
+
+# Whether the stages' loops adapt their threads (:class:`SharedCores`): set from a stage's
+# --adapt-threads (config speed.adapt_threads) by cli.run; off where the library is used from
+# other code, which owns its threads.
+adapt_threads = False
+
+
+def shared_cores(device: torch.device | str) -> SharedCores:
+    """The thread policy of one loop on ``device``: adapting on a CPU where the stage asks for it."""
+    on_cpu = torch.device(device).type == "cpu"
+    return SharedCores(torch.get_num_threads(), enabled=adapt_threads and on_cpu)

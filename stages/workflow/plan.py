@@ -830,7 +830,10 @@ class Plan:
         s = self.config["speed"]
         channels_last = {True: "on", False: "off"}.get(s["channels_last"], s["channels_last"])  # YAML true / false
         switches = dict(
-            channels_last=channels_last, cudnn_benchmark=s["cudnn_benchmark"], prefetch_factor=s["prefetch_factor"]
+            channels_last=channels_last,
+            cudnn_benchmark=s["cudnn_benchmark"],
+            prefetch_factor=s["prefetch_factor"],
+            adapt_threads=s["adapt_threads"],
         )
         if training:
             switches.update(compile=s["compile"])
