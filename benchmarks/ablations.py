@@ -60,6 +60,7 @@ VARIANTS: dict[str, tuple[dict, tuple[str, ...]]] = {
     "r75": ({"stpp.reliable_ratio": 0.75}, ("ST++ final",)),
     "pixel": ({"stpp.selection": "pixel"}, ("ST++ student 1", "ST++ final")),
     "rounds3": ({"stpp.rounds": 3}, ("ST++ final",)),
+    "tta_reference": ({"label.tta_geometry": "reference"}, ("ST", "ST++ final")),
 }
 
 
@@ -153,7 +154,17 @@ TABLES = {
         "no 1/8 figure: 92 labeled 65.2 -> 68.3, 366 labeled 74.6 -> 75.2 (Table 3's original set)",
     ),
 }
-ORDER = ("table5", "table8", "figure2", "table6", "table7", "figure5")
+TABLES["tta_geometry"] = Table(
+    "TTA geometry: the reference code's (truncated sizes, align_corners=True) against this workflow's",
+    (
+        Row("ST, rounded (default)", "base", "ST"),
+        Row("ST, reference geometry", "tta_reference", "ST", None, "ST, rounded (default)"),
+        Row("ST++ final, rounded (default)", "base", "ST++ final"),
+        Row("ST++ final, reference geometry", "tta_reference", "ST++ final", None, "ST++ final, rounded (default)"),
+    ),
+    "not in the paper: what decides label.tta_geometry's default (issue 44)",
+)
+ORDER = ("table5", "table8", "figure2", "table6", "table7", "figure5", "tta_geometry")
 
 
 def parse_args(argv=None):
@@ -312,7 +323,9 @@ def table_lines(args, key: str, list_name: str) -> list[str]:
             paper_diff = None if row.paper is None or other.paper is None else row.paper - other.paper
             expect = row.expect if paper_diff is None else (1 if paper_diff > 0 else -1 if paper_diff < 0 else None)
             shown = "-" if math.isnan(diff) else f"{diff:+.1f} [{low:+.1f}, {high:+.1f}]"
-            paper_cell = f"{paper_diff:+.1f}" if paper_diff is not None else {1: "higher", -1: "lower"}[row.expect]
+            paper_cell = (
+                f"{paper_diff:+.1f}" if paper_diff is not None else {1: "higher", -1: "lower"}.get(row.expect, "-")
+            )
             cells += [other.label, shown, paper_cell, verdict(low, high, expect)]
         else:
             cells += ["", "", "", ""]

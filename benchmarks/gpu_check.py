@@ -16,8 +16,9 @@ the next one runs):
 4. ``ddp``: with two or more GPUs, a few iterations of 2-process DistributedDataParallel with
    SyncBatchNorm over NCCL, whose losses must match one process at the same global batch.
 5. ``demo``: the demo workflow end to end with ``device: cuda`` (``snakemake --cores 8``), its
-   summary beside the CPU demo's (``benchmarks/records/demo_cpu_summary.tsv``, 2 cores of an
-   AMD EPYC); GPU kernels are not bit-reproducible, so the two differ by a little.
+   summary beside the CPU demo's (``benchmarks/records/demo_cpu_summary.tsv``: the default demo,
+   seed 0, 2 cores of an AMD EPYC Zen 4, 2026-12-07, commit b0b5f7b); GPU kernels are not
+   bit-reproducible, so the two differ by a little.
 
 Writes ``--out`` (JSON) and, beside it, a markdown table, and says what it could not run (no
 CUDA: every part, cleanly, with exit status 0). At most about 8 minutes on one H100
