@@ -143,26 +143,6 @@ def test_resize_logits_is_the_paper_tta_at_scale_one_and_close_elsewhere():
     assert (fast == paper).float().mean() > 0.9
 
 
-@pytest.mark.parametrize(
-    "given,expected",
-    [
-        ({}, "GOMP_SPINCOUNT=10000 OMP_WAIT_POLICY=None"),  # the stages' default
-        ({"OMP_WAIT_POLICY": "PASSIVE"}, "GOMP_SPINCOUNT=None OMP_WAIT_POLICY=PASSIVE"),  # the user's: kept
-        ({"GOMP_SPINCOUNT": "5"}, "GOMP_SPINCOUNT=5 OMP_WAIT_POLICY=None"),
-    ],
-)
-def test_the_stages_set_how_openmp_threads_wait_unless_the_user_did(given, expected):
-    """Importing stages (as every `python -m stages.<name>` does, before torch) sets a short
-    OpenMP spin, so that a job beside another busy process does not collapse; a user's own
-    OMP_WAIT_POLICY or GOMP_SPINCOUNT wins."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    code = (
-        "import os, stages; print(' '.join(f'{k}={os.environ.get(k)}' for k in ('GOMP_SPINCOUNT', 'OMP_WAIT_POLICY')))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], env={**env, **given}, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == expected
-
-
 def test_torch_threads_never_exceed_the_cores_the_process_may_use():
     """A job asking for more threads than its CPU affinity allows (a SLURM allocation, taskset)
     gets one per core it may use."""
