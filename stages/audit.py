@@ -148,6 +148,7 @@ def per_image(args, samples, scores: dict, reliable: set, unreliable: set, revie
     stpp = bool(args.reliable and args.unreliable)
     cms = {key: np.zeros((c, c), np.int64) for key in (*SETS, *PIXEL_SETS)}
     corrected_masks = MaskStore(args.corrected_masks) if review.get("corrected") else None
+    pixel_sets = teacher.has_confidence  # looked up once, not per image
     status = {i: what for what in ("excluded", "corrected") for i in review.get(what, ())}
     labels = cli.mask_labels(args)  # how the true masks' values read, made once
     rows = []
@@ -178,7 +179,7 @@ def per_image(args, samples, scores: dict, reliable: set, unreliable: set, revie
                     cm1 = confusion_matrix(relabeled[s.id], truth, c).numpy()
                     cms["student1_unreliable"] += cm1
                     row["student1_miou"] = f"{mean_iou(cm1):.6f}"
-            if teacher.has_confidence:
+            if pixel_sets:
                 add_pixel_sets(cms, teacher, relabeled, s.id, truth, args.pixel_threshold, c)
         rows.append(row)
         if n % max(1, len(samples) // 10) == 0 or n == len(samples):

@@ -12,6 +12,8 @@ import os
 import pytest
 from leftovers import end_processes_under
 
+from stages.seg.cli import usable_cores
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
@@ -36,8 +38,7 @@ def pytest_xdist_auto_num_workers(config):
     """One worker more than cores for ``-n auto``: the SLURM test spends most of its minutes
     waiting on the scheduler's status checks and the workflow tests on Snakemake, so with one
     worker per core a third of the machine sat idle (2 cores: 12.2 minutes, 62 % busy)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return cores + 1
+    return usable_cores() + 1
 
 
 def pytest_collection_modifyitems(items):

@@ -117,7 +117,7 @@ def add_speed_args(p: argparse.ArgumentParser, training: bool) -> None:
         "--adapt-threads",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="on a CPU, use as many torch threads as other processes leave cores free (checked every 2 s)",
+        help="on a CPU, use as many torch threads as other processes leave cores free (checked every second)",
     )
     if training:
         s.add_argument(
